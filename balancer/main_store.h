@@ -1,0 +1,88 @@
+// The shared directory on the main server: the authority for key -> node.
+//
+// Layout on the main server: the entries live in kBuckets hashes "hr:dir:<n>", n =
+// stable_hash(dir_key) % kBuckets, field = directory key, value = node name. Small
+// hashes stay listpack-encoded in Redis, which keeps the main server's cost per entry
+// low. Every change is published on kEventsChannel so other proxies' caches follow:
+//   "P<node>\n<key>"  placed     "D<node>\n<key>"  removed     "F"  flushed
+//
+// Placement is one Lua script (atomic on the main server): set-if-absent, publish,
+// and return whichever node now holds the entry, so two proxies placing the same
+// new key at once agree on one node.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "balancer/control_conn.h"
+#include "balancer/directory.h"
+#include "balancer/node_registry.h"
+
+namespace headroom::balancer {
+
+inline constexpr uint32_t kBuckets = 16384;
+inline constexpr std::string_view kEventsChannel = "headroom:dir:events";
+
+// Result of a placement: a node index, or an error.
+struct PlaceResult {
+  int node = -1;         // >= 0: the node that holds the entry
+  std::string error;     // set when node < 0 (without the leading '-')
+};
+
+class MainStore {
+ public:
+  using PlaceFn = std::function<void(const PlaceResult&)>;
+
+  MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir);
+  ~MainStore();
+
+  // Connects, subscribes to changes, then loads every entry into the Directory.
+  // `on_loaded` is called once, after the first full load.
+  void start(std::function<void()> on_loaded);
+  void stop();
+
+  bool up() const { return cmd_->up() && sub_->up(); }
+  bool loaded() const { return loaded_; }
+  const conf::BackendConfig& config() const { return config_; }
+
+  // Records dir_key -> `node` unless an entry exists; `fn` gets the node that holds
+  // the entry afterwards (always later, never from inside this call). Concurrent
+  // placements of one key share one round trip. Returns false, and will not call
+  // `fn`, when the main server is unreachable.
+  bool place(std::string_view dir_key, NodeIndex node, PlaceFn fn);
+
+  // Removes the entry if it still names `node` (keys deleted through the proxy).
+  void remove(std::string_view dir_key, NodeIndex node);
+
+  // Removes every entry (FLUSHALL). `fn` gets an empty error on success.
+  void flush(std::function<void(std::string_view error)> fn);
+
+  static std::string bucket_name(std::string_view dir_key);
+
+ private:
+  void on_main_up();
+  void on_event(redisReply* r);
+  void load_next();
+
+  uv_loop_t* loop_;
+  conf::BackendConfig config_;
+  NodeRegistry& nodes_;
+  Directory& dir_;
+  std::unique_ptr<ControlConn> cmd_;  // scripts and loads
+  std::unique_ptr<ControlConn> sub_;  // SUBSCRIBE only
+  std::function<void()> on_loaded_;
+  bool loaded_ = false;
+  bool subscribed_ = false;
+  uint64_t load_generation_ = 0;
+  uint32_t load_next_bucket_ = 0;
+  uint32_t load_in_flight_ = 0;
+  std::unordered_map<std::string, std::vector<PlaceFn>> pending_;
+};
+
+}  // namespace headroom::balancer

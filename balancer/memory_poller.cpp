@@ -1,0 +1,83 @@
+#include "balancer/memory_poller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace headroom::balancer {
+
+namespace {
+uint64_t field_u64(std::string_view info, std::string_view key) {
+  size_t pos = 0;
+  while ((pos = info.find(key, pos)) != std::string_view::npos) {
+    if (pos == 0 || info[pos - 1] == '\n') {
+      uint64_t v = 0;
+      const char* b = info.data() + pos + key.size();
+      std::from_chars(b, info.data() + info.size(), v);
+      return v;
+    }
+    pos += key.size();
+  }
+  return 0;
+}
+}  // namespace
+
+void apply_info(NodeState& node, std::string_view info) {
+  node.used_memory = field_u64(info, "used_memory:");
+  node.maxmemory = field_u64(info, "maxmemory:");
+  node.keys = field_u64(info, "db0:keys=");
+  node.polled = true;
+}
+
+MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms)
+    : loop_(loop), nodes_(nodes), interval_ms_(interval_ms) {
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+}
+
+MemoryPoller::~MemoryPoller() {
+  stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
+void MemoryPoller::start() {
+  in_flight_.assign(nodes_.size(), false);
+  for (auto& n : nodes_.all()) {
+    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password);
+    NodeIndex i = n.index;
+    conn->start([this, i](bool up) {
+      nodes_[i].reachable = up;
+      in_flight_[i] = false;
+      if (up) poll(i);  // fresh figures before the node takes new keys
+    });
+    conns_.push_back(std::move(conn));
+  }
+  uv_timer_start(timer_, &MemoryPoller::on_tick, interval_ms_, interval_ms_);
+}
+
+void MemoryPoller::stop() {
+  uv_timer_stop(timer_);
+  for (auto& c : conns_) c->stop();
+}
+
+void MemoryPoller::on_tick(uv_timer_t* t) {
+  auto* self = static_cast<MemoryPoller*>(t->data);
+  for (NodeIndex i = 0; i < self->nodes_.size(); ++i) self->poll(i);
+}
+
+void MemoryPoller::poll(NodeIndex i) {
+  if (in_flight_[i] || !conns_[i]->up()) return;
+  uint64_t written_at_send = nodes_[i].written_total;
+  bool sent = conns_[i]->command({"INFO", "memory", "keyspace"}, [this, i, written_at_send](redisReply* r) {
+    in_flight_[i] = false;
+    if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
+    NodeState& n = nodes_[i];
+    apply_info(n, std::string_view(r->str, r->len));
+    n.written_since_poll = n.written_total - written_at_send;
+  });
+  in_flight_[i] = sent;
+}
+
+}  // namespace headroom::balancer

@@ -1,0 +1,27 @@
+#include "balancer/node_registry.h"
+
+namespace headroom::balancer {
+
+NodeRegistry::NodeRegistry(const std::vector<conf::BackendConfig>& nodes) {
+  nodes_.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    NodeState n;
+    n.index = static_cast<NodeIndex>(i);
+    n.config = nodes[i];
+    nodes_.push_back(std::move(n));
+  }
+}
+
+std::optional<NodeIndex> NodeRegistry::find(std::string_view name) const {
+  for (const auto& n : nodes_)
+    if (n.config.name == name) return n.index;
+  return std::nullopt;
+}
+
+uint64_t NodeRegistry::fallback_capacity() const {
+  uint64_t best = 0;
+  for (const auto& n : nodes_) best = std::max(best, n.capacity(0));
+  return best != 0 ? best : (1ull << 30);
+}
+
+}  // namespace headroom::balancer

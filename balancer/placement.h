@@ -1,0 +1,21 @@
+// The placement policy: a new key goes to the reachable data node with the most free
+// memory relative to its size, i.e. the lowest projected fill
+//     (used_memory + bytes written since that figure was read) / capacity.
+// With equal sizes this is the node with the most free bytes; with different sizes
+// nodes fill in proportion. Counting the bytes written since the last poll keeps a
+// burst of new keys from all landing on one node between polls.
+#pragma once
+
+#include <optional>
+
+#include "balancer/node_registry.h"
+
+namespace headroom::balancer {
+
+// Picks the node for a new key; nullopt when no node is reachable.
+std::optional<NodeIndex> choose_node(const NodeRegistry& nodes);
+
+// Projected fill of one node, as choose_node sees it (for INFO and tests).
+double projected_fill(const NodeState& node, uint64_t fallback_capacity);
+
+}  // namespace headroom::balancer

@@ -1,0 +1,64 @@
+// headroom's configuration: the YAML schema as a struct, loaded and validated by
+// conf/config.cpp. Loading throws ConfigError (exceptions stay inside conf/ and
+// startup); the message names the bad field, e.g. "nodes[2].address: expected host:port".
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace headroom::conf {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Endpoint {
+  std::string host;  // an IP address literal (no DNS on the loop); "localhost" is accepted as 127.0.0.1
+  uint16_t port = 0;
+};
+
+struct BackendConfig {
+  std::string name;        // unique, [A-Za-z0-9_-]+, used in errors, INFO and the directory
+  Endpoint address;
+  uint64_t capacity = 0;   // bytes; used when the node's maxmemory is 0. Accepts "512mb", "2gb", ...
+  std::string password;    // optional: AUTH sent on connect
+};
+
+struct Config {
+  Endpoint listen{"127.0.0.1", 6380};
+  BackendConfig main;                  // the main server: directory and coordination state
+  std::vector<BackendConfig> nodes;    // data nodes (at least one; names unique)
+
+  uint32_t poll_interval_ms = 250;     // INFO memory polling period
+  uint32_t backend_connections = 1;    // pipelined connections per data node
+
+  // timeouts (0 = none)
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t request_timeout_ms = 5000;
+  uint32_t client_idle_timeout_s = 0;
+
+  // limits
+  uint32_t max_clients = 10000;
+  uint64_t max_request_bytes = 512ull << 20;   // one request, all of it (Redis: client-query-buffer-limit 1gb)
+  uint64_t max_bulk_bytes = 512ull << 20;      // one argument (Redis: proto-max-bulk-len)
+  uint32_t max_args = 1024 * 1024;             // arguments in one request
+  uint32_t max_pipeline = 100000;              // requests in flight per client before reading pauses
+  uint64_t max_client_output_bytes = 256ull << 20;  // unsent replies per client before it is closed
+
+  std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
+  std::string log_file;                // empty: stderr
+};
+
+// Parses and validates YAML text. Throws ConfigError naming the bad field.
+Config parse_config(const std::string& yaml_text);
+
+// Reads and parses a file. Throws ConfigError (also for an unreadable file).
+Config load_config(const std::string& path);
+
+// Parses "512mb", "2gb", "1000" (bytes), case-insensitively, as redis.conf does.
+// Throws ConfigError mentioning `field` on a bad value.
+uint64_t parse_size(const std::string& text, const std::string& field);
+
+}  // namespace headroom::conf

@@ -1,0 +1,203 @@
+#include "proxy/backend_conn.h"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/request.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+
+namespace headroom::proxy {
+
+namespace {
+constexpr uint32_t kMaxBackoffMs = 2000;
+constexpr size_t kReadChunk = 64 * 1024;
+}  // namespace
+
+BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config)
+    : server_(server), node_(node), config_(config) {
+  retry_timer_ = new uv_timer_t;
+  uv_timer_init(server_.loop(), retry_timer_);
+  retry_timer_->data = this;
+}
+
+BackendConn::~BackendConn() {
+  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  if (tcp_ != nullptr) {
+    tcp_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  }
+}
+
+void BackendConn::start() { connect(); }
+
+std::string BackendConn::unavailable_error() const {
+  return "ERR node " + config_.name + " (" + config_.address.host + ":" + std::to_string(config_.address.port) +
+         ") is unavailable";
+}
+
+void BackendConn::connect() {
+  sockaddr_storage addr{};
+  int rc = config_.address.host.find(':') != std::string::npos
+               ? uv_ip6_addr(config_.address.host.c_str(), config_.address.port, reinterpret_cast<sockaddr_in6*>(&addr))
+               : uv_ip4_addr(config_.address.host.c_str(), config_.address.port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) {
+    spdlog::error("node {}: bad address {}", config_.name, config_.address.host);
+    return;
+  }
+  tcp_ = new uv_tcp_t;
+  uv_tcp_init(server_.loop(), tcp_);
+  tcp_->data = this;
+  uv_tcp_nodelay(tcp_, 1);
+  connect_req_.data = this;
+  state_ = State::kConnecting;
+  rc = uv_tcp_connect(&connect_req_, tcp_, reinterpret_cast<const sockaddr*>(&addr), [](uv_connect_t* req, int status) {
+    auto* self = static_cast<BackendConn*>(req->data);
+    if (self != nullptr) self->on_connected(status);
+  });
+  if (rc != 0) {
+    spdlog::warn("node {}: connect failed: {}", config_.name, uv_strerror(rc));
+    fail("connect failed");
+  }
+}
+
+void BackendConn::on_connected(int status) {
+  if (state_ != State::kConnecting) return;
+  if (status != 0) {
+    spdlog::warn("node {}: connect to {}:{} failed: {}", config_.name, config_.address.host, config_.address.port,
+                 uv_strerror(status));
+    fail("connect failed");
+    return;
+  }
+  state_ = State::kConnected;
+  backoff_ms_ = 50;
+  spdlog::info("node {}: connected to {}:{}", config_.name, config_.address.host, config_.address.port);
+  if (!config_.password.empty()) {
+    // Sent ahead of anything else; its reply is swallowed (see on_read).
+    resp::Buffer auth;
+    std::string_view argv[] = {"AUTH", config_.password};
+    resp::add_command(auth, argv);
+    auth.append(out_.view());
+    out_.swap(auth);
+    ++auth_replies_;
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(tcp_),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<BackendConn*>(h->data);
+        buf->base = self->in_.writable(kReadChunk);
+        buf->len = self->in_.writable_size();
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+        auto* self = static_cast<BackendConn*>(s->data);
+        if (self != nullptr) self->on_read(n, buf);
+      });
+  server_.mark_dirty(this);
+}
+
+void BackendConn::sent(Request* req, uint32_t fragment) {
+  inflight_.push_back({req, fragment});
+  server_.mark_dirty(this);
+}
+
+void BackendConn::flush() {
+  if (state_ != State::kConnected || writing_ || out_.empty()) return;
+  writing_buf_.swap(out_);
+  out_.clear();
+  uv_buf_t b = uv_buf_init(writing_buf_.data(), static_cast<unsigned>(writing_buf_.size()));
+  write_req_.data = this;
+  writing_ = true;
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1, [](uv_write_t* req, int status) {
+    auto* self = static_cast<BackendConn*>(req->data);
+    if (self != nullptr) self->on_written(status);
+  });
+  if (rc != 0) {
+    writing_ = false;
+    fail(uv_strerror(rc));
+  }
+}
+
+void BackendConn::on_written(int status) {
+  writing_ = false;
+  writing_buf_.clear();
+  writing_buf_.shrink_if_idle(1 << 20);
+  if (status != 0) {
+    if (status != UV_ECANCELED) fail(uv_strerror(status));
+    return;
+  }
+  if (!out_.empty()) server_.mark_dirty(this);
+}
+
+void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
+  if (n < 0) {
+    fail(n == UV_EOF ? "connection closed by node" : uv_strerror(static_cast<int>(n)));
+    return;
+  }
+  if (n == 0) return;
+  framer_.feed(in_.data() + in_.size(), static_cast<size_t>(n));
+  in_.commit(static_cast<size_t>(n));
+  for (;;) {
+    int64_t len = framer_.next();
+    if (len == 0) break;
+    if (len < 0) {
+      spdlog::error("node {}: protocol error in reply: {}", config_.name, framer_.error());
+      fail("protocol error in reply");
+      return;
+    }
+    std::string_view reply(in_.data(), static_cast<size_t>(len));
+    if (auth_replies_ > 0) {
+      --auth_replies_;
+      if (reply[0] == '-') spdlog::error("node {}: AUTH refused: {}", config_.name, reply.substr(1, reply.size() - 3));
+    } else if (inflight_.empty()) {
+      spdlog::error("node {}: reply with no request waiting for it", config_.name);
+      fail("unexpected reply");
+      return;
+    } else {
+      Pending p = inflight_.front();
+      inflight_.pop_front();
+      server_.on_fragment_reply(p.req, p.fragment, reply);
+    }
+    in_.consume(static_cast<size_t>(len));
+  }
+  in_.shrink_if_idle(1 << 20);
+}
+
+void BackendConn::fail(const char* why) {
+  bool was_connected = state_ == State::kConnected;
+  if (was_connected) spdlog::warn("node {}: {}", config_.name, why);
+  state_ = State::kIdle;
+  if (tcp_ != nullptr) {
+    tcp_->data = nullptr;
+    connect_req_.data = nullptr;
+    write_req_.data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    tcp_ = nullptr;
+  }
+  writing_ = false;
+  writing_buf_ = resp::Buffer();
+  out_.clear();
+  in_.clear();
+  framer_.reset();
+  auth_replies_ = 0;
+  std::deque<Pending> failed;
+  failed.swap(inflight_);
+  resp::Buffer err;
+  resp::add_error(err, unavailable_error());
+  for (auto& p : failed) server_.on_fragment_reply(p.req, p.fragment, err.view());
+  schedule_reconnect();
+}
+
+void BackendConn::schedule_reconnect() {
+  if (server_.stopping()) return;
+  uv_timer_start(
+      retry_timer_, [](uv_timer_t* t) { static_cast<BackendConn*>(t->data)->connect(); }, backoff_ms_, 0);
+  backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
+}
+
+void BackendConn::shutdown() {
+  uv_timer_stop(retry_timer_);
+  if (state_ == State::kConnected || state_ == State::kConnecting) fail("shutting down");
+  uv_timer_stop(retry_timer_);
+}
+
+}  // namespace headroom::proxy

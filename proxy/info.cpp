@@ -1,0 +1,115 @@
+// INFO: headroom's own sections, plus the keyspace summed across nodes and a nodes
+// section with each node's figures (as the memory poller last read them).
+#include <unistd.h>
+#include <uv.h>
+
+#include <cctype>
+#include <string>
+
+#include "balancer/placement.h"
+#include "proxy/local_commands.h"
+#include "proxy/server.h"
+
+namespace headroom::proxy {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+void line(std::string& out, std::string_view key, const std::string& value) {
+  out.append(key);
+  out.push_back(':');
+  out.append(value);
+  out.append("\r\n");
+}
+void line(std::string& out, std::string_view key, uint64_t value) { line(out, key, std::to_string(value)); }
+
+}  // namespace
+
+std::string build_info(Server& server, std::string_view section_arg) {
+  std::string section = lower(section_arg);
+  bool all = section.empty() || section == "default" || section == "all" || section == "everything";
+  auto want = [&](std::string_view s) { return all || section == s; };
+  std::string out;
+  uint64_t now_ms = uv_now(server.loop());
+  const auto& cfg = server.config();
+  auto& stats = server.stats();
+
+  if (want("server")) {
+    out += "# Server\r\n";
+    line(out, "headroom_version", std::string(HEADROOM_VERSION));
+    line(out, "redis_version", std::string("7.0.0"));
+    line(out, "redis_mode", std::string("standalone"));
+    line(out, "process_id", static_cast<uint64_t>(getpid()));
+    line(out, "tcp_port", cfg.listen.port);
+    line(out, "uptime_in_seconds", (now_ms - server.start_time_ms()) / 1000);
+    line(out, "config_file", server.config_path());
+    out += "\r\n";
+  }
+  if (want("clients")) {
+    out += "# Clients\r\n";
+    line(out, "connected_clients", server.client_count());
+    line(out, "maxclients", cfg.max_clients);
+    out += "\r\n";
+  }
+  if (want("memory")) {
+    size_t rss = 0;
+    uv_resident_set_memory(&rss);
+    out += "# Memory\r\n";
+    line(out, "used_memory_rss", rss);
+    line(out, "directory_entries", server.directory().size());
+    line(out, "directory_memory_estimate", server.directory().memory_estimate());
+    out += "\r\n";
+  }
+  if (want("stats")) {
+    out += "# Stats\r\n";
+    line(out, "total_connections_received", stats.connections_received);
+    line(out, "rejected_connections", stats.rejected_connections);
+    line(out, "total_commands_processed", stats.commands_processed);
+    line(out, "total_commands_forwarded", stats.commands_forwarded);
+    line(out, "total_fragments_sent", stats.fragments_sent);
+    line(out, "total_local_replies", stats.local_replies);
+    line(out, "total_error_replies", stats.error_replies);
+    line(out, "total_crossnode_errors", stats.crossnode_errors);
+    line(out, "total_placements", stats.placements);
+    line(out, "total_placement_errors", stats.placement_errors);
+    line(out, "total_protocol_errors", stats.protocol_errors);
+    line(out, "total_net_input_bytes", stats.net_input_bytes);
+    line(out, "total_net_output_bytes", stats.net_output_bytes);
+    out += "\r\n";
+  }
+  auto& nodes = server.nodes();
+  if (want("keyspace")) {
+    uint64_t keys = 0;
+    for (const auto& n : nodes.all()) keys += n.keys;
+    out += "# Keyspace\r\n";
+    if (keys > 0) out += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+    out += "\r\n";
+  }
+  if (want("nodes")) {
+    out += "# Nodes\r\n";
+    const auto& main = server.main_store().config();
+    line(out, "main", "name=" + main.name + ",address=" + main.address.host + ":" + std::to_string(main.address.port) +
+                          ",status=" + (server.main_store().up() ? "up" : "down"));
+    uint64_t fallback = nodes.fallback_capacity();
+    for (const auto& n : nodes.all()) {
+      char fill[32];
+      std::snprintf(fill, sizeof fill, "%.4f", balancer::projected_fill(n, fallback));
+      line(out, n.name(),
+           "address=" + n.config.address.host + ":" + std::to_string(n.config.address.port) +
+               ",status=" + (server.node_available(n.index) && n.reachable ? "up" : "down") +
+               ",used_memory=" + std::to_string(n.used_memory) + ",maxmemory=" + std::to_string(n.maxmemory) +
+               ",capacity=" + std::to_string(n.capacity(fallback)) + ",keys=" + std::to_string(n.keys) +
+               ",fill=" + fill);
+    }
+    out += "\r\n";
+  }
+  if (out.size() >= 2) out.resize(out.size() - 2);  // no blank line after the last section
+  return out;
+}
+
+}  // namespace headroom::proxy

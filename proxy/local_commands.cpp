@@ -1,0 +1,137 @@
+#include "proxy/local_commands.h"
+
+#include <charconv>
+
+#include "proxy/client_conn.h"
+#include "proxy/request.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+
+namespace headroom::proxy {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+bool parse_i64(std::string_view s, int64_t& out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// Client names: no spaces, newlines or other special characters (as Redis checks).
+bool valid_client_name(std::string_view n) {
+  for (char c : n)
+    if (c < '!' || c > '~') return false;
+  return true;
+}
+
+void hello(Server& server, Request& req) {
+  auto& argv = req.argv;
+  resp::Buffer& out = req.reply;
+  if (argv.size() >= 2) {
+    int64_t ver = 0;
+    if (!parse_i64(argv[1], ver)) {
+      resp::add_error(out, "ERR Protocol version is not an integer or out of range");
+      return;
+    }
+    if (ver != 2) {  // headroom speaks RESP2 only
+      resp::add_error(out, "NOPROTO sorry, this protocol version is not supported.");
+      return;
+    }
+    for (size_t i = 2; i < argv.size(); ++i) {
+      if (iequals(argv[i], "setname") && i + 1 < argv.size()) {
+        if (!valid_client_name(argv[i + 1])) {
+          resp::add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+          return;
+        }
+        req.client->set_name(std::string(argv[i + 1]));
+        ++i;
+      } else if (iequals(argv[i], "auth") && i + 2 < argv.size()) {
+        i += 2;  // no password is configured: any credentials are accepted, as Redis's default user
+      } else {
+        resp::add_error(out, "ERR Syntax error in HELLO option '" + std::string(argv[i]) + "'");
+        return;
+      }
+    }
+  }
+  resp::add_array_header(out, 14);
+  resp::add_bulk(out, "server");
+  resp::add_bulk(out, "redis");
+  resp::add_bulk(out, "version");
+  resp::add_bulk(out, "7.0.0");
+  resp::add_bulk(out, "proto");
+  resp::add_integer(out, 2);
+  resp::add_bulk(out, "id");
+  resp::add_integer(out, static_cast<int64_t>(req.client->id()));
+  resp::add_bulk(out, "mode");
+  resp::add_bulk(out, "standalone");
+  resp::add_bulk(out, "role");
+  resp::add_bulk(out, "master");
+  resp::add_bulk(out, "modules");
+  resp::add_array_header(out, 0);
+  (void)server;
+}
+
+void client_command(Request& req) {
+  auto& argv = req.argv;
+  resp::Buffer& out = req.reply;
+  std::string_view sub = argv[1];
+  if (iequals(sub, "setname")) {
+    if (!valid_client_name(argv[2])) {
+      resp::add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+      return;
+    }
+    req.client->set_name(std::string(argv[2]));
+    resp::add_simple(out, "OK");
+  } else if (iequals(sub, "getname")) {
+    if (req.client->name().empty()) resp::add_nil(out);
+    else resp::add_bulk(out, req.client->name());
+  } else if (iequals(sub, "id")) {
+    resp::add_integer(out, static_cast<int64_t>(req.client->id()));
+  } else if (iequals(sub, "setinfo")) {
+    resp::add_simple(out, "OK");
+  } else {
+    resp::add_error(out, "ERR command 'client " + std::string(sub) + "' is not supported by headroom");
+  }
+}
+
+}  // namespace
+
+void run_local_command(Server& server, Request& req) {
+  auto& argv = req.argv;
+  resp::Buffer& out = req.reply;
+  std::string_view name = req.cmd->name;
+  if (name == "ping") {
+    if (argv.size() > 1) resp::add_bulk(out, argv[1]);
+    else resp::add_simple(out, "PONG");
+  } else if (name == "echo") {
+    resp::add_bulk(out, argv[1]);
+  } else if (name == "quit") {
+    resp::add_simple(out, "OK");
+    req.client->close_after_replies();
+  } else if (name == "select") {
+    int64_t db = 0;
+    if (!parse_i64(argv[1], db)) resp::add_error(out, "ERR value is not an integer or out of range");
+    else if (db != 0) resp::add_error(out, "ERR headroom serves database 0 only");
+    else resp::add_simple(out, "OK");
+  } else if (name == "hello") {
+    hello(server, req);
+  } else if (name == "auth") {
+    resp::add_error(out,
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure "
+                    "your configuration is correct?");
+  } else if (name.starts_with("client")) {
+    client_command(req);
+  } else if (name == "info") {
+    resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+  } else {
+    resp::add_error(out, "ERR command '" + std::string(name) + "' is not supported by headroom");
+  }
+}
+
+}  // namespace headroom::proxy

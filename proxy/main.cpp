@@ -1,0 +1,95 @@
+// headroom: a Redis-protocol proxy that places every new key on the data node with
+// the most free memory. Startup: parse flags, load and check the config, run the loop
+// until SIGINT/SIGTERM, then stop gracefully (in-flight replies are delivered).
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "conf/cli.h"
+#include "conf/config.h"
+#include "proxy/server.h"
+
+using namespace headroom;
+
+namespace {
+
+void setup_logging(const conf::Config& cfg) {
+  if (!cfg.log_file.empty()) spdlog::set_default_logger(spdlog::basic_logger_mt("headroom", cfg.log_file));
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+}
+
+void on_signal(uv_signal_t* handle, int signum) {
+  auto* server = static_cast<proxy::Server*>(handle->data);
+  spdlog::info("received signal {}", signum);
+  server->shutdown();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  conf::CliOptions opts = conf::parse_cli(argc, argv);
+  if (!opts.error.empty()) {
+    std::fprintf(stderr, "headroom: %s\n\n%s", opts.error.c_str(), conf::usage_text().c_str());
+    return 2;
+  }
+  if (opts.help) {
+    std::fputs(conf::usage_text().c_str(), stdout);
+    return 0;
+  }
+  if (opts.version) {
+    std::printf("headroom %s\n", HEADROOM_VERSION);
+    return 0;
+  }
+  conf::Config cfg;
+  try {
+    cfg = conf::load_config(opts.config_path);
+  } catch (const conf::ConfigError& e) {
+    std::fprintf(stderr, "headroom: %s: %s\n", opts.config_path.c_str(), e.what());
+    return 1;
+  }
+  if (opts.test_config) {
+    std::printf("headroom: configuration file %s is ok\n", opts.config_path.c_str());
+    return 0;
+  }
+  try {
+    setup_logging(cfg);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "headroom: cannot open log file %s: %s\n", cfg.log_file.c_str(), e.what());
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  uv_loop_t* loop = uv_default_loop();
+  int rc = 0;
+  {
+    auto server = std::make_unique<proxy::Server>(loop, cfg, opts.config_path);
+    uv_signal_t sigint, sigterm;
+    uv_signal_init(loop, &sigint);
+    uv_signal_init(loop, &sigterm);
+    sigint.data = sigterm.data = server.get();
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    // Signal handles must not keep the loop alive once everything else has stopped.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigint));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
+
+    rc = server->start();
+    if (rc != 0) {
+      spdlog::critical("cannot listen on {}:{}: {}", cfg.listen.host, cfg.listen.port, uv_strerror(rc));
+      server->shutdown();
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    server.reset();
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    uv_run(loop, UV_RUN_DEFAULT);  // runs the close callbacks
+  }
+  uv_loop_close(loop);
+  spdlog::info("headroom stopped");
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,216 @@
+#include "proxy/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/client_conn.h"
+#include "proxy/router.h"
+#include "resp/reply_writer.h"
+
+namespace headroom::proxy {
+
+namespace {
+constexpr uint64_t kShutdownGraceMs = 5000;
+}
+
+Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path)
+    : loop_(loop), config_(std::move(config)), config_path_(std::move(config_path)), nodes_(config_.nodes) {
+  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_);
+  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms);
+  router_ = std::make_unique<Router>(*this);
+  uint32_t per_node = std::max<uint32_t>(1, config_.backend_connections);
+  for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) {
+    backends_.emplace_back();
+    for (uint32_t c = 0; c < per_node; ++c)
+      backends_.back().push_back(std::make_unique<BackendConn>(*this, i, config_.nodes[i]));
+  }
+  backend_rr_.assign(nodes_.size(), 0);
+  prepare_ = new uv_prepare_t;
+  uv_prepare_init(loop_, prepare_);
+  prepare_->data = this;
+  shutdown_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, shutdown_timer_);
+  shutdown_timer_->data = this;
+}
+
+Server::~Server() {
+  for (auto& node : backends_)
+    for (auto& b : node) b->shutdown();
+  backends_.clear();
+  for (Request* r : free_requests_) delete r;
+  auto close_delete = [](auto* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<decltype(h)>(x); });
+  };
+  close_delete(prepare_);
+  close_delete(shutdown_timer_);
+  if (listener_ != nullptr) close_delete(listener_);
+}
+
+int Server::start() {
+  start_time_ms_ = uv_now(loop_);
+  uv_prepare_start(prepare_, &Server::on_prepare);
+  for (auto& node : backends_)
+    for (auto& b : node) b->start();
+  poller_->start();
+  // Listen only once the directory is loaded: from then on a key missing from the
+  // local cache is known to be absent.
+  listener_ = new uv_tcp_t;
+  uv_tcp_init(loop_, listener_);
+  listener_->data = this;
+  sockaddr_storage addr{};
+  int rc = config_.listen.host.find(':') != std::string::npos
+               ? uv_ip6_addr(config_.listen.host.c_str(), config_.listen.port, reinterpret_cast<sockaddr_in6*>(&addr))
+               : uv_ip4_addr(config_.listen.host.c_str(), config_.listen.port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc == 0) rc = uv_tcp_bind(listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc != 0) return rc;
+  main_store_->start([this] {
+    if (stopping_) return;
+    int err = listen();
+    if (err != 0) {
+      spdlog::critical("cannot listen on {}:{}: {}", config_.listen.host, config_.listen.port, uv_strerror(err));
+      shutdown();
+    }
+  });
+  spdlog::info("waiting for the main server {}:{} to load the directory", config_.main.address.host,
+               config_.main.address.port);
+  return 0;
+}
+
+int Server::listen() {
+  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 511, &Server::on_connection);
+  if (rc == 0) {
+    listening_ = true;
+    spdlog::info("headroom {} listening on {}:{} ({} data nodes, {} directory entries)", HEADROOM_VERSION,
+                 config_.listen.host, config_.listen.port, nodes_.size(), directory_.size());
+  }
+  return rc;
+}
+
+void Server::on_connection(uv_stream_t* listener, int status) {
+  auto* self = static_cast<Server*>(listener->data);
+  if (status < 0 || self->stopping_) return;
+  auto* c = new ClientConn(*self, self->next_client_id());
+  if (!c->accept(listener)) {
+    c->close();
+    self->clients_.insert(c);
+    return;
+  }
+  self->clients_.insert(c);
+  ++self->stats_.connections_received;
+  if (self->clients_.size() > self->config_.max_clients) {
+    // As Redis: tell the client why, then close.
+    ++self->stats_.rejected_connections;
+    Request* r = self->new_request();
+    r->client = c;
+    r->dispatched = r->done = true;
+    resp::add_error(r->reply, "ERR max number of clients reached");
+    c->queue_.push_back(r);
+    ++c->dispatched_count_;
+    c->close_after_replies();
+    c->write_ready_replies();
+  }
+}
+
+void Server::mark_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
+
+void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->flush_dirty(); }
+
+// Once per loop turn, before the loop waits for I/O: everything queued for a socket
+// goes out in one write.
+void Server::flush_dirty() {
+  for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
+  dirty_backends_.clear();
+  for (size_t i = 0; i < dirty_clients_.size(); ++i) dirty_clients_[i]->flush();
+  dirty_clients_.clear();
+  if (stopping_) maybe_finish_shutdown();
+}
+
+BackendConn& Server::backend(balancer::NodeIndex node) {
+  auto& conns = backends_[node];
+  if (conns.size() == 1) return *conns[0];
+  uint32_t& rr = backend_rr_[node];
+  for (size_t i = 0; i < conns.size(); ++i) {
+    BackendConn& b = *conns[(rr + i) % conns.size()];
+    if (b.connected()) {
+      rr = static_cast<uint32_t>((rr + i + 1) % conns.size());
+      return b;
+    }
+  }
+  return *conns[0];
+}
+
+bool Server::node_available(balancer::NodeIndex node) const {
+  for (const auto& b : backends_[node])
+    if (b->connected()) return true;
+  return false;
+}
+
+Request* Server::new_request() {
+  if (!free_requests_.empty()) {
+    Request* r = free_requests_.back();
+    free_requests_.pop_back();
+    return r;
+  }
+  return new Request;
+}
+
+void Server::free_request(Request* r) {
+  r->reset();
+  if (free_requests_.size() < 4096) free_requests_.push_back(r);
+  else delete r;
+}
+
+void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply) {
+  router_->on_fragment_reply(req, fragment, reply);
+}
+
+void Server::client_closed(ClientConn* c) {
+  // Its requests become orphans: those still waiting on a node or the main server
+  // are freed when the last answer arrives; the rest now.
+  for (Request* r : c->queue_) {
+    r->client = nullptr;
+    if (r->fragments_pending == 0 && r->placements_pending == 0) free_request(r);
+  }
+  c->queue_.clear();
+  for (auto& d : dirty_clients_)
+    if (d == c) d = nullptr;
+  std::erase(dirty_clients_, nullptr);
+  clients_.erase(c);
+  delete c;
+  if (stopping_) maybe_finish_shutdown();
+}
+
+void Server::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("shutting down: delivering in-flight replies to {} clients", clients_.size());
+  if (listener_ != nullptr) uv_read_stop(reinterpret_cast<uv_stream_t*>(listener_));
+  if (listener_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    listener_ = nullptr;
+  }
+  std::vector<ClientConn*> all(clients_.begin(), clients_.end());
+  for (ClientConn* c : all) c->drain();
+  uv_timer_start(
+      shutdown_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Server*>(t->data);
+        spdlog::warn("shutdown grace period over: closing {} clients", self->clients_.size());
+        std::vector<ClientConn*> rest(self->clients_.begin(), self->clients_.end());
+        for (ClientConn* c : rest) c->close();
+      },
+      kShutdownGraceMs, 0);
+  maybe_finish_shutdown();
+}
+
+void Server::maybe_finish_shutdown() {
+  if (!stopping_ || !clients_.empty()) return;
+  uv_timer_stop(shutdown_timer_);
+  uv_prepare_stop(prepare_);
+  poller_->stop();
+  main_store_->stop();
+  for (auto& node : backends_)
+    for (auto& b : node) b->shutdown();
+  // With every handle stopped, the loop ends and main() tears the rest down.
+}
+
+}  // namespace headroom::proxy

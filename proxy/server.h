@@ -1,0 +1,100 @@
+// The proxy process: one libuv loop, the listener, client and backend connections,
+// the balancer's parts (node registry, memory poller, directory, main store), and the
+// once-per-loop-turn flush that batches writes (every dirty backend and client gets
+// one uv_write of everything queued for it).
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include "balancer/directory.h"
+#include "balancer/main_store.h"
+#include "balancer/memory_poller.h"
+#include "balancer/node_registry.h"
+#include "conf/config.h"
+#include "proxy/backend_conn.h"
+#include "proxy/request.h"
+#include "proxy/stats.h"
+
+namespace headroom::proxy {
+
+class ClientConn;
+class Router;
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, conf::Config config, std::string config_path);
+  ~Server();
+
+  // Connects to the nodes and the main server; starts listening once the directory
+  // has loaded. Returns 0, or a libuv error code if the listen address is unusable.
+  int start();
+
+  // Graceful stop: stop accepting and reading, deliver in-flight replies, then close.
+  void shutdown();
+  bool stopping() const { return stopping_; }
+
+  uv_loop_t* loop() { return loop_; }
+  const conf::Config& config() const { return config_; }
+  const std::string& config_path() const { return config_path_; }
+  balancer::NodeRegistry& nodes() { return nodes_; }
+  balancer::Directory& directory() { return directory_; }
+  balancer::MainStore& main_store() { return *main_store_; }
+  Router& router() { return *router_; }
+  Stats& stats() { return stats_; }
+  uint64_t start_time_ms() const { return start_time_ms_; }
+  size_t client_count() const { return clients_.size(); }
+
+  // The connection that carries commands to `node` (round-robin over its connections).
+  BackendConn& backend(balancer::NodeIndex node);
+  bool node_available(balancer::NodeIndex node) const;
+
+  void mark_dirty(BackendConn* b) { dirty_backends_.push_back(b); }
+  void mark_dirty(ClientConn* c);
+
+  Request* new_request();
+  void free_request(Request* r);
+
+  // A backend's reply for (req, fragment); the Router takes it from there.
+  void on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply);
+
+  void client_closed(ClientConn* c);
+  uint64_t next_client_id() { return ++last_client_id_; }
+
+ private:
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_prepare(uv_prepare_t* p);
+  void flush_dirty();
+  int listen();
+  void maybe_finish_shutdown();
+
+  uv_loop_t* loop_;
+  conf::Config config_;
+  std::string config_path_;
+  balancer::NodeRegistry nodes_;
+  balancer::Directory directory_;
+  std::unique_ptr<balancer::MainStore> main_store_;
+  std::unique_ptr<balancer::MemoryPoller> poller_;
+  std::vector<std::vector<std::unique_ptr<BackendConn>>> backends_;  // [node][connection]
+  std::vector<uint32_t> backend_rr_;
+  std::unique_ptr<Router> router_;
+  Stats stats_;
+
+  uv_tcp_t* listener_ = nullptr;
+  uv_prepare_t* prepare_ = nullptr;
+  uv_timer_t* shutdown_timer_ = nullptr;
+  std::unordered_set<ClientConn*> clients_;
+  std::vector<BackendConn*> dirty_backends_;
+  std::vector<ClientConn*> dirty_clients_;
+  std::vector<Request*> free_requests_;
+  uint64_t last_client_id_ = 0;
+  uint64_t start_time_ms_ = 0;
+  bool stopping_ = false;
+  bool listening_ = false;
+};
+
+}  // namespace headroom::proxy

@@ -1,0 +1,94 @@
+// Reply framing: every RESP2 type, split at every byte boundary; array splitting
+// for merges; malformed replies.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "resp/buffer.h"
+#include "resp/reply_framer.h"
+
+using headroom::resp::Buffer;
+using headroom::resp::ReplyFramer;
+
+namespace {
+std::vector<std::string> frame_all(const std::string& input, size_t chunk, bool* error = nullptr) {
+  ReplyFramer framer;
+  Buffer in;
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos < input.size(); pos += chunk) {
+    size_t n = std::min(chunk, input.size() - pos);
+    in.append(input.data() + pos, n);
+    framer.feed(input.data() + pos, n);
+    for (;;) {
+      int64_t len = framer.next();
+      if (len < 0) {
+        if (error) *error = true;
+        return out;
+      }
+      if (len == 0) break;
+      out.emplace_back(in.data(), static_cast<size_t>(len));
+      in.consume(static_cast<size_t>(len));
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("every RESP2 reply type is framed whole, at every split point") {
+  std::vector<std::string> replies = {
+      "+OK\r\n", "-ERR wrong type\r\n", ":42\r\n", ":-7\r\n", "$5\r\nhello\r\n", "$0\r\n\r\n", "$-1\r\n",
+      "*-1\r\n", "*0\r\n", "*3\r\n$1\r\na\r\n$-1\r\n:3\r\n", "*2\r\n*2\r\n+a\r\n-b\r\n*1\r\n$2\r\n\r\n\r\n",
+      "$4\r\n\r\n\r\n\r\n"};
+  std::string all;
+  for (auto& r : replies) all += r;
+  for (size_t chunk = 1; chunk <= all.size(); ++chunk) {
+    CAPTURE(chunk);
+    auto got = frame_all(all, chunk);
+    CHECK(got == replies);
+  }
+}
+
+TEST_CASE("framing survives the reader discarding consumed bytes") {
+  std::string all;
+  std::vector<std::string> expect;
+  for (int i = 0; i < 500; ++i) {
+    std::string v(static_cast<size_t>(i % 37), 'v');
+    expect.push_back("$" + std::to_string(v.size()) + "\r\n" + v + "\r\n");
+    all += expect.back();
+  }
+  CHECK(frame_all(all, 4096) == expect);
+  CHECK(frame_all(all, 5) == expect);
+}
+
+TEST_CASE("malformed replies are errors") {
+  for (std::string bad : {"?what\r\n", "$abc\r\n", "*x\r\n", "$-2\r\n"}) {
+    bool error = false;
+    frame_all(bad, bad.size(), &error);
+    CHECK_MESSAGE(error, bad);
+  }
+}
+
+TEST_CASE("split_array_reply gives each element's raw bytes") {
+  std::vector<std::string_view> el;
+  REQUIRE(headroom::resp::split_array_reply("*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:1\r\n", el));
+  REQUIRE(el.size() == 3);
+  CHECK(el[0] == "$1\r\na\r\n");
+  CHECK(el[1] == "$-1\r\n");
+  CHECK(el[2] == "*1\r\n:1\r\n");
+  CHECK(headroom::resp::split_array_reply("*0\r\n", el));
+  CHECK(el.empty());
+  CHECK_FALSE(headroom::resp::split_array_reply("*-1\r\n", el));
+  CHECK_FALSE(headroom::resp::split_array_reply("$1\r\na\r\n", el));
+  CHECK_FALSE(headroom::resp::split_array_reply("*2\r\n$1\r\na\r\n", el));  // short
+  // and the shared framer still works after a failure
+  REQUIRE(headroom::resp::split_array_reply("*1\r\n+OK\r\n", el));
+  CHECK(el[0] == "+OK\r\n");
+}
+
+TEST_CASE("integer replies") {
+  int64_t n = 0;
+  CHECK(headroom::resp::parse_integer_reply(":123\r\n", n));
+  CHECK(n == 123);
+  CHECK_FALSE(headroom::resp::parse_integer_reply("+123\r\n", n));
+}
