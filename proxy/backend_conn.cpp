@@ -51,6 +51,7 @@ void BackendConn::connect() {
   uv_tcp_nodelay(tcp_, 1);
   connect_req_.data = this;
   state_ = State::kConnecting;
+  connect_started_ms_ = uv_now(server_.loop());
   rc = uv_tcp_connect(&connect_req_, tcp_, reinterpret_cast<const sockaddr*>(&addr), [](uv_connect_t* req, int status) {
     auto* self = static_cast<BackendConn*>(req->data);
     if (self != nullptr) self->on_connected(status);
@@ -96,7 +97,7 @@ void BackendConn::on_connected(int status) {
 }
 
 void BackendConn::sent(Request* req, uint32_t fragment) {
-  inflight_.push_back({req, fragment});
+  inflight_.push_back({req, fragment, uv_now(server_.loop())});
   server_.mark_dirty(this);
 }
 
@@ -162,7 +163,22 @@ void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
   in_.shrink_if_idle(1 << 20);
 }
 
-void BackendConn::fail(const char* why) {
+void BackendConn::check_timeouts(uint64_t now_ms, uint32_t connect_timeout_ms, uint32_t request_timeout_ms) {
+  if (state_ == State::kConnecting && connect_timeout_ms != 0 && now_ms - connect_started_ms_ > connect_timeout_ms) {
+    spdlog::warn("node {}: connect timed out after {} ms", config_.name, connect_timeout_ms);
+    fail("connect timed out");
+    return;
+  }
+  if (state_ == State::kConnected && request_timeout_ms != 0 && !inflight_.empty() &&
+      now_ms - inflight_.front().sent_ms > request_timeout_ms) {
+    spdlog::warn("node {}: no reply for {} ms: closing the connection", config_.name, request_timeout_ms);
+    fail("request timed out", "ERR node " + config_.name + " (" + config_.address.host + ":" +
+                                  std::to_string(config_.address.port) + ") timed out after " +
+                                  std::to_string(request_timeout_ms) + " ms");
+  }
+}
+
+void BackendConn::fail(const char* why, const std::string& error) {
   bool was_connected = state_ == State::kConnected;
   if (was_connected) spdlog::warn("node {}: {}", config_.name, why);
   state_ = State::kIdle;
@@ -182,7 +198,7 @@ void BackendConn::fail(const char* why) {
   std::deque<Pending> failed;
   failed.swap(inflight_);
   resp::Buffer err;
-  resp::add_error(err, unavailable_error());
+  resp::add_error(err, error);
   for (auto& p : failed) server_.on_fragment_reply(p.req, p.fragment, err.view());
   schedule_reconnect();
 }

@@ -49,18 +49,26 @@ class BackendConn {
   // The error fragments get while the node is unreachable.
   std::string unavailable_error() const;
 
+  // Called periodically: a connect or a reply that takes longer than the configured
+  // timeout fails the connection (every in-flight fragment gets an error naming the
+  // node) and a reconnect follows. A node that hangs (SIGSTOP) thus costs clients at
+  // most one timeout, never a hang.
+  void check_timeouts(uint64_t now_ms, uint32_t connect_timeout_ms, uint32_t request_timeout_ms);
+
  private:
   enum class State { kIdle, kConnecting, kConnected, kClosing };
   struct Pending {
     Request* req;
     uint32_t fragment;
+    uint64_t sent_ms;  // loop time when it was queued
   };
 
   void connect();
   void on_connected(int status);
   void on_read(ssize_t n, const uv_buf_t* buf);
   void on_written(int status);
-  void fail(const char* why);
+  void fail(const char* why, const std::string& error);
+  void fail(const char* why) { fail(why, unavailable_error()); }
   void schedule_reconnect();
 
   Server& server_;
@@ -73,6 +81,7 @@ class BackendConn {
   uv_write_t write_req_;
   bool writing_ = false;
   uint32_t backoff_ms_ = 50;
+  uint64_t connect_started_ms_ = 0;
 
   resp::Buffer out_;       // commands not yet handed to the kernel
   resp::Buffer writing_buf_;  // the bytes of the uv_write in progress

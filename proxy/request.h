@@ -69,7 +69,7 @@ struct Request {
 
   bool dispatched = false;  // forwarded, or answered
   bool done = false;        // `reply` holds the complete reply
-  bool bytes_counted = false;  // its bytes already counted by placement
+  bool bytes_counted_by_placement = false;  // placement already counted its bytes against a node
   resp::Buffer reply;
 
   void reset() {
@@ -85,7 +85,7 @@ struct Request {
     fragments_pending = placements_pending = 0;
     target_node = -1;
     placement_error.clear();
-    dispatched = done = bytes_counted = false;
+    dispatched = done = bytes_counted_by_placement = false;
     reply.clear();
   }
 

@@ -99,7 +99,7 @@ void Router::prepare(Request* req) {
     return;
   }
   req->cmd = cmd;
-  if (!resp::arity_ok(*cmd, argv.size()) || (cmd->has(resp::kContainer) && argv.size() == 1)) {
+  if (!resp::arity_ok(*cmd, argv.size())) {
     reply_error(req, "ERR wrong number of arguments for '" + display_name(*cmd) + "' command");
     return;
   }
@@ -150,13 +150,16 @@ bool Router::place(Request* req, std::string_view dk, NodeIndex node) {
     return false;
   }
   // Count the new key's bytes against the node now, so the next placement sees them.
-  if (!req->bytes_counted) {
+  {
     auto& n = server_.nodes()[node];
-    uint64_t bytes = req->raw.size() / std::max<size_t>(1, req->keys.size());
+    // Redis spends about this much on a key beyond its bytes (dict entry, robj, sds headers).
+    constexpr uint64_t kPerKeyOverhead = 64;
+    uint64_t bytes = req->raw.size() / std::max<size_t>(1, req->keys.size()) + kPerKeyOverhead;
     n.written_total += bytes;
     n.written_since_poll += bytes;
   }
   ++server_.stats().placements;
+  req->bytes_counted_by_placement = true;
   return true;
 }
 
@@ -284,7 +287,7 @@ uint32_t Router::add_fragment(Request* req, NodeIndex node) {
 }
 
 void Router::count_write(Request* req, NodeIndex node) {
-  if (req->bytes_counted || !req->cmd->has(resp::kWrite)) return;
+  if (req->bytes_counted_by_placement || !req->cmd->has(resp::kWrite)) return;
   auto& n = server_.nodes()[node];
   n.written_total += req->raw.size();
   n.written_since_poll += req->raw.size();
@@ -355,7 +358,6 @@ bool Router::dispatch_split(Request* req) {
   // Group the keys by node; keys no proxy has placed go to one node of our choice.
   node_fragment_.assign(server_.nodes().size(), -1);
   int absent_node = -1;
-  std::vector<NodeIndex> group_node(groups);
   for (size_t g = 0; g < groups; ++g) {
     NodeIndex node = 0;
     if (lookup(req, req->keys[g], node) == Lookup::kAbsent) {
@@ -369,7 +371,6 @@ bool Router::dispatch_split(Request* req) {
       }
       node = static_cast<NodeIndex>(absent_node);
     }
-    group_node[g] = node;
     if (node_fragment_[node] < 0) node_fragment_[node] = static_cast<int>(add_fragment(req, node));
     req->fragments[static_cast<size_t>(node_fragment_[node])].groups.push_back(static_cast<uint32_t>(g));
   }
@@ -389,8 +390,6 @@ bool Router::dispatch_split(Request* req) {
   }
   forget_deleted_keys(req);
   // One fragment per node: the command name, then each of its key groups' arguments.
-  uint32_t first_arg = req->keys[0].argv_index;
-  (void)first_arg;
   req->fragments_pending = static_cast<uint32_t>(req->fragments.size());
   for (uint32_t f = 0; f < req->fragments.size(); ++f) {
     auto& frag = req->fragments[f];
@@ -403,7 +402,7 @@ bool Router::dispatch_split(Request* req) {
       for (size_t s = 0; s < step; ++s) resp::add_bulk(out, req->argv[at + s]);
     }
     b.sent(req, f);
-    if (cmd.has(resp::kWrite) && !req->bytes_counted) {
+    if (cmd.has(resp::kWrite) && !req->bytes_counted_by_placement) {
       auto& n = server_.nodes()[frag.node];
       n.written_total += req->raw.size() / req->fragments.size();
       n.written_since_poll += req->raw.size() / req->fragments.size();

@@ -30,24 +30,46 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path)
   shutdown_timer_ = new uv_timer_t;
   uv_timer_init(loop_, shutdown_timer_);
   shutdown_timer_->data = this;
+  timeout_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timeout_timer_);
+  timeout_timer_->data = this;
 }
 
 Server::~Server() {
+  // Stop everything that may still call back into requests while all members live:
+  // hiredis answers pending commands with a null reply when its context is freed.
+  main_store_->stop();
+  poller_->stop();
   for (auto& node : backends_)
     for (auto& b : node) b->shutdown();
   backends_.clear();
   for (Request* r : free_requests_) delete r;
+  free_requests_.clear();
   auto close_delete = [](auto* h) {
     uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<decltype(h)>(x); });
   };
   close_delete(prepare_);
   close_delete(shutdown_timer_);
+  close_delete(timeout_timer_);
   if (listener_ != nullptr) close_delete(listener_);
 }
 
 int Server::start() {
   start_time_ms_ = uv_now(loop_);
   uv_prepare_start(prepare_, &Server::on_prepare);
+  uint32_t shortest = std::min(config_.connect_timeout_ms ? config_.connect_timeout_ms : 1000u,
+                               config_.request_timeout_ms ? config_.request_timeout_ms : 1000u);
+  uint64_t period = std::clamp<uint64_t>(shortest / 4, 10, 250);
+  uv_timer_start(
+      timeout_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Server*>(t->data);
+        uint64_t now = uv_now(self->loop_);
+        for (auto& node : self->backends_)
+          for (auto& b : node)
+            b->check_timeouts(now, self->config_.connect_timeout_ms, self->config_.request_timeout_ms);
+      },
+      period, period);
   for (auto& node : backends_)
     for (auto& b : node) b->start();
   poller_->start();
@@ -205,6 +227,7 @@ void Server::shutdown() {
 void Server::maybe_finish_shutdown() {
   if (!stopping_ || !clients_.empty()) return;
   uv_timer_stop(shutdown_timer_);
+  uv_timer_stop(timeout_timer_);
   uv_prepare_stop(prepare_);
   poller_->stop();
   main_store_->stop();

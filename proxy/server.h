@@ -87,6 +87,7 @@ class Server {
   uv_tcp_t* listener_ = nullptr;
   uv_prepare_t* prepare_ = nullptr;
   uv_timer_t* shutdown_timer_ = nullptr;
+  uv_timer_t* timeout_timer_ = nullptr;  // checks backend connect and request timeouts
   std::unordered_set<ClientConn*> clients_;
   std::vector<BackendConn*> dirty_backends_;
   std::vector<ClientConn*> dirty_clients_;

@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""Generates resp/command_rows.inc, the data rows of headroom's command table, from a
+live redis-server's COMMAND reply (arity, flags, key specs), plus headroom's routing
+policy, assigned by the rules below.
+
+Usage: scripts/gen_command_table.py [--port 6379] > resp/command_rows.inc
+(run against the redis-server version headroom targets; tests/integration checks the
+committed table against a live COMMAND reply).
+"""
+import argparse
+import sys
+
+import redis
+
+# --- Routing policy -----------------------------------------------------------
+# Answered by the proxy.
+LOCAL = {"ping", "echo", "quit", "select", "hello", "auth", "info",
+         "client|setname", "client|getname", "client|id", "client|setinfo"}
+# Keyless, node-independent answers: any data node replies.
+ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command|list",
+            "command|getkeys", "command|getkeysandflags", "command|help", "time", "lolwut",
+            "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help"}
+# Asked of every data node, merged.
+FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Random",
+           "flushdb": "AllOk", "flushall": "AllOk"}
+# Independent keys: one fragment per node. (MSETNX is not here: splitting it would
+# break its all-or-nothing promise; it is same-node.)
+SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
+         "exists": "Sum", "touch": "Sum"}
+# Refused with an error naming the command, though they have keys or look harmless:
+# transactions, pub/sub, replication, cluster, server administration, scripts'
+# server-side state, and connection-state commands a shared backend cannot honour.
+REFUSED_PREFIXES = ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe",
+                    "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish",
+                    "spublish", "pubsub", "monitor", "sync", "psync", "replconf", "replicaof",
+                    "slaveof", "cluster", "config", "debug", "shutdown", "save", "bgsave",
+                    "bgrewriteaof", "lastsave", "migrate", "move", "swapdb", "acl", "module",
+                    "failover", "wait", "readonly", "readwrite", "script", "function",
+                    "latency", "slowlog", "role", "asking", "restore-asking", "reset",
+                    "memory|doctor", "memory|malloc-stats", "memory|purge", "memory|stats",
+                    "client")
+DANGEROUS = {"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"}
+
+FLAG_BITS = {"write": "kWrite", "readonly": "kReadOnly", "denyoom": "kDenyOom",
+             "admin": "kAdmin", "noscript": "kNoScript", "blocking": "kBlocking",
+             "pubsub": "kPubSub", "movablekeys": "kMovableKeys"}
+
+
+def s(x):
+    return x.decode() if isinstance(x, bytes) else x
+
+
+def pairs(lst):
+    return {s(lst[i]): lst[i + 1] for i in range(0, len(lst), 2)}
+
+
+def refused(name):
+    top = name.split("|")[0]
+    return any(name == p or top == p for p in REFUSED_PREFIXES)
+
+
+def parse_specs(name, cmd_flags, raw_specs):
+    """Key specs as dicts; 'unknown' specs (SORT's STORE) get a keyword spec by hand."""
+    specs = []
+    for raw in raw_specs:
+        d = pairs(raw)
+        flags = {s(f).lower() for f in d.get("flags", [])}
+        if "not_key" in flags:  # shard channels (SPUBLISH, SSUBSCRIBE) are not keys
+            continue
+        bs = pairs(d["begin_search"])
+        fk = pairs(d["find_keys"])
+        btype, ftype = s(bs["type"]), s(fk["type"])
+        may_create = "insert" in flags or "ow" in flags or ("update" in flags and "denyoom" in cmd_flags)
+        if btype == "unknown":
+            if name in ("sort", "sort_ro") and "ow" in flags:
+                specs.append(dict(begin="Keyword", index=0, keyword="STORE", startfrom=2,
+                                  find="Range", lastkey=0, keystep=1, limit=0, keynumidx=0,
+                                  firstkey=0, may_create=True))
+            continue
+        bspec, fspec = pairs(bs["spec"]), pairs(fk["spec"])
+        spec = dict(begin="Index", index=0, keyword="", startfrom=0, find="Range", lastkey=0,
+                    keystep=1, limit=0, keynumidx=0, firstkey=0, may_create=may_create)
+        if btype == "index":
+            spec["index"] = bspec["index"]
+        else:
+            spec.update(begin="Keyword", keyword=s(bspec["keyword"]), startfrom=bspec["startfrom"])
+        if ftype == "range":
+            spec.update(lastkey=fspec["lastkey"], keystep=fspec["keystep"], limit=fspec["limit"])
+        else:
+            spec.update(find="KeyNum", keynumidx=fspec["keynumidx"], firstkey=fspec["firstkey"],
+                        keystep=fspec["keystep"])
+        specs.append(spec)
+    return specs
+
+
+def route_of(name, flags, specs, container):
+    if name in LOCAL:
+        return "Local", "None"
+    if name in ANY_NODE or name.endswith("|help"):
+        return "AnyNode", "None"
+    if name in FAN_OUT:
+        return "FanOut", FAN_OUT[name]
+    if name in SPLIT:
+        return "Split", SPLIT[name]
+    if container:
+        return "Refused", "None"  # reached only without a subcommand: Redis's arity error first
+    if refused(name):
+        return "Refused", "None"
+    if not specs:
+        return "Refused", "None"  # keyless and not known to be node-independent
+    single = len(specs) == 1 and specs[0]["find"] == "Range" and specs[0]["lastkey"] == 0
+    return ("Single" if single else "SameNode"), "None"
+
+
+def collect(r):
+    rows = []
+    for c in r.execute_command("COMMAND"):
+        name, arity, flags = s(c[0]), c[1], {s(f) for f in c[2]}
+        subs = c[9] if len(c) > 9 else []
+        rows.append((name, arity, flags, c[8], bool(subs)))
+        for sc in subs:
+            rows.append((s(sc[0]), sc[1], {s(f) for f in sc[2]}, sc[8], False))
+    names = {r_[0] for r_ in rows}
+    # Redis 7.2's CLIENT SETINFO: clients send it on connect; answer it on 7.0 too.
+    if "client|setinfo" not in names:
+        rows.append(("client|setinfo", 4, {"noscript", "loading", "stale"}, [], False))
+    return sorted(rows, key=lambda x: x[0])
+
+
+def ident(name):
+    return name.replace("|", "_").replace("-", "_")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=6379)
+    args = ap.parse_args()
+    r = redis.Redis(port=args.port)
+    r.response_callbacks.pop("COMMAND", None)  # the raw reply, not redis-py's summary
+    rows = collect(r)
+    version = r.info("server")["redis_version"]
+    out = [f"// Generated by scripts/gen_command_table.py from redis-server {version}'s COMMAND reply.",
+           "// Do not edit by hand: change the rules in the script and run it again.",
+           "// Columns: name, arity, flags, route, merge, key specs.", ""]
+    body = []
+    for name, arity, flags, raw_specs, container in rows:
+        specs = parse_specs(name, flags, raw_specs)
+        route, merge = route_of(name, flags, specs, container)
+        bits = [FLAG_BITS[f] for f in sorted(flags) if f in FLAG_BITS]
+        if name.split("|")[0] in DANGEROUS:
+            bits.append("kDangerous")
+        if container:
+            bits.append("kContainer")
+        spec_ref = "{}"
+        if specs:
+            arr = f"ks_{ident(name)}"
+            items = []
+            for sp in specs:
+                kw = f'"{sp["keyword"]}"' if sp["keyword"] else "{}"
+                items.append(
+                    f'{{KeySpec::Begin::{sp["begin"]}, {sp["index"]}, {kw}, {sp["startfrom"]}, '
+                    f'KeySpec::Find::{sp["find"]}, {sp["lastkey"]}, {sp["keystep"]}, {sp["limit"]}, '
+                    f'{sp["keynumidx"]}, {sp["firstkey"]}, {"true" if sp["may_create"] else "false"}}}')
+            out.append(f"constexpr KeySpec {arr}[] = {{{', '.join(items)}}};")
+            spec_ref = arr
+        flag_expr = " | ".join(bits) if bits else "0"
+        body.append(f'    {{"{name}", {arity}, {flag_expr}, Route::{route}, Merge::{merge}, {spec_ref}}},')
+    out.append("")
+    out.append("constexpr CommandInfo kRows[] = {")
+    out.extend(body)
+    out.append("};")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
