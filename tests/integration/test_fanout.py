@@ -1,0 +1,63 @@
+"""Commands asked of every data node: SCAN (a cursor that walks node by node and
+visits every key once), DBSIZE, KEYS, RANDOMKEY, FLUSHALL."""
+
+
+def load(r, n=2000):
+    p = r.pipeline(transaction=False)
+    for i in range(n):
+        p.set(f"scan:{i}", "x" * 1000)
+        if i % 10 == 0:
+            p.hset(f"hscan:{i}", "f", "v")
+    p.execute()
+
+
+def test_scan_visits_every_key_exactly_once(r, clean):
+    load(r)
+    seen = []
+    cursor = 0
+    calls = 0
+    while True:
+        cursor, keys = r.scan(cursor, count=100)
+        seen.extend(keys)
+        calls += 1
+        if cursor == 0:
+            break
+        assert calls < 10000
+    assert len(seen) == len(set(seen))  # Redis may return a key twice only on rehash; none here
+    assert set(seen) == {f"scan:{i}" for i in range(2000)} | {f"hscan:{i}" for i in range(0, 2000, 10)}
+    holders = {n for i in range(0, 2000, 50) for n in clean.node_of(f"scan:{i}")}
+    assert len(holders) == 4
+
+
+def test_scan_match_and_type(r, clean):
+    load(r, 500)
+    matched = set(r.scan_iter(match="hscan:*", count=50))
+    assert matched == {f"hscan:{i}" for i in range(0, 500, 10)}
+    typed = set(r.scan_iter(_type="hash", count=50))
+    assert typed == matched
+
+
+def test_invalid_scan_cursor(r):
+    import pytest
+    import redis
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        r.execute_command("SCAN", "abc")
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        r.execute_command("SCAN", "255")  # names a node that does not exist
+
+
+def test_dbsize_keys_randomkey(r, clean):
+    load(r, 800)
+    total = sum(n.client.dbsize() for n in clean.nodes)
+    assert r.dbsize() == total == 880
+    assert set(r.keys("*")) == {f"scan:{i}" for i in range(800)} | {f"hscan:{i}" for i in range(0, 800, 10)}
+    assert r.exists(r.randomkey()) == 1
+
+
+def test_flushall_empties_every_node_and_the_directory(r, clean):
+    load(r, 300)
+    assert r.flushall() is True
+    assert r.dbsize() == 0
+    assert all(n.client.dbsize() == 0 for n in clean.nodes)
+    assert clean.main.client.dbsize() == 0
+    assert r.randomkey() is None
