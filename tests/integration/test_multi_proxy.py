@@ -1,0 +1,65 @@
+"""Several headroom instances on the same backends agree on every key's node, and a
+restarted headroom finds every key again."""
+import threading
+
+
+def test_two_proxies_placing_the_same_new_keys_agree(clean):
+    second = clean.add_proxy("headroom-second") if len(clean.proxies) < 2 else clean.proxies[1]
+    a = clean.proxy.client(decode_responses=True)
+    b = second.client(decode_responses=True)
+    keys = [f"race:{i}" for i in range(2000)]
+    errors = []
+
+    def writer(client, tag):
+        try:
+            for start in range(0, len(keys), 100):
+                p = client.pipeline(transaction=False)
+                for k in keys[start:start + 100]:
+                    p.set(k, f"{tag}" + "z" * 500)
+                p.execute()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ta = threading.Thread(target=writer, args=(a, "A"))
+    tb = threading.Thread(target=writer, args=(b, "B"))
+    ta.start(), tb.start()
+    ta.join(), tb.join()
+    assert not errors
+    for k in keys:
+        homes = clean.node_of(k)
+        assert len(homes) == 1, (k, homes)
+    va, vb = a.mget(keys), b.mget(keys)
+    assert va == vb
+    assert all(v is not None for v in va)
+
+
+def test_a_proxy_learns_of_keys_another_placed(clean):
+    second = clean.add_proxy("headroom-third")
+    a = clean.proxy.client(decode_responses=True)
+    b = second.client(decode_responses=True)
+    for i in range(200):
+        a.set(f"learn:{i}", f"v{i}")
+    # b reads through its own cache, filled by the main server's change events
+    assert b.mget([f"learn:{i}" for i in range(200)]) == [f"v{i}" for i in range(200)]
+    assert b.delete("learn:0") == 1
+    assert a.get("learn:0") is None
+    second.stop()
+    clean.proxies.remove(second)
+
+
+def test_restarted_proxy_finds_every_key(clean):
+    r = clean.proxy.client(decode_responses=True)
+    p = r.pipeline(transaction=False)
+    for i in range(3000):
+        p.set(f"persist:{i}", f"value-{i}" + "p" * 1000)
+    p.hset("{tag}:h", "f", "v")
+    p.execute()
+    where = {i: clean.node_of(f"persist:{i}") for i in range(0, 3000, 37)}
+    clean.proxy.restart()
+    r = clean.proxy.client(decode_responses=True)
+    assert r.mget([f"persist:{i}" for i in range(3000)]) == [f"value-{i}" + "p" * 1000 for i in range(3000)]
+    assert r.hget("{tag}:h", "f") == "v"
+    # writes after the restart go to the same node, never a second copy elsewhere
+    for i in where:
+        r.set(f"persist:{i}", "updated")
+        assert clean.node_of(f"persist:{i}") == where[i]
