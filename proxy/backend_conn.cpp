@@ -135,10 +135,9 @@ void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
     return;
   }
   if (n == 0) return;
-  framer_.feed(in_.data() + in_.size(), static_cast<size_t>(n));
   in_.commit(static_cast<size_t>(n));
   for (;;) {
-    int64_t len = framer_.next();
+    int64_t len = framer_.next(in_.data(), in_.size());
     if (len == 0) break;
     if (len < 0) {
       spdlog::error("node {}: protocol error in reply: {}", config_.name, framer_.error());

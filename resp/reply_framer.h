@@ -1,11 +1,13 @@
 // Reply framing: finds where each complete reply ends in the bytes a backend sends,
-// so a reply can be forwarded as its raw bytes. hiredis's redisReader validates and
-// frames (with no object functions it builds nothing); we keep our own copy of the
-// bytes in the connection's input Buffer and measure each reply as the difference of
-// the reader's stream position before and after it.
+// so a reply can be forwarded as its raw bytes, never decoded.
+//
+// Why not hiredis's redisReader here, as for requests: hiredis 0.14 refuses replies
+// nested deeper than 7 levels (COMMAND DOCS, a script returning nested tables), and
+// a framing error on a shared backend connection would fail every client's request
+// on it. Framing a reply needs no objects, only counting: this scanner keeps a count
+// of items still owed by open arrays, works on the connection's own buffer (no
+// copy), resumes where it stopped when more bytes arrive, and has no depth limit.
 #pragma once
-
-#include <hiredis/read.h>
 
 #include <cstdint>
 #include <string>
@@ -16,27 +18,23 @@ namespace headroom::resp {
 
 class ReplyFramer {
  public:
-  ReplyFramer();
-  ~ReplyFramer();
-  ReplyFramer(const ReplyFramer&) = delete;
-  ReplyFramer& operator=(const ReplyFramer&) = delete;
+  // Length of the complete reply at the start of `data`; 0 when more bytes are
+  // needed (the scan resumes from where it stopped on the next call, with `data`
+  // starting at the same reply); -1 when the bytes are not RESP2 (error() says why).
+  int64_t next(const char* data, size_t len);
 
-  // Tells the framer about bytes just appended to the connection's input buffer.
-  void feed(const char* p, size_t n);
+  // Forgets a partly scanned reply (after a reconnect).
+  void reset() {
+    scanned_ = 0;
+    owed_ = 0;
+  }
 
-  // Length of the next complete reply at the head of the unconsumed bytes; 0 when it
-  // is not complete yet; -1 on a protocol error (error() says what).
-  int64_t next();
-
-  // Forgets everything (after a reconnect).
-  void reset();
-
-  std::string error() const;
+  const std::string& error() const { return error_; }
 
  private:
-  redisReader* reader_ = nullptr;
-  uint64_t fed_ = 0;
-  uint64_t framed_ = 0;  // stream offset of the end of the last framed reply
+  size_t scanned_ = 0;  // bytes of the current reply already walked
+  int64_t owed_ = 0;    // items still to read before the reply is complete
+  std::string error_;
 };
 
 // Splits a complete array reply ("*N\r\n" + N elements) into the raw bytes of each

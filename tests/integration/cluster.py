@@ -160,3 +160,14 @@ class Cluster:
         for s in self.servers:
             s.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def raw(client, *cmd):
+    """Runs one command and returns Redis's reply as sent (no redis-py reply callbacks);
+    a Redis error is raised as redis.ResponseError."""
+    conn = client.connection_pool.get_connection(cmd[0])
+    try:
+        conn.send_command(*cmd)
+        return conn.read_response()
+    finally:
+        client.connection_pool.release(conn)

@@ -1,7 +1,8 @@
 """Every data type through headroom gives what one Redis server gives: each command
 runs through the proxy and on a reference redis-server, and the replies must match."""
-import pytest
 import redis
+
+from cluster import raw
 
 SCRIPT = [
     # strings
@@ -62,14 +63,10 @@ SCRIPT = [
 
 def run(client, cmd):
     """The raw reply (no redis-py reply callbacks), or ("error", text)."""
-    conn = client.connection_pool.get_connection(cmd[0])
     try:
-        conn.send_command(*cmd)
-        return conn.read_response()
+        return raw(client, *cmd)
     except redis.ResponseError as e:
         return ("error", str(e))
-    finally:
-        client.connection_pool.release(conn)
 
 
 def normalize(cmd, out):

@@ -19,9 +19,8 @@ std::vector<std::string> frame_all(const std::string& input, size_t chunk, bool*
   for (size_t pos = 0; pos < input.size(); pos += chunk) {
     size_t n = std::min(chunk, input.size() - pos);
     in.append(input.data() + pos, n);
-    framer.feed(input.data() + pos, n);
     for (;;) {
-      int64_t len = framer.next();
+      int64_t len = framer.next(in.data(), in.size());
       if (len < 0) {
         if (error) *error = true;
         return out;
@@ -49,7 +48,15 @@ TEST_CASE("every RESP2 reply type is framed whole, at every split point") {
   }
 }
 
-TEST_CASE("framing survives the reader discarding consumed bytes") {
+TEST_CASE("replies nested deeper than hiredis allows are framed") {
+  std::string deep;
+  for (int i = 0; i < 20; ++i) deep += "*1\r\n";
+  deep += "$1\r\nx\r\n";
+  std::string all = deep + ":1\r\n";
+  for (size_t chunk = 1; chunk <= all.size(); ++chunk) CHECK(frame_all(all, chunk) == std::vector<std::string>{deep, ":1\r\n"});
+}
+
+TEST_CASE("many replies in one read") {
   std::string all;
   std::vector<std::string> expect;
   for (int i = 0; i < 500; ++i) {
@@ -62,7 +69,7 @@ TEST_CASE("framing survives the reader discarding consumed bytes") {
 }
 
 TEST_CASE("malformed replies are errors") {
-  for (std::string bad : {"?what\r\n", "$abc\r\n", "*x\r\n", "$-2\r\n"}) {
+  for (std::string bad : {"?what\r\n", "$abc\r\n", "*x\r\n", "$-2\r\n", ":12a\r\n", "+OK\n", "$1\r\nab\r\n"}) {
     bool error = false;
     frame_all(bad, bad.size(), &error);
     CHECK_MESSAGE(error, bad);
