@@ -104,8 +104,20 @@ class Headroom:
         wait_ping(self.port, proc=self.proc, log=self.log)
 
     def stop(self):
+        """Stops headroom gracefully; a sanitizer report or a bad exit is a failure."""
+        if self.proc is None:
+            return
+        running = self.proc.poll() is None
         stop(self.proc)
         self.logf.close()
+        with open(self.log, errors="replace") as f:
+            log = f.read()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+            if marker in log:
+                raise AssertionError(f"headroom's sanitizer report:\n{log}")
+        if running and self.proc.returncode != 0:
+            raise AssertionError(f"headroom exited with {self.proc.returncode}:\n{log}")
+        self.proc = None
 
     def restart(self):
         self.stop()
@@ -155,11 +167,16 @@ class Cluster:
         return "\n".join(f"--- {p.log}\n{read(p.log)}" for p in self.proxies)
 
     def close(self):
+        failures = []
         for p in self.proxies:
-            p.stop()
+            try:
+                p.stop()
+            except AssertionError as e:
+                failures.append(str(e))
         for s in self.servers:
             s.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        assert not failures, "\n".join(failures)
 
 
 def raw(client, *cmd):
