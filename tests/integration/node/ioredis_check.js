@@ -1,0 +1,34 @@
+// ioredis through headroom: strings, hashes, MGET/MSET across nodes, a pipeline.
+// Usage: node ioredis_check.js PORT ; exits non-zero on any mismatch.
+const Redis = require("ioredis");
+const assert = require("assert");
+
+async function main() {
+  const r = new Redis({ port: Number(process.argv[2]), host: "127.0.0.1", lazyConnect: true });
+  await r.connect();
+  assert.strictEqual(await r.ping(), "PONG");
+  assert.strictEqual(await r.set("io:a", "1"), "OK");
+  assert.strictEqual(await r.get("io:a"), "1");
+  assert.strictEqual(await r.incrby("io:a", 41), 42);
+  await r.hset("io:h", { f1: "v1", f2: "v2" });
+  assert.deepStrictEqual(await r.hgetall("io:h"), { f1: "v1", f2: "v2" });
+  const pairs = [];
+  for (let i = 0; i < 200; i++) pairs.push(`io:k${i}`, `v${i}`);
+  assert.strictEqual(await r.mset(...pairs), "OK");
+  const keys = [];
+  for (let i = 0; i < 200; i++) keys.push(`io:k${i}`);
+  const values = await r.mget(...keys, "io:missing");
+  assert.deepStrictEqual(values, [...keys.map((_, i) => `v${i}`), null]);
+  const p = r.pipeline();
+  for (let i = 0; i < 1000; i++) p.set(`io:p${i}`, String(i)).get(`io:p${i}`);
+  const res = await p.exec();
+  for (let i = 0; i < 1000; i++) assert.deepStrictEqual(res[2 * i + 1], [null, String(i)]);
+  assert.strictEqual(await r.del("io:a", "io:h", "io:nope"), 2);
+  await r.quit();
+  console.log("ioredis ok");
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,36 @@
+// node-redis (v4) through headroom: strings, lists, sets, MGET, a multi-command pipeline.
+// Usage: node node_redis_check.js PORT ; exits non-zero on any mismatch.
+const { createClient } = require("redis");
+const assert = require("assert");
+
+async function main() {
+  const c = createClient({ socket: { port: Number(process.argv[2]), host: "127.0.0.1" } });
+  c.on("error", (e) => {
+    console.error(e);
+    process.exit(1);
+  });
+  await c.connect();
+  assert.strictEqual(await c.ping(), "PONG");
+  assert.strictEqual(await c.set("nr:a", "hello"), "OK");
+  assert.strictEqual(await c.get("nr:a"), "hello");
+  assert.strictEqual(await c.rPush("nr:l", ["a", "b", "c"]), 3);
+  assert.deepStrictEqual(await c.lRange("nr:l", 0, -1), ["a", "b", "c"]);
+  assert.strictEqual(await c.sAdd("nr:s", ["x", "y"]), 2);
+  assert.strictEqual(await c.sIsMember("nr:s", "x"), true);
+  const keys = [];
+  for (let i = 0; i < 100; i++) {
+    keys.push(`nr:k${i}`);
+    await c.set(`nr:k${i}`, `v${i}`);
+  }
+  assert.deepStrictEqual(await c.mGet(keys), keys.map((_, i) => `v${i}`));
+  // Commands issued together are pipelined by node-redis.
+  const replies = await Promise.all(keys.map((k) => c.get(k)));
+  assert.deepStrictEqual(replies, keys.map((_, i) => `v${i}`));
+  await c.quit();
+  console.log("node-redis ok");
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

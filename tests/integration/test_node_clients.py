@@ -1,0 +1,26 @@
+"""ioredis and node-redis, unchanged, through headroom."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+
+
+def run(script, port):
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules")):
+        pytest.skip("node modules are not installed (scripts/test runs npm ci)")
+    out = subprocess.run(["node", script, str(port)], cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_ioredis(clean):
+    assert "ioredis ok" in run("ioredis_check.js", clean.proxy.port)
+
+
+def test_node_redis(clean):
+    assert "node-redis ok" in run("node_redis_check.js", clean.proxy.port)
