@@ -44,6 +44,7 @@ MemoryPoller::~MemoryPoller() {
 
 void MemoryPoller::start() {
   in_flight_.assign(nodes_.size(), false);
+  sent_ms_.assign(nodes_.size(), 0);
   for (auto& n : nodes_.all()) {
     auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password);
     NodeIndex i = n.index;
@@ -64,7 +65,16 @@ void MemoryPoller::stop() {
 
 void MemoryPoller::on_tick(uv_timer_t* t) {
   auto* self = static_cast<MemoryPoller*>(t->data);
-  for (NodeIndex i = 0; i < self->nodes_.size(); ++i) self->poll(i);
+  uint64_t now = uv_now(self->loop_);
+  uint64_t stale_ms = std::max<uint64_t>(3ull * self->interval_ms_, 300);
+  for (NodeIndex i = 0; i < self->nodes_.size(); ++i) {
+    if (self->in_flight_[i] && now - self->sent_ms_[i] > stale_ms && self->nodes_[i].reachable) {
+      spdlog::warn("node {}: no answer to INFO for {} ms: no new keys go there until it answers",
+                   self->nodes_[i].name(), now - self->sent_ms_[i]);
+      self->nodes_[i].reachable = false;
+    }
+    self->poll(i);
+  }
 }
 
 void MemoryPoller::poll(NodeIndex i) {
@@ -74,10 +84,13 @@ void MemoryPoller::poll(NodeIndex i) {
     in_flight_[i] = false;
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     NodeState& n = nodes_[i];
+    if (!n.reachable) spdlog::info("node {}: answering again", n.name());
+    n.reachable = true;
     apply_info(n, std::string_view(r->str, r->len));
     n.written_since_poll = n.written_total - written_at_send;
   });
   in_flight_[i] = sent;
+  if (sent) sent_ms_[i] = uv_now(loop_);
 }
 
 }  // namespace headroom::balancer

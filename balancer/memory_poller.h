@@ -1,5 +1,7 @@
 // Polls `INFO memory keyspace` on every data node every poll_interval_ms, on one
-// control connection per node, and keeps NodeState's figures current.
+// control connection per node, and keeps NodeState's figures current. A node whose
+// poll goes unanswered for three intervals (a hung node: SIGSTOP, a full kernel
+// buffer) is marked unreachable, so it gets no new keys, until it answers again.
 //
 // The correction window: written_since_poll counts bytes sent to a node after the
 // poll request whose answer is in used_memory. When a poll is sent we remember the
@@ -35,6 +37,7 @@ class MemoryPoller {
   uv_timer_t* timer_;  // owned; freed in its close callback
   std::vector<std::unique_ptr<ControlConn>> conns_;
   std::vector<bool> in_flight_;
+  std::vector<uint64_t> sent_ms_;  // when the poll in flight was sent
 };
 
 // Parses the figures out of an INFO reply (exposed for tests).

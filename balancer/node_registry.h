@@ -20,7 +20,8 @@ struct NodeState {
 
   // From the last `INFO memory keyspace` poll.
   bool polled = false;
-  bool reachable = false;      // the poller's connection is up
+  bool reachable = false;      // the poller's connection is up and its last poll answered in time
+  bool backend_up = false;     // the data path has a live connection to it
   uint64_t used_memory = 0;
   uint64_t maxmemory = 0;
   uint64_t keys = 0;

@@ -12,7 +12,7 @@ std::optional<NodeIndex> choose_node(const NodeRegistry& nodes) {
   std::optional<NodeIndex> best;
   double best_fill = 0;
   for (const auto& n : nodes.all()) {
-    if (!n.reachable || !n.polled) continue;
+    if (!n.reachable || !n.polled || !n.backend_up) continue;
     double fill = projected_fill(n, fallback);
     if (!best || fill < best_fill) {
       best = n.index;

@@ -12,7 +12,8 @@
 
 namespace headroom::balancer {
 
-// Picks the node for a new key; nullopt when no node is reachable.
+// Picks the node for a new key among nodes that are reachable (poller) and connected
+// (data path); nullopt when there is none.
 std::optional<NodeIndex> choose_node(const NodeRegistry& nodes);
 
 // Projected fill of one node, as choose_node sees it (for INFO and tests).

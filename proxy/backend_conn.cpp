@@ -71,6 +71,7 @@ void BackendConn::on_connected(int status) {
     return;
   }
   state_ = State::kConnected;
+  server_.backend_state_changed(node_);
   backoff_ms_ = 50;
   spdlog::info("node {}: connected to {}:{}", config_.name, config_.address.host, config_.address.port);
   if (!config_.password.empty()) {
@@ -181,6 +182,7 @@ void BackendConn::fail(const char* why, const std::string& error) {
   bool was_connected = state_ == State::kConnected;
   if (was_connected) spdlog::warn("node {}: {}", config_.name, why);
   state_ = State::kIdle;
+  server_.backend_state_changed(node_);
   if (tcp_ != nullptr) {
     tcp_->data = nullptr;
     connect_req_.data = nullptr;

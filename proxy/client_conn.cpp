@@ -43,6 +43,7 @@ bool ClientConn::accept(uv_stream_t* listener) {
     }
   }
   reading_ = true;
+  last_read_ms_ = uv_now(server_.loop());
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(tcp_),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -60,6 +61,7 @@ void ClientConn::on_read(ssize_t n) {
     return;
   }
   if (n == 0 || closing_) return;
+  last_read_ms_ = uv_now(server_.loop());
   server_.stats().net_input_bytes += static_cast<uint64_t>(n);
   parser_.feed(in_.data() + in_.size(), static_cast<size_t>(n));
   in_.commit(static_cast<size_t>(n));

@@ -53,6 +53,8 @@ class ClientConn {
   void drain() { close_after_replies(); }
 
   bool idle() const { return queue_.empty() && !writing_ && out_.empty(); }
+  // Loop time (ms) of the last bytes read from this client.
+  uint64_t last_read_ms() const { return last_read_ms_; }
 
  private:
   void on_read(ssize_t n);
@@ -72,6 +74,7 @@ class ClientConn {
   bool closing_ = false;       // no more reads; close when replies are out
   bool closed_ = false;        // uv_close called
   bool dirty_ = false;
+  uint64_t last_read_ms_ = 0;
 
   resp::Buffer in_;
   resp::RequestParser parser_;

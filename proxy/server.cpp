@@ -68,6 +68,7 @@ int Server::start() {
         for (auto& node : self->backends_)
           for (auto& b : node)
             b->check_timeouts(now, self->config_.connect_timeout_ms, self->config_.request_timeout_ms);
+        self->close_idle_clients(now);
       },
       period, period);
   for (auto& node : backends_)
@@ -133,6 +134,18 @@ void Server::on_connection(uv_stream_t* listener, int status) {
 }
 
 void Server::mark_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
+
+// As Redis's `timeout`: a client that sent nothing for client_idle_s and waits for
+// no reply is closed.
+void Server::close_idle_clients(uint64_t now_ms) {
+  uint64_t limit_ms = uint64_t{config_.client_idle_timeout_s} * 1000;
+  if (limit_ms == 0 || now_ms - last_idle_check_ms_ < 1000) return;
+  last_idle_check_ms_ = now_ms;
+  std::vector<ClientConn*> idle;
+  for (ClientConn* c : clients_)
+    if (c->idle() && now_ms - c->last_read_ms() > limit_ms) idle.push_back(c);
+  for (ClientConn* c : idle) c->close();
+}
 
 void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->flush_dirty(); }
 

@@ -52,6 +52,8 @@ class Server {
   // The connection that carries commands to `node` (round-robin over its connections).
   BackendConn& backend(balancer::NodeIndex node);
   bool node_available(balancer::NodeIndex node) const;
+  // A backend connection to `node` went up or down: placement follows.
+  void backend_state_changed(balancer::NodeIndex node) { nodes_[node].backend_up = node_available(node); }
 
   void mark_dirty(BackendConn* b) { dirty_backends_.push_back(b); }
   void mark_dirty(ClientConn* c);
@@ -71,6 +73,7 @@ class Server {
   void flush_dirty();
   int listen();
   void maybe_finish_shutdown();
+  void close_idle_clients(uint64_t now_ms);
 
   uv_loop_t* loop_;
   conf::Config config_;
@@ -94,6 +97,7 @@ class Server {
   std::vector<Request*> free_requests_;
   uint64_t last_client_id_ = 0;
   uint64_t start_time_ms_ = 0;
+  uint64_t last_idle_check_ms_ = 0;
   bool stopping_ = false;
   bool listening_ = false;
 };

@@ -5,6 +5,7 @@ then kill) when the fixture ends, even when a test fails."""
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -73,16 +74,35 @@ class RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--maxmemory", maxmemory,
                 "--maxmemory-policy", "noeviction", "--logfile", self.log, *extra]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.args = args
+        self.start()
+        self.client = redis.Redis(port=self.port, socket_timeout=10)
+        self.paused = False
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         wait_ping(self.port, proc=self.proc, log=self.log)
-        self.client = redis.Redis(port=self.port)
+
+    def up(self):
+        """Running and not stopped with SIGSTOP."""
+        return self.proc.poll() is None and not self.paused
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
 
     def stop(self):
+        if self.paused:
+            self.resume()
         stop(self.proc)
 
 
 class Headroom:
-    def __init__(self, workdir, main, nodes, name="headroom", extra_yaml=""):
+    def __init__(self, workdir, main, nodes, name="headroom", settings=None):
         self.port = free_port()
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -91,9 +111,11 @@ class Headroom:
                  f"main: {{name: main, address: 127.0.0.1:{main.port}}}",
                  "nodes:"]
         lines += [f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}" for n in nodes]
-        lines += ["poll_interval_ms: 100", "timeouts: {connect_ms: 1000, request_ms: 5000}", "log: {level: info}"]
+        top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}"}
+        top.update(settings or {})
+        lines += [f"{k}: {v}" for k, v in top.items()]
         with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n" + extra_yaml)
+            f.write("\n".join(lines) + "\n")
         self.log = os.path.join(self.dir, "headroom.log")
         self.proc = None
         self.start()
@@ -130,7 +152,8 @@ class Headroom:
 class Cluster:
     """main + node1..node4 (+ a reference server) and one headroom in front."""
 
-    def __init__(self, maxmemory=("256mb",) * 4):
+    def __init__(self, maxmemory=("256mb",) * 4, settings=None):
+        self.settings = settings
         self.workdir = tempfile.mkdtemp(prefix="headroom-it-")
         self.servers = []
         self.proxies = []
@@ -149,7 +172,7 @@ class Cluster:
         return s
 
     def add_proxy(self, name):
-        p = Headroom(self.workdir, self.main, self.nodes, name=name)
+        p = Headroom(self.workdir, self.main, self.nodes, name=name, settings=self.settings)
         self.proxies.append(p)
         return p
 
@@ -161,7 +184,7 @@ class Cluster:
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""
-        return [n.name for n in self.nodes if n.client.exists(key)]
+        return [n.name for n in self.nodes if n.up() and n.client.exists(key)]
 
     def logs(self):
         return "\n".join(f"--- {p.log}\n{read(p.log)}" for p in self.proxies)

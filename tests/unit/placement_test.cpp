@@ -26,7 +26,7 @@ NodeRegistry make(std::initializer_list<std::pair<uint64_t, uint64_t>> used_max)
     auto& n = reg[static_cast<NodeIndex>(i++)];
     n.used_memory = u;
     n.maxmemory = m;
-    n.polled = n.reachable = true;
+    n.polled = n.reachable = n.backend_up = true;
   }
   return reg;
 }
@@ -60,7 +60,7 @@ TEST_CASE("unreachable and unpolled nodes get no new keys") {
   reg[1].reachable = false;
   reg[2].polled = false;
   CHECK(choose_node(reg) == NodeIndex{0});
-  reg[0].reachable = false;
+  reg[0].backend_up = false;
   CHECK_FALSE(choose_node(reg).has_value());
 }
 

@@ -1,0 +1,153 @@
+"""Limits enforced with Redis's errors, a node that dies or hangs, and graceful
+shutdown. Each test builds its own cluster: they stop and kill servers."""
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+import redis
+
+from cluster import Cluster
+
+
+@pytest.fixture
+def own():
+    made = []
+
+    def make(**kw):
+        c = Cluster(**kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def test_max_clients(own):
+    c = own(settings={"limits": "{max_clients: 3}"})
+    held = [socket.create_connection(("127.0.0.1", c.proxy.port)) for _ in range(3)]
+    extra = socket.create_connection(("127.0.0.1", c.proxy.port))
+    extra.settimeout(5)
+    assert extra.recv(100) == b"-ERR max number of clients reached\r\n"
+    assert extra.recv(100) == b""  # closed
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    assert c.proxy.client().ping() is True
+
+
+def test_idle_clients_are_closed(own):
+    c = own(settings={"timeouts": "{connect_ms: 1000, request_ms: 5000, client_idle_s: 1}"})
+    s = socket.create_connection(("127.0.0.1", c.proxy.port))
+    s.settimeout(10)
+    start = time.time()
+    assert s.recv(100) == b""  # closed by headroom after ~1-2 s of silence
+    assert time.time() - start >= 0.9
+
+
+def test_a_client_that_pipelines_too_much_waits(own):
+    c = own(settings={"limits": "{max_pipeline: 10}"})
+    r = c.proxy.client(decode_responses=True)
+    p = r.pipeline(transaction=False)
+    for i in range(5000):
+        p.set(f"deep:{i}", str(i))
+    assert all(p.execute())
+    assert r.get("deep:4999") == "4999"
+
+
+def test_oversized_argument_is_a_protocol_error(own):
+    c = own(settings={"limits": "{max_bulk_bytes: 1kb}"})
+    s = socket.create_connection(("127.0.0.1", c.proxy.port))
+    s.settimeout(5)
+    s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000\r\n")
+    assert s.recv(200) == b"-ERR Protocol error: invalid bulk length\r\n"
+    r = c.proxy.client()
+    assert r.set("k", "x" * 1000) is True
+
+
+def first_key_on(c, r, node_name):
+    for i in range(5000):
+        k = f"probe:{i}"
+        r.set(k, "x" * 4000)
+        if c.node_of(k) == [node_name]:
+            return k
+    pytest.fail(f"no key landed on {node_name}")
+
+
+def test_dead_node_gives_a_clear_error_and_rejoins(own):
+    c = own()
+    r = c.proxy.client(decode_responses=True)
+    victim = c.nodes[1]
+    k = first_key_on(c, r, victim.name)
+    victim.stop()
+    with pytest.raises(redis.ResponseError) as e:
+        r.get(k)
+    assert victim.name in str(e.value) and "unavailable" in str(e.value)
+    # other nodes' keys are served; new keys avoid the dead node
+    time.sleep(0.5)
+    for i in range(50):
+        r.set(f"after:{i}", "v")
+        assert c.node_of(f"after:{i}") != [] and victim.name not in c.node_of(f"after:{i}")
+    # the node comes back (same port, empty: no persistence here) and rejoins by itself
+    victim.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            assert r.get(k) is None  # the node restarted empty: Redis's answer, not an error
+            break
+        except redis.ResponseError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("node did not rejoin")
+
+
+def test_hung_node_times_out_instead_of_hanging(own):
+    c = own(settings={"timeouts": "{connect_ms: 500, request_ms: 500}"})
+    r = c.proxy.client(decode_responses=True, socket_timeout=10)
+    victim = c.nodes[2]
+    k = first_key_on(c, r, victim.name)
+    other = first_key_on(c, r, c.nodes[0].name)
+    victim.pause()
+    try:
+        start = time.time()
+        with pytest.raises(redis.ResponseError) as e:
+            r.get(k)
+        assert "timed out" in str(e.value) and victim.name in str(e.value)
+        assert time.time() - start < 5
+        assert r.get(other) == "x" * 4000  # other nodes are unaffected
+        time.sleep(1)  # the poller has noticed: new keys avoid the hung node
+        for i in range(30):
+            r.set(f"while-hung:{i}", "v")
+            assert victim.name not in c.node_of(f"while-hung:{i}")
+    finally:
+        victim.resume()
+
+
+def test_sigterm_delivers_in_flight_replies(own):
+    c = own()
+    r = c.proxy.client(decode_responses=True)
+    results = {}
+
+    def big_pipeline():
+        p = r.pipeline(transaction=False)
+        for i in range(20000):
+            p.set(f"term:{i}", str(i))
+        try:
+            results["ok"] = p.execute()
+        except Exception as e:  # noqa: BLE001
+            results["error"] = e
+
+    t = threading.Thread(target=big_pipeline)
+    t.start()
+    time.sleep(0.05)
+    c.proxy.proc.send_signal(signal.SIGTERM)
+    t.join(30)
+    c.proxy.proc.wait(10)
+    assert c.proxy.proc.returncode == 0
+    # Either the pipeline was fully answered, or it was cut off between requests:
+    # a reply that was promised is never lost.
+    if "ok" in results:
+        assert all(results["ok"])
