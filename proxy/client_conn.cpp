@@ -44,6 +44,11 @@ bool ClientConn::accept(uv_stream_t* listener) {
   }
   reading_ = true;
   last_read_ms_ = uv_now(server_.loop());
+  start_reading();
+  return true;
+}
+
+void ClientConn::start_reading() {
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(tcp_),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -52,7 +57,6 @@ bool ClientConn::accept(uv_stream_t* listener) {
         buf->len = self->in_.writable_size();
       },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t*) { static_cast<ClientConn*>(s->data)->on_read(n); });
-  return true;
 }
 
 void ClientConn::on_read(ssize_t n) {
@@ -161,14 +165,7 @@ void ClientConn::check_limits() {
     read_paused_ = true;
   } else if (read_paused_ && queue_.size() <= cfg.max_pipeline / 2 && !closing_) {
     read_paused_ = false;
-    uv_read_start(
-        reinterpret_cast<uv_stream_t*>(tcp_),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<ClientConn*>(h->data);
-          buf->base = self->in_.writable(kReadChunk);
-          buf->len = self->in_.writable_size();
-        },
-        [](uv_stream_t* s, ssize_t n, const uv_buf_t*) { static_cast<ClientConn*>(s->data)->on_read(n); });
+    start_reading();
   }
 }
 

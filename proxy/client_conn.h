@@ -57,6 +57,7 @@ class ClientConn {
   uint64_t last_read_ms() const { return last_read_ms_; }
 
  private:
+  void start_reading();
   void on_read(ssize_t n);
   void write_ready_replies();
   void check_limits();

@@ -9,16 +9,11 @@
 #include "balancer/placement.h"
 #include "proxy/local_commands.h"
 #include "proxy/server.h"
+#include "resp/ascii.h"
 
 namespace headroom::proxy {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 void line(std::string& out, std::string_view key, const std::string& value) {
   out.append(key);
@@ -31,7 +26,7 @@ void line(std::string& out, std::string_view key, uint64_t value) { line(out, ke
 }  // namespace
 
 std::string build_info(Server& server, std::string_view section_arg) {
-  std::string section = lower(section_arg);
+  std::string section = resp::to_lower(section_arg);
   bool all = section.empty() || section == "default" || section == "all" || section == "everything";
   auto want = [&](std::string_view s) { return all || section == s; };
   std::string out;

@@ -5,28 +5,30 @@
 #include "proxy/client_conn.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
+#include "resp/ascii.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::proxy {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
+using resp::iequals;
 
 bool parse_i64(std::string_view s, int64_t& out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-// Client names: no spaces, newlines or other special characters (as Redis checks).
-bool valid_client_name(std::string_view n) {
-  for (char c : n)
-    if (c < '!' || c > '~') return false;
+// Sets the client's name if Redis would accept it (no spaces, newlines or other
+// special characters); otherwise appends Redis's error to `out` and returns false.
+bool set_client_name(Request& req, std::string_view name, resp::Buffer& out) {
+  for (char c : name) {
+    if (c < '!' || c > '~') {
+      resp::add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+      return false;
+    }
+  }
+  req.client->set_name(std::string(name));
   return true;
 }
 
@@ -45,11 +47,7 @@ void hello(Server& server, Request& req) {
     }
     for (size_t i = 2; i < argv.size(); ++i) {
       if (iequals(argv[i], "setname") && i + 1 < argv.size()) {
-        if (!valid_client_name(argv[i + 1])) {
-          resp::add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
-          return;
-        }
-        req.client->set_name(std::string(argv[i + 1]));
+        if (!set_client_name(req, argv[i + 1], out)) return;
         ++i;
       } else if (iequals(argv[i], "auth") && i + 2 < argv.size()) {
         i += 2;  // no password is configured: any credentials are accepted, as Redis's default user
@@ -82,12 +80,7 @@ void client_command(Request& req) {
   resp::Buffer& out = req.reply;
   std::string_view sub = argv[1];
   if (iequals(sub, "setname")) {
-    if (!valid_client_name(argv[2])) {
-      resp::add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
-      return;
-    }
-    req.client->set_name(std::string(argv[2]));
-    resp::add_simple(out, "OK");
+    if (set_client_name(req, argv[2], out)) resp::add_simple(out, "OK");
   } else if (iequals(sub, "getname")) {
     if (req.client->name().empty()) resp::add_nil(out);
     else resp::add_bulk(out, req.client->name());

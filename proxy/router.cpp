@@ -12,12 +12,14 @@
 #include "proxy/local_commands.h"
 #include "proxy/merge.h"
 #include "proxy/server.h"
+#include "resp/ascii.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::proxy {
 
 using resp::Merge;
 using resp::Route;
+using resp::iequals;
 
 namespace {
 
@@ -37,24 +39,6 @@ std::string unknown_command_error(std::span<const std::string_view> argv) {
   return msg;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 // The name Redis uses in arity errors: "get", "object|encoding".
 std::string display_name(const resp::CommandInfo& cmd) { return std::string(cmd.name); }
@@ -93,7 +77,7 @@ void Router::prepare(Request* req) {
   if (cmd == nullptr) {
     if (unknown_sub)
       reply_error(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try " +
-                           upper(argv[0]) + " HELP.");
+                           resp::to_upper(argv[0]) + " HELP.");
     else
       reply_error(req, unknown_command_error(argv));
     return;
@@ -104,13 +88,13 @@ void Router::prepare(Request* req) {
     return;
   }
   if (cmd->route == Route::Refused) {
-    std::string name = cmd->name.find('|') != std::string_view::npos ? lower(argv[0]) + " " + lower(argv[1])
-                                                                      : lower(argv[0]);
+    std::string name = cmd->name.find('|') != std::string_view::npos ? resp::to_lower(argv[0]) + " " + resp::to_lower(argv[1])
+                                                                      : resp::to_lower(argv[0]);
     reply_error(req, "ERR command '" + name + "' is not supported by headroom");
     return;
   }
   if (blocks(*cmd, argv)) {
-    reply_error(req, "ERR blocking command '" + lower(argv[0]) + "' is not supported by headroom");
+    reply_error(req, "ERR blocking command '" + resp::to_lower(argv[0]) + "' is not supported by headroom");
     return;
   }
   if (!cmd->key_specs.empty()) {
@@ -222,7 +206,7 @@ bool Router::dispatch(Request* req) {
       dispatch_any(req);
       return true;
     case Route::Refused:
-      reply_error(req, "ERR command '" + lower(req->argv[0]) + "' is not supported by headroom");
+      reply_error(req, "ERR command '" + resp::to_lower(req->argv[0]) + "' is not supported by headroom");
       return true;
   }
   return true;
@@ -437,7 +421,7 @@ bool Router::dispatch_same_node(Request* req) {
   }
   if (cross) {
     ++server_.stats().crossnode_errors;
-    reply_error(req, "CROSSNODE keys of '" + lower(req->argv[0]) + "' live on different nodes (" + nodes_seen +
+    reply_error(req, "CROSSNODE keys of '" + resp::to_lower(req->argv[0]) + "' live on different nodes (" + nodes_seen +
                          "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
     return true;
   }

@@ -1,5 +1,7 @@
 #include "resp/command_table.h"
 
+#include "resp/ascii.h"
+
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -59,12 +61,6 @@ bool append_lower(char* buf, size_t& len, std::string_view s) {
   return true;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 }  // namespace
 
