@@ -2,41 +2,55 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+#include <random>
+
 namespace headroom::balancer {
 
 namespace {
 
-// KEYS[1] bucket; ARGV: dir_key, node, channel.
+// KEYS[1] bucket; ARGV: dir_key, node, channel, origin.
 constexpr std::string_view kPlaceScript = R"(
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then return cur end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], 'P' .. ARGV[2] .. '\n' .. ARGV[1])
+redis.call('PUBLISH', ARGV[3], 'P' .. ARGV[4] .. ARGV[2] .. '\n' .. ARGV[1])
 return ARGV[2]
 )";
 
+// KEYS[1] bucket; ARGV: dir_key, node, channel, origin.
 constexpr std::string_view kRemoveScript = R"(
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], 'D' .. ARGV[2] .. '\n' .. ARGV[1])
+  redis.call('PUBLISH', ARGV[3], 'D' .. ARGV[4] .. ARGV[2] .. '\n' .. ARGV[1])
   return 1
 end
 return 0
 )";
 
-// ARGV: bucket count, channel.
+// ARGV: bucket count, channel, origin.
 constexpr std::string_view kFlushScript = R"(
 for i = 0, tonumber(ARGV[1]) - 1 do redis.call('UNLINK', 'hr:dir:' .. i) end
-redis.call('PUBLISH', ARGV[2], 'F')
+redis.call('PUBLISH', ARGV[2], 'F' .. ARGV[3])
 return 1
 )";
+
+constexpr size_t kOriginLen = 16;
+
+std::string random_origin() {
+  std::random_device rd;
+  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(uv_hrtime());
+  char buf[kOriginLen + 1];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return std::string(buf, kOriginLen);
+}
 
 constexpr uint32_t kLoadWindow = 256;  // HGETALLs in flight while loading
 
 }  // namespace
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir)
-    : loop_(loop), config_(main), nodes_(nodes), dir_(dir) {
+    : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password);
 }
@@ -118,14 +132,17 @@ void MainStore::on_event(redisReply* r) {
   }
   if (kind != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
   std::string_view msg(r->element[2]->str, r->element[2]->len);
-  if (msg == "F") {
+  if (msg.size() < 1 + kOriginLen) return;
+  if (msg.substr(1, kOriginLen) == origin_) return;  // ours: applied already, in order
+  if (msg[0] == 'F') {
     dir_.clear();
     return;
   }
-  size_t nl = msg.find('\n');
-  if (msg.size() < 2 || nl == std::string_view::npos) return;
-  std::string_view node = msg.substr(1, nl - 1);
-  std::string_view key = msg.substr(nl + 1);
+  std::string_view rest = msg.substr(1 + kOriginLen);
+  size_t nl = rest.find('\n');
+  if (nl == std::string_view::npos) return;
+  std::string_view node = rest.substr(0, nl);
+  std::string_view key = rest.substr(nl + 1);
   auto idx = nodes_.find(node);
   if (!idx) return;
   if (msg[0] == 'P') dir_.set(key, *idx);
@@ -140,7 +157,7 @@ bool MainStore::place(std::string_view dir_key, NodeIndex node, PlaceFn fn) {
   }
   std::string key(dir_key);
   std::string bucket = bucket_name(dir_key);
-  bool sent = cmd_->command({"EVAL", kPlaceScript, "1", bucket, key, nodes_[node].name(), kEventsChannel},
+  bool sent = cmd_->command({"EVAL", kPlaceScript, "1", bucket, key, nodes_[node].name(), kEventsChannel, origin_},
                             [this, key](redisReply* r) {
                               auto pit = pending_.find(key);
                               if (pit == pending_.end()) return;
@@ -171,14 +188,15 @@ bool MainStore::place(std::string_view dir_key, NodeIndex node, PlaceFn fn) {
 
 void MainStore::remove(std::string_view dir_key, NodeIndex node) {
   dir_.erase_if(dir_key, node);
-  cmd_->command({"EVAL", kRemoveScript, "1", bucket_name(dir_key), dir_key, nodes_[node].name(), kEventsChannel},
+  cmd_->command({"EVAL", kRemoveScript, "1", bucket_name(dir_key), dir_key, nodes_[node].name(), kEventsChannel,
+                 origin_},
                 [](redisReply*) {});
 }
 
 void MainStore::flush(std::function<void(std::string_view)> fn) {
   dir_.clear();
   std::string buckets = std::to_string(kBuckets);
-  bool sent = cmd_->command({"EVAL", kFlushScript, "0", buckets, kEventsChannel}, [fn](redisReply* r) {
+  bool sent = cmd_->command({"EVAL", kFlushScript, "0", buckets, kEventsChannel, origin_}, [fn](redisReply* r) {
     if (r == nullptr) fn("ERR main server unavailable: directory not flushed");
     else if (r->type == REDIS_REPLY_ERROR) fn(std::string_view(r->str, r->len));
     else fn("");

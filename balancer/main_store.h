@@ -4,7 +4,11 @@
 // stable_hash(dir_key) % kBuckets, field = directory key, value = node name. Small
 // hashes stay listpack-encoded in Redis, which keeps the main server's cost per entry
 // low. Every change is published on kEventsChannel so other proxies' caches follow:
-//   "P<node>\n<key>"  placed     "D<node>\n<key>"  removed     "F"  flushed
+//   "P<origin><node>\n<key>"  placed    "D<origin><node>\n<key>"  removed    "F<origin>"  flushed
+// <origin> (16 hex digits, random per process) names the proxy that made the change.
+// A proxy skips its own events: it applied each change to its cache already, in the
+// order it sent them, and its own event arrives later than a newer change it may
+// have made since (DEL k then SET k: the old "D" must not erase the new entry).
 //
 // Placement is one Lua script (atomic on the main server): set-if-absent, publish,
 // and return whichever node now holds the entry, so two proxies placing the same
@@ -77,6 +81,7 @@ class MainStore {
   std::unique_ptr<ControlConn> cmd_;  // scripts and loads
   std::unique_ptr<ControlConn> sub_;  // SUBSCRIBE only
   std::function<void()> on_loaded_;
+  std::string origin_;  // this process's tag on the events it causes
   bool loaded_ = false;
   bool subscribed_ = false;
   uint64_t load_generation_ = 0;

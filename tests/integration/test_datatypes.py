@@ -91,12 +91,14 @@ def test_every_type_matches_one_redis_server(r, ref):
 
 
 def test_keys_are_spread_over_every_node(r, clean):
-    # Enough bytes (4 MB) to outweigh the nodes' differences in baseline memory.
-    p = r.pipeline(transaction=False)
-    for i in range(1000):
-        p.set(f"spread:{i}", "x" * 4000)
-    p.execute()
-    holders = {n for i in range(1000) for n in clean.node_of(f"spread:{i}")}
+    # Enough bytes (12 MB) to outweigh the nodes' differences in baseline memory
+    # (a node's used_memory counts the query buffer a big pipeline left behind).
+    for start in range(0, 1500, 250):
+        p = r.pipeline(transaction=False)
+        for i in range(start, start + 250):
+            p.set(f"spread:{i}", "x" * 8000)
+        p.execute()
+    holders = {n for i in range(1500) for n in clean.node_of(f"spread:{i}")}
     assert holders == {"node1", "node2", "node3", "node4"}
     # and each key lives on exactly one node
-    assert all(len(clean.node_of(f"spread:{i}")) == 1 for i in range(0, 1000, 7))
+    assert all(len(clean.node_of(f"spread:{i}")) == 1 for i in range(0, 1500, 7))

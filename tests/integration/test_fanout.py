@@ -3,12 +3,14 @@ visits every key once), DBSIZE, KEYS, RANDOMKEY, FLUSHALL."""
 
 
 def load(r, n=2000):
-    p = r.pipeline(transaction=False)
-    for i in range(n):
-        p.set(f"scan:{i}", "x" * 1000)
-        if i % 10 == 0:
-            p.hset(f"hscan:{i}", "f", "v")
-    p.execute()
+    # 10 MB for 2000 keys: enough to spread over all four nodes
+    for start in range(0, n, 250):
+        p = r.pipeline(transaction=False)
+        for i in range(start, min(n, start + 250)):
+            p.set(f"scan:{i}", "x" * 5000)
+            if i % 10 == 0:
+                p.hset(f"hscan:{i}", "f", "v")
+        p.execute()
 
 
 def test_scan_visits_every_key_exactly_once(r, clean):

@@ -32,7 +32,7 @@ def test_skewed_value_sizes_spread_memory_evenly(r, clean):
     rnd = random.Random(42)
     p = r.pipeline(transaction=False)
     total = 0
-    for i in range(3000):
+    for i in range(12000):
         # long tail: most values small, a few large
         size = int(min(65536, 100 * (1 / (1 - rnd.random())) ** 1.2))
         total += size
