@@ -123,7 +123,8 @@ Config parse_config(const std::string& yaml_text) {
     throw ConfigError(std::string("not valid YAML: ") + e.what());
   }
   check_keys(root, "",
-             {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log"});
+             {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
+              "requirepass", "allow_dangerous_commands"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -161,6 +162,18 @@ Config parse_config(const std::string& yaml_text) {
       c.max_client_output_bytes = parse_size(scalar(l["max_client_output_bytes"], "limits.max_client_output_bytes"), "limits.max_client_output_bytes");
     if (c.max_request_bytes < 1024) fail("limits.max_request_bytes", "must be at least 1kb");
     if (c.max_bulk_bytes < 1) fail("limits.max_bulk_bytes", "must be at least 1");
+  }
+  if (root["requirepass"]) c.requirepass = scalar(root["requirepass"], "requirepass");
+  if (const auto& a = root["allow_dangerous_commands"]) {
+    if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
+    static const std::set<std::string> dangerous{"flushall", "flushdb", "keys"};
+    for (size_t i = 0; i < a.size(); ++i) {
+      std::string field = "allow_dangerous_commands[" + std::to_string(i) + "]";
+      std::string name = scalar(a[i], field);
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!dangerous.count(name)) fail(field, "expected one of flushall, flushdb, keys; got \"" + name + "\"");
+      c.allow_dangerous_commands.push_back(name);
+    }
   }
   if (const auto& lg = root["log"]) {
     check_keys(lg, "log", {"level", "file"});

@@ -47,6 +47,13 @@ struct Config {
   uint32_t max_pipeline = 100000;              // requests in flight per client before reading pauses
   uint64_t max_client_output_bytes = 256ull << 20;  // unsent replies per client before it is closed
 
+  // Client authentication: when set, clients must AUTH with this password (or
+  // "AUTH default <password>") before any other command, as with Redis's requirepass.
+  std::string requirepass;
+
+  // FLUSHALL, FLUSHDB and KEYS are refused unless named here.
+  std::vector<std::string> allow_dangerous_commands;
+
   std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
   std::string log_file;                // empty: stderr
 };

@@ -17,7 +17,8 @@ resp::RequestLimits limits_of(const conf::Config& c) {
 }  // namespace
 
 ClientConn::ClientConn(Server& server, uint64_t id)
-    : server_(server), id_(id), parser_(limits_of(server.config())) {
+    : server_(server), id_(id), authenticated_(server.config().requirepass.empty()),
+      parser_(limits_of(server.config())) {
   tcp_ = new uv_tcp_t;
   uv_tcp_init(server_.loop(), tcp_);
   tcp_->data = this;

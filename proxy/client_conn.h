@@ -31,6 +31,8 @@ class ClientConn {
   uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
   void set_name(std::string n) { name_ = std::move(n); }
+  bool authenticated() const { return authenticated_; }
+  void set_authenticated(bool a) { authenticated_ = a; }
   const std::string& peer() const { return peer_; }
 
   // A request of this client completed: write every completed reply at the head.
@@ -76,6 +78,7 @@ class ClientConn {
   bool closed_ = false;        // uv_close called
   bool dirty_ = false;
   uint64_t last_read_ms_ = 0;
+  bool authenticated_ = false;
 
   resp::Buffer in_;
   resp::RequestParser parser_;

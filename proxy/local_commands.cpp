@@ -1,5 +1,6 @@
 #include "proxy/local_commands.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "proxy/client_conn.h"
@@ -13,6 +14,33 @@ namespace headroom::proxy {
 namespace {
 
 using resp::iequals;
+
+// Compares without an early exit, so the time taken says nothing about where a
+// guess went wrong.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+// AUTH [username] password, as Redis with requirepass: the only user is "default".
+// Returns true when the client is now authenticated; otherwise appends the error.
+bool authenticate(Server& server, Request& req, std::string_view user, std::string_view password,
+                  resp::Buffer& out) {
+  const std::string& want = server.config().requirepass;
+  bool ok = user == "default" && (want.empty() || constant_time_equal(password, want));
+  if (!ok) {
+    resp::add_error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  req.client->set_authenticated(true);
+  return true;
+}
 
 bool parse_i64(std::string_view s, int64_t& out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -50,12 +78,20 @@ void hello(Server& server, Request& req) {
         if (!set_client_name(req, argv[i + 1], out)) return;
         ++i;
       } else if (iequals(argv[i], "auth") && i + 2 < argv.size()) {
-        i += 2;  // no password is configured: any credentials are accepted, as Redis's default user
+        if (!authenticate(server, req, argv[i + 1], argv[i + 2], out)) return;
+        i += 2;
       } else {
         resp::add_error(out, "ERR Syntax error in HELLO option '" + std::string(argv[i]) + "'");
         return;
       }
     }
+  }
+  if (!req.client->authenticated()) {
+    resp::add_error(out,
+                    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> "
+                    "AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol "
+                    "version at the same time");
+    return;
   }
   resp::add_array_header(out, 14);
   resp::add_bulk(out, "server");
@@ -115,9 +151,15 @@ void run_local_command(Server& server, Request& req) {
   } else if (name == "hello") {
     hello(server, req);
   } else if (name == "auth") {
-    resp::add_error(out,
-                    "ERR AUTH <password> called without any password configured for the default user. Are you sure "
-                    "your configuration is correct?");
+    if (argv.size() == 2 && server.config().requirepass.empty()) {
+      resp::add_error(out,
+                      "ERR AUTH <password> called without any password configured for the default user. Are you "
+                      "sure your configuration is correct?");
+    } else if (argv.size() > 3) {
+      resp::add_error(out, "ERR syntax error");
+    } else if (authenticate(server, req, argv.size() == 3 ? argv[1] : "default", argv.back(), out)) {
+      resp::add_simple(out, "OK");
+    }
   } else if (name.starts_with("client")) {
     client_command(req);
   } else if (name == "info") {

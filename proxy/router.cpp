@@ -58,6 +58,12 @@ bool blocks(const resp::CommandInfo& cmd, std::span<const std::string_view> argv
 
 Router::Router(Server& server) : server_(server) {}
 
+bool Router::dangerous_allowed(std::string_view name) const {
+  for (const auto& a : server_.config().allow_dangerous_commands)
+    if (a == name) return true;
+  return false;
+}
+
 void Router::reply_error(Request* req, std::string_view msg) {
   ++server_.stats().error_replies;
   req->reply.clear();
@@ -85,6 +91,15 @@ void Router::prepare(Request* req) {
   req->cmd = cmd;
   if (!resp::arity_ok(*cmd, argv.size())) {
     reply_error(req, "ERR wrong number of arguments for '" + display_name(*cmd) + "' command");
+    return;
+  }
+  if (!req->client->authenticated() && cmd->name != "auth" && cmd->name != "hello" && cmd->name != "quit") {
+    reply_error(req, "NOAUTH Authentication required.");
+    return;
+  }
+  if (cmd->has(resp::kDangerous) && cmd->route != Route::Refused && !dangerous_allowed(cmd->name)) {
+    reply_error(req, "ERR command '" + std::string(cmd->name) +
+                         "' is disabled by headroom's configuration (allow_dangerous_commands)");
     return;
   }
   if (cmd->route == Route::Refused) {

@@ -57,6 +57,7 @@ class Router {
   void count_write(Request* req, NodeIndex node);
   void forget_deleted_keys(Request* req);
   bool any_node(NodeIndex& node);
+  bool dangerous_allowed(std::string_view name) const;
 
   Server& server_;
   uint32_t any_rr_ = 0;

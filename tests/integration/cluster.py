@@ -32,13 +32,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_ping(port, timeout=20.0, proc=None, log=None):
+def wait_ping(port, timeout=20.0, proc=None, log=None, password=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process on port {port} exited: {read(log)}")
         try:
-            if redis.Redis(port=port, socket_timeout=1).ping():
+            if redis.Redis(port=port, socket_timeout=1, password=password).ping():
                 return
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             pass
@@ -111,9 +111,11 @@ class Headroom:
                  f"main: {{name: main, address: 127.0.0.1:{main.port}}}",
                  "nodes:"]
         lines += [f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}" for n in nodes]
-        top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}"}
+        top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}",
+               "allow_dangerous_commands": "[flushall, flushdb, keys]"}
         top.update(settings or {})
         lines += [f"{k}: {v}" for k, v in top.items()]
+        self.password = top.get("requirepass")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.log = os.path.join(self.dir, "headroom.log")
@@ -123,7 +125,7 @@ class Headroom:
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([headroom_bin(), "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT)
-        wait_ping(self.port, proc=self.proc, log=self.log)
+        wait_ping(self.port, proc=self.proc, log=self.log, password=self.password)
 
     def stop(self):
         """Stops headroom gracefully; a sanitizer report or a bad exit is a failure."""
@@ -146,6 +148,7 @@ class Headroom:
         self.start()
 
     def client(self, **kw):
+        kw.setdefault("password", self.password)
         return redis.Redis(port=self.port, **kw)
 
 
@@ -180,7 +183,7 @@ class Cluster:
         for s in self.servers:
             s.client.flushall()
         # proxies drop their cached entries through the directory's flush event
-        self.proxy.client().flushall()
+        self.proxy.client().flushall()  # the directory, through headroom
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""

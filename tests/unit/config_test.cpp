@@ -54,6 +54,9 @@ TEST_CASE("every section parses") {
   CHECK(c.max_bulk_bytes == 1024);
   CHECK(c.max_client_output_bytes == 100000);
   CHECK(c.log_level == "debug");
+  Config d = parse_config(kBase + "requirepass: pw\nallow_dangerous_commands: [KEYS]\n");
+  CHECK(d.requirepass == "pw");
+  CHECK(d.allow_dangerous_commands == std::vector<std::string>{"keys"});
 }
 
 TEST_CASE("bad configs name the bad field") {
@@ -79,6 +82,8 @@ TEST_CASE("bad configs name the bad field") {
       {kBase + "log: {level: loud}\n", "log.level: expected one of"},
       {"nodes:\n  - {name: a, address: 127.0.0.1:1}\n", "main: missing"},
       {"main: [1, 2\n", "not valid YAML"},
+      {kBase + "allow_dangerous_commands: [flushall, config]\n", "allow_dangerous_commands[1]: expected one of"},
+      {kBase + "allow_dangerous_commands: keys\n", "allow_dangerous_commands: expected a list"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.yaml);
