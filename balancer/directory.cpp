@@ -1,5 +1,8 @@
 #include "balancer/directory.h"
 
+#include <algorithm>
+#include <bit>
+
 namespace headroom::balancer {
 
 std::string_view directory_key(std::string_view key) {
@@ -19,13 +22,54 @@ uint64_t stable_hash(std::string_view s) {
   return h;
 }
 
-size_t Directory::memory_estimate() const {
-  // libstdc++ node: next pointer + cached hash + std::string + value, plus a bucket slot.
-  size_t per_entry = sizeof(void*) + sizeof(size_t) + sizeof(std::string) + sizeof(NodeIndex) + sizeof(void*);
-  size_t total = map_.size() * per_entry + map_.bucket_count() * sizeof(void*);
-  for (const auto& [k, v] : map_)
-    if (k.capacity() > 15) total += k.capacity() + 1;
-  return total;
+void Directory::set(std::string_view dir_key, NodeIndex node) {
+  uint32_t h = hash_of(dir_key);
+  size_t i = probe(dir_key, h);
+  if (slots_[i].offset < kTombstone) {
+    std::memcpy(arena_.data() + slots_[i].offset, &node, sizeof node);
+    return;
+  }
+  if ((used_ + 1) * 4 > slots_.size() * 3 || arena_.size() + kHeader + dir_key.size() >= kTombstone) {
+    rebuild(std::max(kMinSlots, std::bit_ceil((size_ + 1) * 2)));
+    i = probe(dir_key, h);
+  }
+  uint32_t off = static_cast<uint32_t>(arena_.size());
+  uint32_t len = static_cast<uint32_t>(dir_key.size());
+  arena_.resize(arena_.size() + kHeader + len);
+  std::memcpy(arena_.data() + off, &node, sizeof node);
+  std::memcpy(arena_.data() + off + sizeof node, &len, sizeof len);
+  std::memcpy(arena_.data() + off + kHeader, dir_key.data(), len);
+  slots_[i] = {h, off};
+  ++size_;
+  ++used_;
+}
+
+void Directory::erase_if(std::string_view dir_key, NodeIndex node) {
+  size_t i = probe(dir_key, hash_of(dir_key));
+  if (slots_[i].offset >= kTombstone || node_at(slots_[i].offset) != node) return;
+  slots_[i].offset = kTombstone;  // its arena bytes are reclaimed by the next rebuild
+  --size_;
+}
+
+// Moves the live entries into a table of `slots` slots and a compacted arena.
+void Directory::rebuild(size_t slots) {
+  std::vector<Slot> old_slots(slots, Slot{0, kEmpty});
+  old_slots.swap(slots_);
+  std::vector<char> old_arena;
+  old_arena.swap(arena_);
+  arena_.reserve(old_arena.size());
+  size_t mask = slots_.size() - 1;
+  for (const Slot& s : old_slots) {
+    if (s.offset >= kTombstone) continue;
+    uint32_t len;
+    std::memcpy(&len, old_arena.data() + s.offset + sizeof(NodeIndex), sizeof len);
+    uint32_t off = static_cast<uint32_t>(arena_.size());
+    arena_.insert(arena_.end(), old_arena.begin() + s.offset, old_arena.begin() + s.offset + kHeader + len);
+    size_t i = s.hash & mask;
+    while (slots_[i].offset != kEmpty) i = (i + 1) & mask;
+    slots_[i] = {s.hash, off};
+  }
+  used_ = size_;
 }
 
 }  // namespace headroom::balancer

@@ -10,7 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <cstring>
+#include <vector>
 
 #include "balancer/node_registry.h"
 
@@ -29,35 +30,76 @@ inline bool is_tag(std::string_view dir_key) {
 // builds, machines or versions.
 uint64_t stable_hash(std::string_view s);
 
+// The cache: an open-addressing table whose slots hold a 32-bit hash and an offset
+// into one byte arena, where each entry is [node:2][key length:4][key bytes]. About
+// 8 bytes of slot (at most 3/4 full) plus 6 bytes and the key itself per entry, in
+// two allocations, where a node-based map costs a heap node, a std::string and a
+// bucket per entry. Erased entries leave tombstones and dead arena bytes, both
+// reclaimed when the table is rebuilt.
 class Directory {
  public:
-  std::optional<NodeIndex> find(std::string_view dir_key) const {
-    auto it = map_.find(dir_key);
-    if (it == map_.end()) return std::nullopt;
-    return it->second;
-  }
-  void set(std::string_view dir_key, NodeIndex node) {
-    auto it = map_.find(dir_key);
-    if (it != map_.end()) it->second = node;
-    else map_.emplace(std::string(dir_key), node);
-  }
-  // Erases the entry when it still names `node`.
-  void erase_if(std::string_view dir_key, NodeIndex node) {
-    auto it = map_.find(dir_key);
-    if (it != map_.end() && it->second == node) map_.erase(it);
-  }
-  void clear() { map_.clear(); }
-  size_t size() const { return map_.size(); }
+  Directory() { clear(); }
 
-  // Bytes of proxy memory the entries use (keys, nodes, buckets), for INFO.
-  size_t memory_estimate() const;
+  std::optional<NodeIndex> find(std::string_view dir_key) const {
+    size_t i = probe(dir_key, hash_of(dir_key));
+    if (slots_[i].offset < kTombstone) return node_at(slots_[i].offset);
+    return std::nullopt;
+  }
+  // Inserts or updates.
+  void set(std::string_view dir_key, NodeIndex node);
+  // Erases the entry when it still names `node`.
+  void erase_if(std::string_view dir_key, NodeIndex node);
+  void clear() {
+    slots_.assign(kMinSlots, Slot{0, kEmpty});
+    slots_.shrink_to_fit();
+    arena_.clear();
+    arena_.shrink_to_fit();
+    size_ = used_ = 0;
+  }
+  size_t size() const { return size_; }
+
+  // Bytes of proxy memory the entries use: slots and arena, as allocated.
+  size_t memory_estimate() const { return slots_.capacity() * sizeof(Slot) + arena_.capacity(); }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  struct Slot {
+    uint32_t hash;
+    uint32_t offset;  // into arena_; kEmpty or kTombstone when unused
   };
-  std::unordered_map<std::string, NodeIndex, Hash, std::equal_to<>> map_;
+  static constexpr uint32_t kEmpty = 0xffffffffu;
+  static constexpr uint32_t kTombstone = 0xfffffffeu;
+  static constexpr size_t kMinSlots = 1024;
+  static constexpr size_t kHeader = sizeof(NodeIndex) + sizeof(uint32_t);
+
+  static uint32_t hash_of(std::string_view s) {
+    uint64_t h = std::hash<std::string_view>{}(s);
+    return static_cast<uint32_t>(h ^ (h >> 32));
+  }
+  std::string_view key_at(uint32_t off) const {
+    uint32_t len;
+    std::memcpy(&len, arena_.data() + off + sizeof(NodeIndex), sizeof len);
+    return {arena_.data() + off + kHeader, len};
+  }
+  NodeIndex node_at(uint32_t off) const {
+    NodeIndex n;
+    std::memcpy(&n, arena_.data() + off, sizeof n);
+    return n;
+  }
+  // The slot holding `key`, or the empty slot where the search for it ended.
+  size_t probe(std::string_view key, uint32_t h) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.offset == kEmpty) return i;
+      if (s.offset != kTombstone && s.hash == h && key_at(s.offset) == key) return i;
+    }
+  }
+  void rebuild(size_t slots);
+
+  std::vector<Slot> slots_;
+  std::vector<char> arena_;
+  size_t size_ = 0;
+  size_t used_ = 0;  // live entries plus tombstones
 };
 
 }  // namespace headroom::balancer

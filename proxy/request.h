@@ -87,6 +87,12 @@ struct Request {
     placement_error.clear();
     dispatched = done = bytes_counted_by_placement = false;
     reply.clear();
+    // Pooled requests keep small buffers only: a large reply's memory goes back.
+    constexpr size_t kKeep = 16 * 1024;
+    owned_raw.shrink_if_idle(kKeep);
+    owned_args.shrink_if_idle(kKeep);
+    fragment_replies.shrink_if_idle(kKeep);
+    reply.shrink_if_idle(kKeep);
   }
 
   // Copies raw bytes and arguments into owned storage so they outlive the input buffer.

@@ -81,8 +81,10 @@ class Buffer {
       compact();  // cheap: less to move than what is already consumed
       return;
     }
+    // Grows by doubling; a first allocation is just big enough (rounded to 64 bytes),
+    // so the many small buffers of waiting requests stay small.
     size_t need = wpos_ - rpos_ + n;
-    size_t cap = cap_ ? cap_ : 4096;
+    size_t cap = cap_ ? cap_ * 2 : ((need + 63) & ~size_t{63});
     while (cap < need) cap *= 2;
     std::unique_ptr<char[]> nb(new char[cap]);
     if (wpos_ > rpos_) std::memcpy(nb.get(), buf_.get() + rpos_, wpos_ - rpos_);

@@ -89,3 +89,36 @@ TEST_CASE("hash tags: keys sharing a tag share a directory key") {
   CHECK_FALSE(is_tag("a"));
   CHECK(stable_hash("abc") == 0xe71fa2190541574bull);  // FNV-1a 64: must never change
 }
+
+TEST_CASE("the directory cache: set, update, erase-if, growth, tombstones, clear") {
+  Directory d;
+  CHECK_FALSE(d.find("a").has_value());
+  d.set("a", 1);
+  d.set("b", 2);
+  CHECK(d.find("a") == NodeIndex{1});
+  d.set("a", 3);  // update in place
+  CHECK(d.find("a") == NodeIndex{3});
+  CHECK(d.size() == 2);
+  d.erase_if("a", 1);  // names another node: kept
+  CHECK(d.find("a") == NodeIndex{3});
+  d.erase_if("a", 3);
+  CHECK_FALSE(d.find("a").has_value());
+  CHECK(d.size() == 1);
+  // Grow well past the first table, erase half, re-add: every answer stays right.
+  for (int i = 0; i < 50000; ++i) d.set("key:" + std::to_string(i), static_cast<NodeIndex>(i % 4));
+  for (int i = 0; i < 50000; i += 2) d.erase_if("key:" + std::to_string(i), static_cast<NodeIndex>(i % 4));
+  for (int i = 0; i < 50000; i += 4) d.set("key:" + std::to_string(i), 9);
+  for (int i = 0; i < 50000; ++i) {
+    auto n = d.find("key:" + std::to_string(i));
+    if (i % 4 == 0) CHECK(n == NodeIndex{9});
+    else if (i % 2 == 0) CHECK_FALSE(n.has_value());
+    else CHECK(n == static_cast<NodeIndex>(i % 4));
+  }
+  CHECK(d.size() == 1 + 25000 + 12500);
+  d.set(std::string("bin\0ary", 7), 2);  // keys are binary-safe
+  CHECK(d.find(std::string("bin\0ary", 7)) == NodeIndex{2});
+  CHECK_FALSE(d.find("bin").has_value());
+  d.clear();
+  CHECK(d.size() == 0);
+  CHECK_FALSE(d.find("b").has_value());
+}
