@@ -73,7 +73,7 @@ class RedisServer:
         self.log = os.path.join(self.dir, "redis.log")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--maxmemory", maxmemory,
-                "--maxmemory-policy", "noeviction", "--logfile", self.log, *extra]
+                "--maxmemory-policy", "noeviction", "--logfile", self.log, *extra]  # later arguments win
         self.args = args
         self.start()
         self.client = redis.Redis(port=self.port, socket_timeout=10)
@@ -155,13 +155,13 @@ class Headroom:
 class Cluster:
     """main + node1..node4 (+ a reference server) and one headroom in front."""
 
-    def __init__(self, maxmemory=("256mb",) * 4, settings=None):
+    def __init__(self, maxmemory=("256mb",) * 4, settings=None, main_extra=()):
         self.settings = settings
         self.workdir = tempfile.mkdtemp(prefix="headroom-it-")
         self.servers = []
         self.proxies = []
         try:
-            self.main = self._server("main", "0")
+            self.main = self._server("main", "0", main_extra)
             self.nodes = [self._server(f"node{i + 1}", maxmemory[i]) for i in range(4)]
             self.reference = self._server("reference", "0")
             self.proxy = self.add_proxy("headroom")
@@ -169,8 +169,8 @@ class Cluster:
             self.close()
             raise
 
-    def _server(self, name, maxmemory):
-        s = RedisServer(self.workdir, name, maxmemory)
+    def _server(self, name, maxmemory, extra=()):
+        s = RedisServer(self.workdir, name, maxmemory, extra)
         self.servers.append(s)
         return s
 

@@ -151,3 +151,39 @@ def test_sigterm_delivers_in_flight_replies(own):
     # a reply that was promised is never lost.
     if "ok" in results:
         assert all(results["ok"])
+
+
+def test_main_server_down_cached_keys_serve_new_keys_fail_then_resume(own):
+    c = own(main_extra=("--appendonly", "yes", "--appendfsync", "always"))
+    r = c.proxy.client(decode_responses=True)
+    for i in range(200):
+        r.set(f"known:{i}", f"v{i}")
+    c.main.stop()
+    # keys in the local cache keep being served, reads and writes
+    assert r.mget([f"known:{i}" for i in range(200)]) == [f"v{i}" for i in range(200)]
+    assert r.set("known:0", "updated") is True
+    # a new key cannot be placed: a clear error, nothing written anywhere
+    with pytest.raises(redis.ResponseError) as e:
+        r.set("brand-new", "x")
+    assert "main server" in str(e.value) and "unavailable" in str(e.value)
+    assert c.node_of("brand-new") == []
+    # the main server returns (its directory persisted): everything resumes
+    c.main.start()
+    deadline = time.time() + 15
+    while True:
+        try:
+            assert r.set("brand-new", "x") is True
+            break
+        except redis.ResponseError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    assert r.get("known:0") == "updated"
+    assert r.mget([f"known:{i}" for i in range(1, 200)]) == [f"v{i}" for i in range(1, 200)]
+    for i in range(0, 200, 10):
+        assert len(c.node_of(f"known:{i}")) == 1
+    # a second proxy started now agrees on every key
+    second = c.add_proxy("after-main-restart")
+    r2 = second.client(decode_responses=True)
+    assert r2.get("brand-new") == "x"
+    assert r2.mget([f"known:{i}" for i in range(1, 200)]) == [f"v{i}" for i in range(1, 200)]
