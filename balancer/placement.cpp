@@ -14,6 +14,7 @@ std::optional<NodeIndex> choose_node(const NodeRegistry& nodes) {
   for (const auto& n : nodes.all()) {
     if (!n.reachable || !n.polled || !n.backend_up) continue;
     double fill = projected_fill(n, fallback);
+    if (fill >= kFullFill) continue;  // a full node would only answer OOM
     if (!best || fill < best_fill) {
       best = n.index;
       best_fill = fill;

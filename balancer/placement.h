@@ -12,8 +12,11 @@
 
 namespace headroom::balancer {
 
-// Picks the node for a new key among nodes that are reachable (poller) and connected
-// (data path); nullopt when there is none.
+// A node this full (projected) gets no new keys: Redis would refuse them with OOM.
+inline constexpr double kFullFill = 0.98;
+
+// Picks the node for a new key among nodes that are reachable (poller), connected
+// (data path) and not full; nullopt when there is none.
 std::optional<NodeIndex> choose_node(const NodeRegistry& nodes);
 
 // Projected fill of one node, as choose_node sees it (for INFO and tests).

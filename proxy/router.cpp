@@ -247,7 +247,7 @@ bool Router::dispatch_single(Request* req) {
     if (key.may_create) {
       auto chosen = balancer::choose_node(server_.nodes());
       if (!chosen) {
-        reply_error(req, "ERR no data node is available to place a new key");
+        reply_error(req, "ERR no data node can take a new key (all are unreachable or full)");
         return true;
       }
       if (!place(req, balancer::directory_key(req->argv[key.argv_index]), *chosen)) {
@@ -340,7 +340,7 @@ bool Router::dispatch_split(Request* req) {
     if (dir.find(dk)) continue;
     auto chosen = balancer::choose_node(server_.nodes());
     if (!chosen) {
-      reply_error(req, "ERR no data node is available to place a new key");
+      reply_error(req, "ERR no data node can take a new key (all are unreachable or full)");
       return true;
     }
     if (!place(req, dk, *chosen)) {
@@ -447,7 +447,7 @@ bool Router::dispatch_same_node(Request* req) {
       } else {
         auto chosen = balancer::choose_node(server_.nodes());
         if (!chosen) {
-          reply_error(req, "ERR no data node is available to place a new key");
+          reply_error(req, "ERR no data node can take a new key (all are unreachable or full)");
           return true;
         }
         target = *chosen;

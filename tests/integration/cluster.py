@@ -102,15 +102,16 @@ class RedisServer:
 
 
 class Headroom:
-    def __init__(self, workdir, main, nodes, name="headroom", settings=None):
+    def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None):
         self.port = free_port()
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "headroom.yml")
+        pw = f", password: {backend_password}" if backend_password else ""
         lines = [f"listen: 127.0.0.1:{self.port}",
-                 f"main: {{name: main, address: 127.0.0.1:{main.port}}}",
+                 f"main: {{name: main, address: 127.0.0.1:{main.port}{pw}}}",
                  "nodes:"]
-        lines += [f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}" for n in nodes]
+        lines += [f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}{pw}}}" for n in nodes]
         top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}",
                "allow_dangerous_commands": "[flushall, flushdb, keys]"}
         top.update(settings or {})

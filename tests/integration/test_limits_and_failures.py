@@ -187,3 +187,39 @@ def test_main_server_down_cached_keys_serve_new_keys_fail_then_resume(own):
     r2 = second.client(decode_responses=True)
     assert r2.get("brand-new") == "x"
     assert r2.mget([f"known:{i}" for i in range(1, 200)]) == [f"v{i}" for i in range(1, 200)]
+
+
+def test_full_node_gets_no_new_keys_and_oom_passes_through(own):
+    c = own()
+    r = c.proxy.client(decode_responses=True)
+    small = c.nodes[0]
+    key = first_key_on(c, r, small.name)
+    # node1 shrinks and fills up behind the proxy's back
+    small.client.config_set("maxmemory", "4mb")
+    try:
+        for i in range(100):
+            small.client.set(f"ballast:{i}", "b" * 100000)
+    except redis.ResponseError:
+        pass  # OOM: node1 is full
+    time.sleep(0.5)  # the poller has seen it
+    with pytest.raises(redis.ResponseError) as e:
+        r.append(key, "y" * 200000)  # a write to a key that lives on the full node
+    assert str(e.value).startswith("OOM")  # Redis's own error, passed through unchanged
+    for i in range(30):
+        r.set(f"fresh:{i}", "v")
+        assert small.name not in c.node_of(f"fresh:{i}")
+
+
+def test_backend_passwords(own):
+    c = own()
+    # Give every server a password, then point a new headroom at them with passwords.
+    for s in [c.main, *c.nodes]:
+        s.client.config_set("requirepass", "backend-pw")
+        s.client = redis.Redis(port=s.port, password="backend-pw", socket_timeout=10)
+    from cluster import Headroom
+    h = Headroom(c.workdir, c.main, c.nodes, name="with-passwords", backend_password="backend-pw")
+    c.proxies.append(h)
+    r = h.client(decode_responses=True)
+    r.set("pw:a", "1")
+    assert r.get("pw:a") == "1"
+    assert r.incr("pw:a") == 2

@@ -55,6 +55,13 @@ TEST_CASE("nodes of different sizes fill in proportion") {
   CHECK(std::abs(f0 - f1) < 0.002);
 }
 
+TEST_CASE("a full node gets no new keys") {
+  auto reg = make({{99, 100}, {90, 100}});
+  CHECK(choose_node(reg) == NodeIndex{1});
+  reg[1].written_since_poll = 9;  // 99% projected: full too
+  CHECK_FALSE(choose_node(reg).has_value());
+}
+
 TEST_CASE("unreachable and unpolled nodes get no new keys") {
   auto reg = make({{90, 100}, {10, 100}, {20, 100}});
   reg[1].reachable = false;
