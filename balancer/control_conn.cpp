@@ -7,6 +7,7 @@ namespace headroom::balancer {
 
 namespace {
 constexpr uint32_t kMaxBackoffMs = 2000;
+constexpr uint32_t kConnectTimeoutMs = 1000;
 }
 
 ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password)
@@ -29,6 +30,7 @@ void ControlConn::start(StateFn on_state) {
 
 void ControlConn::stop() {
   stopping_ = true;
+  connecting_ = false;
   uv_timer_stop(timer_);
   if (ac_ != nullptr) {
     ac_->data = nullptr;  // callbacks that still arrive must not reach us
@@ -55,11 +57,15 @@ void ControlConn::connect_now() {
   redisLibuvAttach(ac_, loop_);
   redisAsyncSetConnectCallback(ac_, &ControlConn::on_connect);
   redisAsyncSetDisconnectCallback(ac_, &ControlConn::on_disconnect);
+  connecting_ = true;
+  uv_timer_start(timer_, &ControlConn::on_timer, kConnectTimeoutMs, 0);
 }
 
 void ControlConn::on_connect(const redisAsyncContext* ac, int status) {
   auto* self = static_cast<ControlConn*>(ac->data);
   if (self == nullptr) return;
+  self->connecting_ = false;
+  uv_timer_stop(self->timer_);
   if (status != REDIS_OK) {
     spdlog::debug("{}: connect failed: {}", self->label_, ac->errstr);
     self->ac_ = nullptr;  // hiredis frees the context after this callback
@@ -111,7 +117,23 @@ void ControlConn::schedule_retry() {
   backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
 }
 
-void ControlConn::on_timer(uv_timer_t* t) { static_cast<ControlConn*>(t->data)->connect_now(); }
+void ControlConn::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<ControlConn*>(t->data);
+  if (self->connecting_) {
+    // hiredis 0.14's libuv adapter ignores poll errors, so a refused connect is never
+    // reported: an attempt that has not completed in time is abandoned and retried.
+    spdlog::debug("{}: connect to {}:{} timed out", self->label_, self->address_.host, self->address_.port);
+    self->connecting_ = false;
+    if (self->ac_ != nullptr) {
+      self->ac_->data = nullptr;
+      redisAsyncFree(self->ac_);
+      self->ac_ = nullptr;
+    }
+    self->schedule_retry();
+    return;
+  }
+  self->connect_now();
+}
 
 void ControlConn::on_reply(redisAsyncContext*, void* reply, void* privdata) {
   auto* fn = static_cast<ReplyFn*>(privdata);

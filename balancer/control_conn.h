@@ -58,6 +58,7 @@ class ControlConn {
   uv_timer_t* timer_ = nullptr;  // owned; freed in its close callback
   uint32_t backoff_ms_ = 100;
   bool up_ = false;
+  bool connecting_ = false;  // an attempt is in progress; timer_ bounds it
   bool stopping_ = false;
   ReplyFn* subscription_ = nullptr;
 };

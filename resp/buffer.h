@@ -35,6 +35,7 @@ class Buffer {
   void commit(size_t n) { wpos_ += n; }
 
   void append(const char* p, size_t n) {
+    if (n == 0) return;  // p may be null (an empty view)
     reserve_tail(n);
     std::memcpy(buf_.get() + wpos_, p, n);
     wpos_ += n;

@@ -6,6 +6,10 @@
 namespace headroom::resp {
 
 namespace {
+// More elements than any Redis reply can hold (and small enough that the count of
+// items owed never overflows).
+constexpr int64_t kMaxArrayLength = int64_t{1} << 32;
+
 bool parse_len(const char* b, const char* e, int64_t& out) {
   auto r = std::from_chars(b, e, out);
   return r.ec == std::errc() && r.ptr == e;
@@ -44,8 +48,9 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
           return -1;
         }
         if (n >= 0) {
+          // compared without overflow: n may be any 63-bit number a broken peer sends
+          if (static_cast<uint64_t>(n) + 2 > len - line_end) return 0;  // header read again later
           size_t end = line_end + static_cast<size_t>(n) + 2;
-          if (end > len) return 0;  // the header is read again when the rest arrives
           if (data[end - 2] != '\r' || data[end - 1] != '\n') {
             error_ = "bulk string not terminated by CRLF";
             return -1;
@@ -55,12 +60,12 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
         scanned_ = line_end;
         break;
       case '*':
-        if (!parse_len(body, body_end, n) || n < -1) {
+        if (!parse_len(body, body_end, n) || n < -1 || n > kMaxArrayLength) {
           error_ = "bad array length";
           return -1;
         }
         scanned_ = line_end;
-        if (n > 0) owed_ += n;
+        if (n > 0) owed_ += n;  // cannot overflow: kMaxArrayLength bounds each step
         break;
       default:
         error_ = std::string("unknown reply type byte '") + *p + "'";

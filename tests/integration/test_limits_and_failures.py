@@ -102,6 +102,13 @@ def test_dead_node_gives_a_clear_error_and_rejoins(own):
             time.sleep(0.2)
     else:
         pytest.fail("node did not rejoin")
+    # and it takes new keys again once the poller sees it (it is the emptiest now)
+    deadline = time.time() + 15
+    i = 0
+    while victim.name not in c.node_of(f"rejoined:{i}"):
+        assert time.time() < deadline, "the restarted node never got a new key"
+        i += 1
+        r.set(f"rejoined:{i}", "v" * 1000)
 
 
 def test_hung_node_times_out_instead_of_hanging(own):

@@ -81,6 +81,18 @@ TEST_CASE("malformed replies are errors") {
   }
 }
 
+TEST_CASE("hostile lengths neither overflow nor read past the bytes") {
+  ReplyFramer f;
+  std::string huge_bulk = "$9223372036854775807\r\nab";
+  CHECK(f.next(huge_bulk.data(), huge_bulk.size()) == 0);  // waits for bytes that never come
+  ReplyFramer g;
+  std::string huge_array = "*99999999999999\r\n";
+  CHECK(g.next(huge_array.data(), huge_array.size()) == -1);
+  ReplyFramer h;
+  std::string nested = "*0\r\n*4294967296\r\n";
+  CHECK(h.next(nested.data(), nested.size()) == 4);  // "*0" is a whole reply
+}
+
 TEST_CASE("split_array_reply gives each element's raw bytes") {
   std::vector<std::string_view> el;
   REQUIRE(headroom::resp::split_array_reply("*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:1\r\n", el));
