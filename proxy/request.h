@@ -65,6 +65,7 @@ struct Request {
   uint32_t fragments_pending = 0;
   uint32_t placements_pending = 0;
   int target_node = -1;                   // SameNode: the node every key must be on
+  bool keys_invalid = false;              // arguments Redis will reject (numkeys too large, ...)
   std::string placement_error;            // first placement failure, if any
 
   bool dispatched = false;  // forwarded, or answered
@@ -84,6 +85,7 @@ struct Request {
     fragment_replies.clear();
     fragments_pending = placements_pending = 0;
     target_node = -1;
+    keys_invalid = false;
     placement_error.clear();
     dispatched = done = bytes_counted_by_placement = false;
     reply.clear();

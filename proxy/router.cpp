@@ -117,7 +117,7 @@ void Router::prepare(Request* req) {
       // The arguments cannot hold valid keys (numkeys too large, ...): Redis rejects
       // such a command with its exact error, so any node can answer it.
       req->keys.clear();
-      req->target_node = -2;
+      req->keys_invalid = true;
       return;
     }
   }
@@ -197,7 +197,7 @@ bool Router::dispatch(Request* req) {
     return true;
   }
   const auto& cmd = *req->cmd;
-  if (req->target_node == -2) {  // arguments Redis will reject
+  if (req->keys_invalid) {  // arguments Redis will reject
     dispatch_any(req);
     return true;
   }
