@@ -152,7 +152,8 @@ Config parse_config(const std::string& yaml_text) {
     if (t["client_idle_s"]) c.client_idle_timeout_s = static_cast<uint32_t>(parse_u64(t["client_idle_s"], "timeouts.client_idle_s", 0, 86400 * 365));
   }
   if (const auto& l = root["limits"]) {
-    check_keys(l, "limits", {"max_clients", "max_request_bytes", "max_bulk_bytes", "max_args", "max_pipeline", "max_client_output_bytes"});
+    check_keys(l, "limits", {"max_clients", "max_request_bytes", "max_bulk_bytes", "max_args", "max_pipeline",
+                             "max_client_output_bytes", "max_backend_inflight"});
     if (l["max_clients"]) c.max_clients = static_cast<uint32_t>(parse_u64(l["max_clients"], "limits.max_clients", 1, 1000000));
     if (l["max_request_bytes"]) c.max_request_bytes = parse_size(scalar(l["max_request_bytes"], "limits.max_request_bytes"), "limits.max_request_bytes");
     if (l["max_bulk_bytes"]) c.max_bulk_bytes = parse_size(scalar(l["max_bulk_bytes"], "limits.max_bulk_bytes"), "limits.max_bulk_bytes");
@@ -160,6 +161,8 @@ Config parse_config(const std::string& yaml_text) {
     if (l["max_pipeline"]) c.max_pipeline = static_cast<uint32_t>(parse_u64(l["max_pipeline"], "limits.max_pipeline", 1, 100000000));
     if (l["max_client_output_bytes"])
       c.max_client_output_bytes = parse_size(scalar(l["max_client_output_bytes"], "limits.max_client_output_bytes"), "limits.max_client_output_bytes");
+    if (l["max_backend_inflight"])
+      c.max_backend_inflight = static_cast<uint32_t>(parse_u64(l["max_backend_inflight"], "limits.max_backend_inflight", 0, 100000000));
     if (c.max_request_bytes < 1024) fail("limits.max_request_bytes", "must be at least 1kb");
     if (c.max_bulk_bytes < 1) fail("limits.max_bulk_bytes", "must be at least 1");
   }

@@ -46,6 +46,7 @@ struct Config {
   uint32_t max_args = 1024 * 1024;             // arguments in one request
   uint32_t max_pipeline = 100000;              // requests in flight per client before reading pauses
   uint64_t max_client_output_bytes = 256ull << 20;  // unsent replies per client before it is closed
+  uint32_t max_backend_inflight = 100000;      // commands awaiting a node's reply before more are refused (0: no bound)
 
   // Client authentication: when set, clients must AUTH with this password (or
   // "AUTH default <password>") before any other command, as with Redis's requirepass.

@@ -277,7 +277,21 @@ void Router::dispatch_any(Request* req) {
   forward_raw(req, node);
 }
 
-bool Router::backend_ready(NodeIndex node) { return server_.node_available(node); }
+bool Router::backend_ready(NodeIndex node, std::string& error) {
+  if (!server_.node_available(node)) {
+    error = server_.backend(node).unavailable_error();
+    return false;
+  }
+  uint32_t limit = server_.config().max_backend_inflight;
+  if (limit != 0 && server_.backend(node).inflight() >= limit) {
+    // A node that falls this far behind is slow or stuck: refusing more work keeps
+    // the proxy's memory bounded and tells clients at once rather than at the timeout.
+    error = "ERR node " + server_.nodes()[node].name() + " has " + std::to_string(limit) +
+            " requests in flight (max_backend_inflight); try again";
+    return false;
+  }
+  return true;
+}
 
 uint32_t Router::add_fragment(Request* req, NodeIndex node) {
   req->fragments.emplace_back();
@@ -293,8 +307,9 @@ void Router::count_write(Request* req, NodeIndex node) {
 }
 
 void Router::forward_raw(Request* req, NodeIndex node) {
-  if (!backend_ready(node)) {
-    reply_error(req, server_.backend(node).unavailable_error());
+  std::string error;
+  if (!backend_ready(node, error)) {
+    reply_error(req, error);
     return;
   }
   forget_deleted_keys(req);
@@ -374,10 +389,10 @@ bool Router::dispatch_split(Request* req) {
     req->fragments[static_cast<size_t>(node_fragment_[node])].groups.push_back(static_cast<uint32_t>(g));
   }
   for (const auto& f : req->fragments) {
-    if (!backend_ready(f.node)) {
-      std::string err = server_.backend(f.node).unavailable_error();
+    std::string error;
+    if (!backend_ready(f.node, error)) {
       req->fragments.clear();
-      reply_error(req, err);
+      reply_error(req, error);
       return true;
     }
   }
@@ -480,8 +495,9 @@ bool Router::dispatch_same_node(Request* req) {
 void Router::dispatch_fan_out(Request* req) {
   size_t n = server_.nodes().size();
   for (NodeIndex i = 0; i < n; ++i) {
-    if (!backend_ready(i)) {
-      reply_error(req, server_.backend(i).unavailable_error());
+    std::string error;
+    if (!backend_ready(i, error)) {
+      reply_error(req, error);
       return;
     }
   }
@@ -525,8 +541,9 @@ void Router::dispatch_scan(Request* req) {
     reply_error(req, "ERR invalid cursor");
     return;
   }
-  if (!backend_ready(node)) {
-    reply_error(req, server_.backend(node).unavailable_error());
+  std::string error;
+  if (!backend_ready(node, error)) {
+    reply_error(req, error);
     return;
   }
   uint32_t f = add_fragment(req, node);

@@ -3,6 +3,7 @@
 // request when its replies are in (merging fragments, in the client's key order).
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -47,9 +48,9 @@ class Router {
   void forward_raw(Request* req, NodeIndex node);
   // Allocates a fragment for `node`; returns its index. Sends nothing.
   uint32_t add_fragment(Request* req, NodeIndex node);
-  // Sends fragment `f` of `req`, whose command bytes were just appended to the node's
-  // out buffer; if the node is down, completes the fragment with an error instead.
-  bool backend_ready(NodeIndex node);
+  // True when `node` can take another command: connected, and under the in-flight
+  // bound. Otherwise `error` says why (naming the node).
+  bool backend_ready(NodeIndex node, std::string& error);
 
   void finish(Request* req);   // every fragment answered: merge and complete
   void complete(Request* req); // req->reply is set

@@ -230,3 +230,20 @@ def test_backend_passwords(own):
     r.set("pw:a", "1")
     assert r.get("pw:a") == "1"
     assert r.incr("pw:a") == 2
+
+
+def test_backend_inflight_bound(own):
+    c = own(settings={"limits": "{max_backend_inflight: 5}", "timeouts": "{connect_ms: 1000, request_ms: 3000}"})
+    r = c.proxy.client(decode_responses=True)
+    victim = c.nodes[3]
+    k = first_key_on(c, r, victim.name)
+    victim.pause()  # replies stop: requests pile up in flight
+    try:
+        p = r.pipeline(transaction=False)
+        for _ in range(20):
+            p.get(k)
+        res = p.execute(raise_on_error=False)
+        refused = [x for x in res if isinstance(x, redis.ResponseError) and "max_backend_inflight" in str(x)]
+        assert len(refused) == 15  # 5 in flight, the rest refused at once
+    finally:
+        victim.resume()

@@ -44,7 +44,7 @@ TEST_CASE("every section parses") {
                           "backend_connections: 2\n"
                           "timeouts: {connect_ms: 10, request_ms: 20, client_idle_s: 30}\n"
                           "limits: {max_clients: 5, max_request_bytes: 1mb, max_bulk_bytes: 1kb, max_args: 9,"
-                          " max_pipeline: 7, max_client_output_bytes: 100k}\n"
+                          " max_pipeline: 7, max_client_output_bytes: 100k, max_backend_inflight: 11}\n"
                           "log: {level: debug, file: /tmp/x.log}\n");
   CHECK(c.listen.port == 7000);
   CHECK(c.backend_connections == 2);
@@ -53,6 +53,7 @@ TEST_CASE("every section parses") {
   CHECK(c.max_request_bytes == 1 << 20);
   CHECK(c.max_bulk_bytes == 1024);
   CHECK(c.max_client_output_bytes == 100000);
+  CHECK(c.max_backend_inflight == 11);
   CHECK(c.log_level == "debug");
   Config d = parse_config(kBase + "requirepass: pw\nallow_dangerous_commands: [KEYS]\n");
   CHECK(d.requirepass == "pw");
