@@ -1,6 +1,7 @@
 #include "balancer/control_conn.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "balancer/hiredis_libuv.h"
+
 #include <spdlog/spdlog.h>
 
 namespace headroom::balancer {
@@ -8,6 +9,7 @@ namespace headroom::balancer {
 namespace {
 constexpr uint32_t kMaxBackoffMs = 2000;
 constexpr uint32_t kConnectTimeoutMs = 1000;
+constexpr uint64_t kCommandTimeoutMs = 3000;
 }
 
 ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password)
@@ -15,23 +17,42 @@ ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint addr
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
+  watchdog_ = new uv_timer_t;
+  uv_timer_init(loop_, watchdog_);
+  watchdog_->data = this;
 }
 
 ControlConn::~ControlConn() {
   stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  for (uv_timer_t* t : {timer_, watchdog_})
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 
 void ControlConn::start(StateFn on_state) {
   on_state_ = std::move(on_state);
+  uv_timer_start(watchdog_, &ControlConn::on_watchdog, 250, 250);
   connect_now();
+}
+
+void ControlConn::on_watchdog(uv_timer_t* t) {
+  auto* self = static_cast<ControlConn*>(t->data);
+  if (self->ac_ == nullptr || self->sent_ms_.empty()) return;
+  uint64_t waited = uv_now(self->loop_) - self->sent_ms_.front();
+  if (waited <= kCommandTimeoutMs) return;
+  spdlog::warn("{}: no reply for {} ms: dropping the connection", self->label_, waited);
+  // Pending commands get a null reply (their owners report an error); then reconnect.
+  redisAsyncContext* ac = self->ac_;
+  self->ac_ = nullptr;
+  ac->data = nullptr;
+  redisAsyncFree(ac);
+  self->lost();
 }
 
 void ControlConn::stop() {
   stopping_ = true;
   connecting_ = false;
   uv_timer_stop(timer_);
+  uv_timer_stop(watchdog_);
   if (ac_ != nullptr) {
     ac_->data = nullptr;  // callbacks that still arrive must not reach us
     redisAsyncFree(ac_);
@@ -54,7 +75,12 @@ void ControlConn::connect_now() {
     return;
   }
   ac_->data = this;
-  redisLibuvAttach(ac_, loop_);
+  if (!attach_to_libuv(ac_, loop_)) {
+    redisAsyncFree(ac_);
+    ac_ = nullptr;
+    schedule_retry();
+    return;
+  }
   redisAsyncSetConnectCallback(ac_, &ControlConn::on_connect);
   redisAsyncSetDisconnectCallback(ac_, &ControlConn::on_disconnect);
   connecting_ = true;
@@ -105,6 +131,7 @@ void ControlConn::on_disconnect(const redisAsyncContext* ac, int status) {
 void ControlConn::lost() {
   bool was_up = up_;
   up_ = false;
+  sent_ms_.clear();
   delete subscription_;
   subscription_ = nullptr;
   if (was_up && on_state_) on_state_(false);
@@ -120,8 +147,8 @@ void ControlConn::schedule_retry() {
 void ControlConn::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ControlConn*>(t->data);
   if (self->connecting_) {
-    // hiredis 0.14's libuv adapter ignores poll errors, so a refused connect is never
-    // reported: an attempt that has not completed in time is abandoned and retried.
+    // A connect that has not completed in time (a host that drops packets, a stopped
+    // server's full backlog) is abandoned and retried.
     spdlog::debug("{}: connect to {}:{} timed out", self->label_, self->address_.host, self->address_.port);
     self->connecting_ = false;
     if (self->ac_ != nullptr) {
@@ -135,7 +162,9 @@ void ControlConn::on_timer(uv_timer_t* t) {
   self->connect_now();
 }
 
-void ControlConn::on_reply(redisAsyncContext*, void* reply, void* privdata) {
+void ControlConn::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+  if (auto* self = static_cast<ControlConn*>(ac->data); self != nullptr && !self->sent_ms_.empty())
+    self->sent_ms_.pop_front();
   auto* fn = static_cast<ReplyFn*>(privdata);
   (*fn)(static_cast<redisReply*>(reply));
   delete fn;
@@ -157,6 +186,7 @@ bool ControlConn::command(const std::vector<std::string_view>& argv, ReplyFn fn)
     delete holder;
     return false;
   }
+  sent_ms_.push_back(uv_now(loop_));
   return true;
 }
 

@@ -1,12 +1,14 @@
 // A control-plane connection to one Redis server (main server or a data node's
-// poller), on hiredis's async API with its libuv adapter. It connects, authenticates,
-// reconnects with exponential backoff when the connection drops, and tells its owner
-// when it is up or down. Replies are hiredis redisReply objects: fine off the data path.
+// poller), on hiredis's async API bound to our libuv loop. It connects, authenticates,
+// reconnects with exponential backoff when the connection drops, gives up on a server
+// that leaves a command unanswered for kCommandTimeoutMs (a hung server), and tells
+// its owner when it is up or down. Replies are hiredis redisReply objects: fine off the data path.
 #pragma once
 
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -45,6 +47,7 @@ class ControlConn {
   static void on_disconnect(const redisAsyncContext* ac, int status);
   static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
   static void on_timer(uv_timer_t* t);
+  static void on_watchdog(uv_timer_t* t);
   void connect_now();
   void lost();
   void schedule_retry();
@@ -55,7 +58,9 @@ class ControlConn {
   std::string password_;
   StateFn on_state_;
   redisAsyncContext* ac_ = nullptr;
-  uv_timer_t* timer_ = nullptr;  // owned; freed in its close callback
+  uv_timer_t* timer_ = nullptr;     // connect timeout and reconnect backoff; owned
+  uv_timer_t* watchdog_ = nullptr;  // checks for a server that stopped answering; owned
+  std::deque<uint64_t> sent_ms_;    // loop time each unanswered command was sent, oldest first
   uint32_t backoff_ms_ = 100;
   bool up_ = false;
   bool connecting_ = false;  // an attempt is in progress; timer_ bounds it
