@@ -247,3 +247,28 @@ def test_backend_inflight_bound(own):
         assert len(refused) == 15  # 5 in flight, the rest refused at once
     finally:
         victim.resume()
+
+
+def test_hung_main_server_fails_placements_instead_of_hanging(own):
+    c = own()
+    r = c.proxy.client(decode_responses=True, socket_timeout=20)
+    for i in range(50):
+        r.set(f"before-hang:{i}", "v")
+    c.main.pause()
+    try:
+        start = time.time()
+        with pytest.raises(redis.ResponseError) as e:
+            r.set("placed-while-hung", "x")
+        assert "main server" in str(e.value)
+        assert time.time() - start < 10  # the control connection's watchdog, not a hang
+        assert r.get("before-hang:7") == "v"  # known keys keep serving
+    finally:
+        c.main.resume()
+    deadline = time.time() + 15
+    while True:
+        try:
+            assert r.set("placed-after", "x") is True
+            break
+        except redis.ResponseError:
+            assert time.time() < deadline
+            time.sleep(0.2)
