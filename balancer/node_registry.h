@@ -30,6 +30,10 @@ struct NodeState {
   // figures are in used_memory (see MemoryPoller for how the window is kept).
   uint64_t written_since_poll = 0;
   uint64_t written_total = 0;
+  // Bytes of new keys placed on the node whose writes have not completed yet: they
+  // may reach the node after the next poll's figures, so the poll window cannot
+  // account for them; released when the placing request completes.
+  uint64_t reserved_bytes = 0;
 
   const std::string& name() const { return config.name; }
 

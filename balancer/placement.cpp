@@ -4,7 +4,7 @@ namespace headroom::balancer {
 
 double projected_fill(const NodeState& node, uint64_t fallback_capacity) {
   double cap = static_cast<double>(node.capacity(fallback_capacity));
-  return static_cast<double>(node.used_memory + node.written_since_poll) / cap;
+  return static_cast<double>(node.used_memory + node.written_since_poll + node.reserved_bytes) / cap;
 }
 
 std::optional<NodeIndex> choose_node(const NodeRegistry& nodes) {

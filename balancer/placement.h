@@ -1,6 +1,7 @@
 // The placement policy: a new key goes to the reachable data node with the most free
 // memory relative to its size, i.e. the lowest projected fill
-//     (used_memory + bytes written since that figure was read) / capacity.
+//     (used_memory + bytes written since that figure was read
+//      + bytes of new keys placed whose writes are still on their way) / capacity.
 // With equal sizes this is the node with the most free bytes; with different sizes
 // nodes fill in proportion. Counting the bytes written since the last poll keeps a
 // burst of new keys from all landing on one node between polls.

@@ -70,7 +70,12 @@ struct Request {
 
   bool dispatched = false;  // forwarded, or answered
   bool done = false;        // `reply` holds the complete reply
-  bool bytes_counted_by_placement = false;  // placement already counted its bytes against a node
+  // Bytes reserved on nodes by this request's placements (see Server::free_request).
+  struct Reservation {
+    NodeIndex node;
+    uint64_t bytes;
+  };
+  std::vector<Reservation> reservations;
   resp::Buffer reply;
 
   void reset() {
@@ -87,7 +92,8 @@ struct Request {
     target_node = -1;
     keys_invalid = false;
     placement_error.clear();
-    dispatched = done = bytes_counted_by_placement = false;
+    dispatched = done = false;
+    reservations.clear();
     reply.clear();
     // Pooled requests keep small buffers only: a large reply's memory goes back.
     constexpr size_t kKeep = 16 * 1024;

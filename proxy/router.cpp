@@ -148,17 +148,13 @@ bool Router::place(Request* req, std::string_view dk, NodeIndex node) {
                              ") is unavailable: cannot place new keys";
     return false;
   }
-  // Count the new key's bytes against the node now, so the next placement sees them.
-  {
-    auto& n = server_.nodes()[node];
-    // Redis spends about this much on a key beyond its bytes (dict entry, robj, sds headers).
-    constexpr uint64_t kPerKeyOverhead = 64;
-    uint64_t bytes = req->raw.size() / std::max<size_t>(1, req->keys.size()) + kPerKeyOverhead;
-    n.written_total += bytes;
-    n.written_since_poll += bytes;
-  }
+  // Reserve the new key's bytes on the node now, so the next placement sees them
+  // even before the write reaches the node; released when the request is freed.
+  constexpr uint64_t kPerKeyOverhead = 64;  // what Redis spends on a key beyond its bytes
+  uint64_t bytes = req->raw.size() / std::max<size_t>(1, req->keys.size()) + kPerKeyOverhead;
+  server_.nodes()[node].reserved_bytes += bytes;
+  req->reservations.push_back({node, bytes});
   ++server_.stats().placements;
-  req->bytes_counted_by_placement = true;
   return true;
 }
 
@@ -300,7 +296,7 @@ uint32_t Router::add_fragment(Request* req, NodeIndex node) {
 }
 
 void Router::count_write(Request* req, NodeIndex node) {
-  if (req->bytes_counted_by_placement || !req->cmd->has(resp::kWrite)) return;
+  if (!req->cmd->has(resp::kWrite)) return;
   auto& n = server_.nodes()[node];
   n.written_total += req->raw.size();
   n.written_since_poll += req->raw.size();
@@ -416,7 +412,7 @@ bool Router::dispatch_split(Request* req) {
       for (size_t s = 0; s < step; ++s) resp::add_bulk(out, req->argv[at + s]);
     }
     b.sent(req, f);
-    if (cmd.has(resp::kWrite) && !req->bytes_counted_by_placement) {
+    if (cmd.has(resp::kWrite)) {
       auto& n = server_.nodes()[frag.node];
       n.written_total += req->raw.size() / req->fragments.size();
       n.written_since_poll += req->raw.size() / req->fragments.size();

@@ -189,6 +189,12 @@ Request* Server::new_request() {
 }
 
 void Server::free_request(Request* r) {
+  // The request's writes have reached their nodes (or failed): the poller's figures
+  // and written_since_poll account for them now, so its reservations end.
+  for (const auto& res : r->reservations) {
+    auto& n = nodes_[res.node];
+    n.reserved_bytes -= std::min(n.reserved_bytes, res.bytes);
+  }
   r->reset();
   if (free_requests_.size() < 4096) free_requests_.push_back(r);
   else delete r;

@@ -43,6 +43,12 @@ TEST_CASE("bytes written since the last poll are counted") {
   CHECK(choose_node(reg) == NodeIndex{0});
 }
 
+TEST_CASE("bytes reserved for placed keys still on their way are counted") {
+  auto reg = make({{50, 100}, {40, 100}});
+  reg[1].reserved_bytes = 20;  // 60% projected
+  CHECK(choose_node(reg) == NodeIndex{0});
+}
+
 TEST_CASE("nodes of different sizes fill in proportion") {
   auto reg = make({{100, 1000}, {150, 2000}});  // 10% vs 7.5%
   CHECK(choose_node(reg) == NodeIndex{1});
