@@ -13,7 +13,12 @@ struct CliOptions {
   std::string error;  // set for an unknown flag or a missing value
 };
 
+// Reads argv[1..argc-1]: -c/--config FILE (or --config=FILE), -t/--test-config,
+// -h/--help, -v/--version. Never throws: the first unknown flag or missing value
+// stops parsing and sets `error`, which main reports with usage_text().
 CliOptions parse_cli(int argc, char** argv);
+
+// The --help text: one line per flag, ending in a newline.
 std::string usage_text();
 
 }  // namespace headroom::conf

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,11 +18,26 @@ namespace headroom::conf {
 
 namespace {
 
+// Node names are stored in the directory once per key, so they stay short.
+constexpr size_t kMaxNameLength = 64;
+
 [[noreturn]] void fail(const std::string& field, const std::string& msg) { throw ConfigError(field + ": " + msg); }
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 
 std::string scalar(const YAML::Node& n, const std::string& field) {
   if (!n.IsScalar()) fail(field, "expected a value");
   return n.Scalar();
+}
+
+// Optional text (passwords, file names): an empty YAML value (`file:` or `file: ~`)
+// means "none" rather than an error, which is what people who write it mean.
+std::string optional_text(const YAML::Node& n, const std::string& field) {
+  if (n.IsNull()) return "";
+  return scalar(n, field);
 }
 
 uint64_t parse_u64(const YAML::Node& n, const std::string& field, uint64_t min, uint64_t max) {
@@ -32,9 +50,24 @@ uint64_t parse_u64(const YAML::Node& n, const std::string& field, uint64_t min, 
   return v;
 }
 
+uint32_t parse_u32(const YAML::Node& n, const std::string& field, uint32_t min, uint32_t max) {
+  return static_cast<uint32_t>(parse_u64(n, field, min, max));
+}
+
+uint64_t parse_size_node(const YAML::Node& n, const std::string& field, uint64_t min) {
+  uint64_t v = parse_size(scalar(n, field), field);
+  if (v < min) fail(field, "must be at least " + std::to_string(min) + " bytes");
+  return v;
+}
+
 bool is_ip_literal(const std::string& host) {
   unsigned char buf[sizeof(in6_addr)];
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+std::string to_string(const Endpoint& e) {
+  bool v6 = e.host.find(':') != std::string::npos;
+  return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
 }
 
 // "host:port", "[v6]:port" or a bare port (listen only). No DNS: addresses are IP
@@ -57,6 +90,7 @@ Endpoint parse_endpoint(const YAML::Node& n, const std::string& field, bool bare
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
   }
+  if (host.empty()) fail(field, "expected host:port, got \"" + s + "\"");
   if (host == "localhost") host = "127.0.0.1";
   if (!is_ip_literal(host))
     fail(field, "\"" + host + "\" is not an IP address (headroom does no DNS lookups; use an IP)");
@@ -67,12 +101,45 @@ Endpoint parse_endpoint(const YAML::Node& n, const std::string& field, bool bare
   return Endpoint{host, static_cast<uint16_t>(p)};
 }
 
+// Edit distance, to suggest the key a typo meant.
+size_t distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// A mapping whose keys are all in `allowed`, each once. Unknown and repeated keys are
+// errors, not warnings: yaml-cpp would otherwise keep the first of two `listen:` lines
+// and ignore a misspelt key, and the operator would never learn their setting is unused.
 void check_keys(const YAML::Node& map, const std::string& where, std::initializer_list<const char*> allowed) {
-  if (!map.IsMap()) fail(where.empty() ? "config" : where, "expected a mapping");
+  const std::string here = where.empty() ? "config" : where;
+  if (!map.IsMap()) fail(here, "expected a mapping");
+  std::set<std::string> seen;
   for (const auto& kv : map) {
+    if (!kv.first.IsScalar()) fail(here, "keys must be plain names");
     std::string k = kv.first.Scalar();
-    bool ok = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; });
-    if (!ok) fail(where.empty() ? k : where + "." + k, "unknown key \"" + k + "\"");
+    std::string field = where.empty() ? k : where + "." + k;
+    if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
+      std::string msg = "unknown key \"" + k + "\"";
+      const char* best = nullptr;
+      size_t best_d = 3;  // more than two edits away is not a typo of it
+      for (const char* a : allowed) {
+        size_t d = distance(k, a);
+        if (d < best_d) best = a, best_d = d;
+      }
+      if (best) msg += " (did you mean \"" + std::string(best) + "\"?)";
+      fail(field, msg);
+    }
+    if (!seen.insert(k).second) fail(field, "appears twice");
   }
 }
 
@@ -81,27 +148,96 @@ BackendConfig parse_backend(const YAML::Node& n, const std::string& field) {
   BackendConfig b;
   if (!n["name"]) fail(field + ".name", "missing");
   b.name = scalar(n["name"], field + ".name");
-  if (b.name.empty() || !std::all_of(b.name.begin(), b.name.end(),
-                                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }))
+  if (b.name.empty() || !std::all_of(b.name.begin(), b.name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      }))
     fail(field + ".name", "use letters, digits, '_' and '-' only, got \"" + b.name + "\"");
+  if (b.name.size() > kMaxNameLength)
+    fail(field + ".name", "at most " + std::to_string(kMaxNameLength) + " characters (it is stored with every key)");
   if (!n["address"]) fail(field + ".address", "missing");
   b.address = parse_endpoint(n["address"], field + ".address", false);
-  if (n["capacity"]) b.capacity = parse_size(scalar(n["capacity"], field + ".capacity"), field + ".capacity");
-  if (n["password"]) b.password = scalar(n["password"], field + ".password");
+  if (n["capacity"]) b.capacity = parse_size_node(n["capacity"], field + ".capacity", 0);
+  if (n["password"]) b.password = optional_text(n["password"], field + ".password");
   return b;
+}
+
+void parse_nodes(const YAML::Node& nodes, Config& c) {
+  if (!nodes || !nodes.IsSequence() || nodes.size() == 0) fail("nodes", "expected a list of at least one data node");
+  if (nodes.size() > 255) fail("nodes", "at most 255 data nodes");
+  // The main server is in both sets: a data node that is also the main server would
+  // mix the directory with data, and one name would mean two things.
+  std::set<std::string> names{c.main.name};
+  std::set<std::pair<std::string, uint16_t>> addrs{{c.main.address.host, c.main.address.port}};
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::string field = "nodes[" + std::to_string(i) + "]";
+    BackendConfig b = parse_backend(nodes[i], field);
+    if (!names.insert(b.name).second) fail(field + ".name", "duplicate name \"" + b.name + "\"");
+    if (!addrs.insert({b.address.host, b.address.port}).second)
+      fail(field + ".address", "duplicate address " + to_string(b.address));
+    c.nodes.push_back(std::move(b));
+  }
+}
+
+void parse_timeouts(const YAML::Node& t, Config& c) {
+  check_keys(t, "timeouts", {"connect_ms", "request_ms", "client_idle_s"});
+  if (t["connect_ms"]) c.connect_timeout_ms = parse_u32(t["connect_ms"], "timeouts.connect_ms", 0, 3600000);
+  if (t["request_ms"]) c.request_timeout_ms = parse_u32(t["request_ms"], "timeouts.request_ms", 0, 3600000);
+  if (t["client_idle_s"]) c.client_idle_timeout_s = parse_u32(t["client_idle_s"], "timeouts.client_idle_s", 0, 86400 * 365);
+}
+
+void parse_limits(const YAML::Node& l, Config& c) {
+  check_keys(l, "limits", {"max_clients", "max_request_bytes", "max_bulk_bytes", "max_args", "max_pipeline",
+                           "max_client_output_bytes", "max_backend_inflight"});
+  if (l["max_clients"]) c.max_clients = parse_u32(l["max_clients"], "limits.max_clients", 1, 1000000);
+  // Below 1kb a request could not even carry a short SET; below that is a unit mistake.
+  if (l["max_request_bytes"]) c.max_request_bytes = parse_size_node(l["max_request_bytes"], "limits.max_request_bytes", 1024);
+  if (l["max_bulk_bytes"]) c.max_bulk_bytes = parse_size_node(l["max_bulk_bytes"], "limits.max_bulk_bytes", 1);
+  if (l["max_args"]) c.max_args = parse_u32(l["max_args"], "limits.max_args", 1, 0x7fffffff);
+  if (l["max_pipeline"]) c.max_pipeline = parse_u32(l["max_pipeline"], "limits.max_pipeline", 1, 100000000);
+  // 0 is not "unlimited" here: a client is closed as soon as its output exceeds the
+  // limit, so 0 would close every client at its first reply.
+  if (l["max_client_output_bytes"])
+    c.max_client_output_bytes = parse_size_node(l["max_client_output_bytes"], "limits.max_client_output_bytes", 1024);
+  if (l["max_backend_inflight"])
+    c.max_backend_inflight = parse_u32(l["max_backend_inflight"], "limits.max_backend_inflight", 0, 100000000);
+}
+
+void parse_dangerous(const YAML::Node& a, Config& c) {
+  if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
+  static const std::set<std::string> dangerous{"flushall", "flushdb", "keys"};
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::string field = "allow_dangerous_commands[" + std::to_string(i) + "]";
+    std::string name = lower(scalar(a[i], field));
+    if (!dangerous.count(name)) fail(field, "expected one of flushall, flushdb, keys; got \"" + name + "\"");
+    c.allow_dangerous_commands.push_back(name);
+  }
+}
+
+void parse_log(const YAML::Node& lg, Config& c) {
+  check_keys(lg, "log", {"level", "file"});
+  if (lg["level"]) {
+    // Case-insensitive, and "warning" as spdlog and syslog spell it; stored in the
+    // spelling spdlog::level::from_str takes.
+    std::string level = lower(scalar(lg["level"], "log.level"));
+    if (level == "warning") level = "warn";
+    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (!levels.count(level))
+      fail("log.level", "expected one of trace, debug, info, warn, error, critical, off; got \"" + level + "\"");
+    c.log_level = level;
+  }
+  if (lg["file"]) c.log_file = optional_text(lg["file"], "log.file");
 }
 
 }  // namespace
 
 uint64_t parse_size(const std::string& text, const std::string& field) {
-  std::string s;
-  for (char c : text) s.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  std::string s = lower(text);
   size_t digits = 0;
   while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
-  if (digits == 0) fail(field, "expected a size like 512mb, got \"" + text + "\"");
-  uint64_t v = 0;
-  std::from_chars(s.data(), s.data() + digits, v);
   std::string unit = s.substr(digits);
+  bool unit_is_letters = std::all_of(unit.begin(), unit.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  // "1.5gb", "-1", "10 mb": say what a size looks like rather than blame the unit.
+  if (digits == 0 || !unit_is_letters) fail(field, "expected a size like 512mb (whole number, then b, kb, mb or gb), got \"" + text + "\"");
   uint64_t mul = 1;
   if (unit.empty() || unit == "b") mul = 1;
   else if (unit == "k") mul = 1000;
@@ -111,7 +247,9 @@ uint64_t parse_size(const std::string& text, const std::string& field) {
   else if (unit == "g") mul = 1000ull * 1000 * 1000;
   else if (unit == "gb") mul = 1024ull * 1024 * 1024;
   else fail(field, "unknown size unit \"" + unit + "\" (use b, kb, mb, gb)");
-  if (v > UINT64_MAX / mul) fail(field, "size too large");
+  uint64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + digits, v);
+  if (r.ec != std::errc() || v > UINT64_MAX / mul) fail(field, "size too large: \"" + text + "\"");
   return v * mul;
 }
 
@@ -122,6 +260,7 @@ Config parse_config(const std::string& yaml_text) {
   } catch (const YAML::Exception& e) {
     throw ConfigError(std::string("not valid YAML: ") + e.what());
   }
+  if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
               "requirepass", "allow_dangerous_commands"});
@@ -129,70 +268,30 @@ Config parse_config(const std::string& yaml_text) {
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
   c.main = parse_backend(root["main"], "main");
-  const YAML::Node& nodes = root["nodes"];
-  if (!nodes || !nodes.IsSequence() || nodes.size() == 0) fail("nodes", "expected a list of at least one data node");
-  if (nodes.size() > 255) fail("nodes", "at most 255 data nodes");
-  std::set<std::string> names{c.main.name};
-  std::set<std::pair<std::string, uint16_t>> addrs{{c.main.address.host, c.main.address.port}};
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    std::string field = "nodes[" + std::to_string(i) + "]";
-    BackendConfig b = parse_backend(nodes[i], field);
-    if (!names.insert(b.name).second) fail(field + ".name", "duplicate name \"" + b.name + "\"");
-    if (!addrs.insert({b.address.host, b.address.port}).second)
-      fail(field + ".address", "duplicate address " + b.address.host + ":" + std::to_string(b.address.port));
-    c.nodes.push_back(std::move(b));
-  }
-  if (root["poll_interval_ms"]) c.poll_interval_ms = static_cast<uint32_t>(parse_u64(root["poll_interval_ms"], "poll_interval_ms", 10, 60000));
-  if (root["backend_connections"])
-    c.backend_connections = static_cast<uint32_t>(parse_u64(root["backend_connections"], "backend_connections", 1, 64));
-  if (const auto& t = root["timeouts"]) {
-    check_keys(t, "timeouts", {"connect_ms", "request_ms", "client_idle_s"});
-    if (t["connect_ms"]) c.connect_timeout_ms = static_cast<uint32_t>(parse_u64(t["connect_ms"], "timeouts.connect_ms", 0, 3600000));
-    if (t["request_ms"]) c.request_timeout_ms = static_cast<uint32_t>(parse_u64(t["request_ms"], "timeouts.request_ms", 0, 3600000));
-    if (t["client_idle_s"]) c.client_idle_timeout_s = static_cast<uint32_t>(parse_u64(t["client_idle_s"], "timeouts.client_idle_s", 0, 86400 * 365));
-  }
-  if (const auto& l = root["limits"]) {
-    check_keys(l, "limits", {"max_clients", "max_request_bytes", "max_bulk_bytes", "max_args", "max_pipeline",
-                             "max_client_output_bytes", "max_backend_inflight"});
-    if (l["max_clients"]) c.max_clients = static_cast<uint32_t>(parse_u64(l["max_clients"], "limits.max_clients", 1, 1000000));
-    if (l["max_request_bytes"]) c.max_request_bytes = parse_size(scalar(l["max_request_bytes"], "limits.max_request_bytes"), "limits.max_request_bytes");
-    if (l["max_bulk_bytes"]) c.max_bulk_bytes = parse_size(scalar(l["max_bulk_bytes"], "limits.max_bulk_bytes"), "limits.max_bulk_bytes");
-    if (l["max_args"]) c.max_args = static_cast<uint32_t>(parse_u64(l["max_args"], "limits.max_args", 1, 0x7fffffff));
-    if (l["max_pipeline"]) c.max_pipeline = static_cast<uint32_t>(parse_u64(l["max_pipeline"], "limits.max_pipeline", 1, 100000000));
-    if (l["max_client_output_bytes"])
-      c.max_client_output_bytes = parse_size(scalar(l["max_client_output_bytes"], "limits.max_client_output_bytes"), "limits.max_client_output_bytes");
-    if (l["max_backend_inflight"])
-      c.max_backend_inflight = static_cast<uint32_t>(parse_u64(l["max_backend_inflight"], "limits.max_backend_inflight", 0, 100000000));
-    if (c.max_request_bytes < 1024) fail("limits.max_request_bytes", "must be at least 1kb");
-    if (c.max_bulk_bytes < 1) fail("limits.max_bulk_bytes", "must be at least 1");
-  }
-  if (root["requirepass"]) c.requirepass = scalar(root["requirepass"], "requirepass");
-  if (const auto& a = root["allow_dangerous_commands"]) {
-    if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
-    static const std::set<std::string> dangerous{"flushall", "flushdb", "keys"};
-    for (size_t i = 0; i < a.size(); ++i) {
-      std::string field = "allow_dangerous_commands[" + std::to_string(i) + "]";
-      std::string name = scalar(a[i], field);
-      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (!dangerous.count(name)) fail(field, "expected one of flushall, flushdb, keys; got \"" + name + "\"");
-      c.allow_dangerous_commands.push_back(name);
-    }
-  }
-  if (const auto& lg = root["log"]) {
-    check_keys(lg, "log", {"level", "file"});
-    if (lg["level"]) {
-      c.log_level = scalar(lg["level"], "log.level");
-      static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
-      if (!levels.count(c.log_level)) fail("log.level", "expected one of trace, debug, info, warn, error, critical, off; got \"" + c.log_level + "\"");
-    }
-    if (lg["file"]) c.log_file = scalar(lg["file"], "log.file");
-  }
+  parse_nodes(root["nodes"], c);
+  // headroom listening on a backend's address would forward to itself (or fail to
+  // bind, with a less helpful message).
+  auto same = [&](const Endpoint& e) { return e.host == c.listen.host && e.port == c.listen.port; };
+  if (same(c.main.address)) fail("listen", "same address as main (" + to_string(c.listen) + ")");
+  for (size_t i = 0; i < c.nodes.size(); ++i)
+    if (same(c.nodes[i].address))
+      fail("listen", "same address as nodes[" + std::to_string(i) + "] (" + to_string(c.listen) + ")");
+
+  if (root["poll_interval_ms"]) c.poll_interval_ms = parse_u32(root["poll_interval_ms"], "poll_interval_ms", 10, 60000);
+  if (root["backend_connections"]) c.backend_connections = parse_u32(root["backend_connections"], "backend_connections", 1, 64);
+  if (const auto& t = root["timeouts"]) parse_timeouts(t, c);
+  if (const auto& l = root["limits"]) parse_limits(l, c);
+  if (root["requirepass"]) c.requirepass = optional_text(root["requirepass"], "requirepass");
+  if (const auto& a = root["allow_dangerous_commands"]) parse_dangerous(a, c);
+  if (const auto& lg = root["log"]) parse_log(lg, c);
   return c;
 }
 
 Config load_config(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError("is a directory, not a configuration file");
   std::ifstream f(path);
-  if (!f) throw ConfigError("cannot read the file");
+  if (!f) throw ConfigError(std::string("cannot read the file: ") + std::strerror(errno));
   std::stringstream ss;
   ss << f.rdbuf();
   return parse_config(ss.str());

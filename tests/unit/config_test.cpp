@@ -85,6 +85,32 @@ TEST_CASE("bad configs name the bad field") {
       {"main: [1, 2\n", "not valid YAML"},
       {kBase + "allow_dangerous_commands: [flushall, config]\n", "allow_dangerous_commands[1]: expected one of"},
       {kBase + "allow_dangerous_commands: keys\n", "allow_dangerous_commands: expected a list"},
+      // A repeated key is a mistake yaml-cpp would hide (it keeps the first one).
+      {kBase + "listen: 127.0.0.1:7000\nlisten: 127.0.0.1:7001\n", "listen: appears twice"},
+      {kBase + "log: {level: info, level: debug}\n", "log.level: appears twice"},
+      {kBase + "pol_interval_ms: 5\n", "(did you mean \"poll_interval_ms\"?)"},
+      {kBase + "limits: {max_bulk_byte: 1mb}\n", "limits.max_bulk_byte: unknown key"},
+      {kBase + "listen: 127.0.0.1:0\n", "listen: port must be 1 to 65535, got \"0\""},
+      {kBase + "listen: 127.0.0.1:5300\n", "listen: same address as nodes[0]"},
+      {kBase + "listen: ::1:6380\n", "listen: expected host:port"},
+      {kBase + "  - {name: n5, address: 'x'}\n", "nodes[2].address: expected host:port, got \"x\""},
+      {kBase + "  - {name: n5, address: 'redis.internal:6379'}\n", "nodes[2].address: \"redis.internal\" is not an IP"},
+      {kBase + "  - {name: n5, address: 10.0.0.300:1}\n", "nodes[2].address: \"10.0.0.300\" is not an IP"},
+      {kBase + "  - {name: n5, address: 127.0.0.1:5000}\n", "nodes[2].address: duplicate address"},  // main's
+      {kBase + "  - {name: main, address: 127.0.0.1:1}\n", "nodes[2].name: duplicate name"},
+      {kBase + "  - {name: n5, address: 127.0.0.1:1, capacity: 1.5gb}\n", "nodes[2].capacity: expected a size like 512mb"},
+      {kBase + "  - {name: n5, address: 127.0.0.1:1, capacity: 99999999999999999999gb}\n", "nodes[2].capacity: size too large"},
+      {kBase + "  - {name: " + std::string(65, 'n') + ", address: 127.0.0.1:1}\n", "nodes[2].name: at most 64"},
+      {kBase + "  - {address: 127.0.0.1:1}\n", "nodes[2].name: missing"},
+      {kBase + "  - node5\n", "nodes[2]: expected a mapping"},
+      {kBase + "limits: {max_client_output_bytes: 0}\n", "limits.max_client_output_bytes: must be at least 1024"},
+      {kBase + "limits: {max_request_bytes: 100}\n", "limits.max_request_bytes: must be at least 1024"},
+      {kBase + "limits: {max_clients: -1}\n", "limits.max_clients: expected a whole number"},
+      {kBase + "backend_connections: 0\n", "backend_connections: must be between 1 and 64"},
+      {kBase + "timeouts: 5\n", "timeouts: expected a mapping"},
+      {"main: {name: main, address: 127.0.0.1:5000}\n", "nodes: expected a list"},
+      {"", "config: empty"},
+      {"- a\n- b\n", "config: expected a mapping"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.yaml);
@@ -94,12 +120,56 @@ TEST_CASE("bad configs name the bad field") {
 }
 
 TEST_CASE("sizes as redis.conf writes them") {
-  CHECK(parse_size("512mb", "f") == 512ull << 20);
-  CHECK(parse_size("2GB", "f") == 2ull << 30);
-  CHECK(parse_size("1k", "f") == 1000);
-  CHECK(parse_size("100", "f") == 100);
-  CHECK_THROWS_AS(parse_size("", "f"), ConfigError);
-  CHECK_THROWS_AS(parse_size("mb", "f"), ConfigError);
+  struct Case {
+    const char* text;
+    uint64_t bytes;
+  };
+  // redis.conf: k/m/g are powers of 1000, kb/mb/gb powers of 1024, any case.
+  for (const Case& c : std::vector<Case>{{"100", 100},
+                                         {"100b", 100},
+                                         {"1k", 1000},
+                                         {"1kb", 1024},
+                                         {"3m", 3000000},
+                                         {"512mb", 512ull << 20},
+                                         {"2g", 2000000000},
+                                         {"2GB", 2ull << 30},
+                                         {"0", 0},
+                                         {"17179869183gb", 17179869183ull << 30}}) {
+    CAPTURE(c.text);
+    CHECK(parse_size(c.text, "f") == c.bytes);
+  }
+  for (const char* bad : {"", "mb", "-1", "1.5gb", "10 mb", "1tb", "12x", "17179869184gb",
+                          "99999999999999999999999"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_size(bad, "f"), ConfigError);
+  }
+  CHECK(error_of(kBase + "limits: {max_bulk_bytes: 1tb}\n") ==
+        "limits.max_bulk_bytes: unknown size unit \"tb\" (use b, kb, mb, gb)");
+}
+
+TEST_CASE("addresses are IP literals; localhost is 127.0.0.1") {
+  Config c = parse_config(kBase + "listen: '[::1]:6390'\n");
+  CHECK(c.listen.host == "::1");
+  CHECK(c.listen.port == 6390);
+  CHECK(parse_config(kBase + "listen: localhost:7\n").listen.host == "127.0.0.1");
+  CHECK(parse_config(kBase + "listen: 0.0.0.0:6380\n").listen.host == "0.0.0.0");
+  // localhost and 127.0.0.1 are one address, so this is a duplicate.
+  CHECK(error_of(kBase + "  - {name: n5, address: 'localhost:5300'}\n") ==
+        "nodes[2].address: duplicate address 127.0.0.1:5300");
+}
+
+TEST_CASE("empty optional values mean none; log levels in any case") {
+  Config c = parse_config(kBase + "requirepass:\nlog: {level: WARNING, file: ~}\n");
+  CHECK(c.requirepass.empty());
+  CHECK(c.log_file.empty());
+  CHECK(c.log_level == "warn");
+  CHECK(parse_config(kBase + "log: {level: Error}\n").log_level == "error");
+  CHECK(parse_config(kBase + "limits: {max_backend_inflight: 0}\n").max_backend_inflight == 0);
+  // A password YAML reads as a number is still text.
+  Config p = parse_config("main: {name: main, address: 127.0.0.1:5000, password: 0123}\n"
+                          "nodes: [{name: n, address: 127.0.0.1:5300, password: ''}]\n");
+  CHECK(p.main.password == "0123");
+  CHECK(p.nodes[0].password.empty());
 }
 
 TEST_CASE("the shipped configs load") {
@@ -109,7 +179,19 @@ TEST_CASE("the shipped configs load") {
     Config c = load_config(full);
     CHECK(c.nodes.size() == 4);
   }
-  CHECK_THROWS_AS(load_config("/nonexistent/headroom.yml"), ConfigError);
+  CHECK_THROWS_WITH_AS(load_config("/nonexistent/headroom.yml"), "cannot read the file: No such file or directory",
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(load_config(HEADROOM_SOURCE_DIR), "is a directory, not a configuration file", ConfigError);
+}
+
+TEST_CASE("the shipped default is the embedded default") {
+  Config c = load_config(std::string(HEADROOM_SOURCE_DIR) + "/conf/headroom.yml");
+  CHECK(c.listen.host == "127.0.0.1");
+  CHECK(c.listen.port == 6380);
+  CHECK(c.main.address.port == 5000);
+  std::vector<uint16_t> ports;
+  for (const auto& n : c.nodes) ports.push_back(n.address.port);
+  CHECK(ports == std::vector<uint16_t>{5300, 5400, 5500, 5600});
 }
 
 TEST_CASE("command-line flags") {
@@ -123,4 +205,11 @@ TEST_CASE("command-line flags") {
   CHECK(parse({"--help"}).help);
   CHECK(parse({"-c"}).error == "-c needs a file name");
   CHECK(parse({"--nope"}).error == "unknown option '--nope'");
+  CHECK(parse({"--config=y.yml"}).config_path == "y.yml");
+  CHECK(parse({"--test-config"}).test_config);
+  CHECK(parse({"-h"}).help);
+  CHECK(parse({"-v"}).version);
+  CHECK(parse({}).config_path == "conf/headroom.yml");
+  CHECK(parse({"extra.yml"}).error == "unknown option 'extra.yml'");
+  CHECK(usage_text().find("--test-config") != std::string::npos);
 }
