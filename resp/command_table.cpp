@@ -1,11 +1,13 @@
+// The command table's rows (generated into command_rows.inc by
+// scripts/gen_command_table.py) and the three functions the request path needs:
+// lookup by name, arity, and key positions from Redis 7 key specs.
 #include "resp/command_table.h"
 
-#include "resp/ascii.h"
-
 #include <array>
-#include <cctype>
-#include <charconv>
 #include <cstring>
+#include <iterator>
+
+#include "resp/ascii.h"
 
 namespace headroom::resp {
 
@@ -13,22 +15,40 @@ namespace {
 
 #include "resp/command_rows.inc"
 
-constexpr size_t kMaxName = 48;  // longer than any "container|subcommand" name
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-// An open-addressing index over the rows' names, built once: lookup lowercases into a
-// stack buffer and probes, with no allocation.
+constexpr size_t longest_name() {
+  size_t n = 0;
+  for (const CommandInfo& c : kRows) n = c.name.size() > n ? c.name.size() : n;
+  return n;
+}
+
+// A name longer than every row cannot match one: lookup rejects it before touching
+// it, so the stack buffer below is all the room a lookup ever needs.
+constexpr size_t kMaxName = longest_name();
+
+constexpr uint32_t name_hash(std::string_view s) {
+  uint32_t h = 2166136261u;  // FNV-1a: short names, a few bytes each, no need for more
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return h;
+}
+
+// Open addressing over the rows' (lowercase) names, built at compile time, so a
+// lookup is one hash of the lowered name, a probe or two, and no allocation or
+// initialisation guard.
 class NameIndex {
  public:
-  NameIndex() {
-    slots_.fill(-1);
+  constexpr NameIndex() {
+    for (auto& s : slots_) s = -1;
     for (size_t i = 0; i < std::size(kRows); ++i) {
-      size_t h = hash(kRows[i].name) & kMask;
+      size_t h = name_hash(kRows[i].name) & kMask;
       while (slots_[h] >= 0) h = (h + 1) & kMask;
       slots_[h] = static_cast<int16_t>(i);
     }
   }
+
   const CommandInfo* find(std::string_view lower_name) const {
-    size_t h = hash(lower_name) & kMask;
+    size_t h = name_hash(lower_name) & kMask;
     while (slots_[h] >= 0) {
       const CommandInfo& c = kRows[slots_[h]];
       if (c.name == lower_name) return &c;
@@ -38,29 +58,60 @@ class NameIndex {
   }
 
  private:
-  static constexpr size_t kSlots = 2048;  // a power of two, well over 2x the rows
+  static constexpr size_t kSlots = 2048;  // a power of two, over 4x the rows: short probes
   static constexpr size_t kMask = kSlots - 1;
-  static_assert(std::size(kRows) * 2 < kSlots);
-  static size_t hash(std::string_view s) {
-    uint32_t h = 2166136261u;
-    for (unsigned char c : s) h = (h ^ c) * 16777619u;
-    return h;
-  }
-  std::array<int16_t, kSlots> slots_;
+  static_assert(std::size(kRows) * 4 <= kSlots && std::size(kRows) < 32768);
+  std::array<int16_t, kSlots> slots_{};
 };
 
-const NameIndex& index() {
-  static const NameIndex idx;
-  return idx;
-}
+constexpr NameIndex kIndex;
 
-// Lowercases `s` into `buf` after `prefix_len` bytes already there. false if too long.
+// Appends `s` lowercased to buf[0..len). False when the result would not fit (no row
+// is that long) or `s` holds '|': that character only joins a container to its
+// subcommand in row names, so "object|encoding" typed as one word is unknown, as in Redis.
 bool append_lower(char* buf, size_t& len, std::string_view s) {
-  if (len + s.size() > kMaxName) return false;
-  for (char c : s) buf[len++] = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s.size() > kMaxName - len) return false;
+  for (char c : s) {
+    if (c == '|') return false;
+    buf[len++] = ascii_lower(c);
+  }
   return true;
 }
 
+// Parses numkeys as Redis's string2ll does (no '+', no spaces, no leading zeros), so
+// what Redis would reject is rejected here too. Only counts up to `max` matter: a
+// larger one cannot fit in argv, and reports false like a malformed one.
+bool parse_count(std::string_view s, int max, int& out) {
+  if (s == "0") {
+    out = 0;
+    return true;
+  }
+  if (s.empty() || s[0] < '1' || s[0] > '9' || s.size() > 10) return false;  // also rejects negatives
+  long long n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  if (n > max) return false;
+  out = static_cast<int>(n);
+  return true;
+}
+
+// The argv index just after the spec's keyword, or 0 when the keyword is absent.
+// The bounds are Redis's: a forward search (startfrom > 0) stops before the last
+// argument and a backward one (startfrom < 0, counted from the end) stops before
+// argv[1], so a keyword in those places is not found and the spec yields no keys.
+int keyword_begin(const KeySpec& spec, std::span<const std::string_view> argv) {
+  const int argc = static_cast<int>(argv.size());
+  if (spec.startfrom > 0) {
+    for (int i = spec.startfrom; i <= argc - 2; ++i)
+      if (iequals(argv[i], spec.keyword)) return i + 1;
+  } else if (spec.startfrom < 0) {
+    for (int i = argc + spec.startfrom; i >= 2; --i)
+      if (iequals(argv[i], spec.keyword)) return i + 1;
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -70,71 +121,69 @@ const CommandInfo* lookup_command(std::span<const std::string_view> argv, bool* 
   char buf[kMaxName];
   size_t len = 0;
   if (!append_lower(buf, len, argv[0])) return nullptr;
-  const CommandInfo* cmd = index().find(std::string_view(buf, len));
+  const CommandInfo* cmd = kIndex.find(std::string_view(buf, len));
+  // A container named alone returns its own row: its arity (-2) then gives Redis's
+  // "wrong number of arguments for 'object' command".
   if (cmd == nullptr || !cmd->has(kContainer) || argv.size() < 2) return cmd;
-  buf[len++] = '|';
-  const CommandInfo* sub = append_lower(buf, len, argv[1]) ? index().find(std::string_view(buf, len)) : nullptr;
+  const CommandInfo* sub = nullptr;
+  if (len < kMaxName) {
+    buf[len++] = '|';
+    if (append_lower(buf, len, argv[1])) sub = kIndex.find(std::string_view(buf, len));
+  }
   if (sub == nullptr && unknown_subcommand != nullptr) *unknown_subcommand = true;
   return sub;
 }
 
 bool arity_ok(const CommandInfo& cmd, size_t argc) {
   if (cmd.arity >= 0) return argc == static_cast<size_t>(cmd.arity);
-  return argc >= static_cast<size_t>(-cmd.arity);
+  return argc >= static_cast<size_t>(-static_cast<int64_t>(cmd.arity));
 }
 
-// As Redis's getKeysUsingKeySpecs: find where the keys begin, then which args are keys.
+// As Redis's getKeysUsingKeySpecs: find where a spec's keys begin (a fixed index, or
+// just after a keyword), then which arguments from there are keys (a range, or a
+// count argument followed by that many keys). A key count Redis would reject (not a
+// number, negative, more keys than arguments) makes the whole call false; keys that
+// are optional and absent (a missing keyword, an empty trailing range) add nothing,
+// since Redis runs such commands and they must still go to their other keys' node.
 bool resolve_keys(const CommandInfo& cmd, std::span<const std::string_view> argv, std::vector<KeyRef>& out) {
   const int argc = static_cast<int>(argv.size());
   for (const KeySpec& spec : cmd.key_specs) {
     int first = 0;
     if (spec.begin == KeySpec::Begin::Index) {
       first = spec.index;
+      // Keys at the end that argc leaves out are optional ones (PFMERGE dest [src...]):
+      // arity, checked before, guards the mandatory ones. Redis's own spec walk calls
+      // this invalid, yet runs the command and routes it by its first key.
+      if (first >= argc) continue;
     } else {
-      // Keyword search: from startfrom towards the end, or backwards from the end
-      // when startfrom is negative. A keyword that is absent means no keys here.
-      int start = spec.startfrom >= 0 ? spec.startfrom : argc + spec.startfrom;
-      int end = spec.startfrom >= 0 ? argc - 1 : 0;
-      int step = spec.startfrom >= 0 ? 1 : -1;
-      first = 0;
-      for (int i = start; step > 0 ? i <= end : i >= end; i += step) {
-        if (i <= 0 || i >= argc) continue;
-        if (iequals(argv[i], spec.keyword)) {
-          first = i + 1;
-          break;
-        }
-      }
-      if (first == 0) continue;
+      first = keyword_begin(spec, argv);
+      if (first == 0) continue;  // an optional part (STORE, STREAMS, ...) that is not there
     }
-    if (first >= argc) {
-      if (spec.begin == KeySpec::Begin::Keyword) return false;  // keyword with nothing after it
-      continue;                                                 // optional key absent (Redis does the same)
-    }
-    int last = 0, step = spec.keystep;
+
+    long long last = 0;  // 64 bits: numkeys * keystep must not wrap
     if (spec.find == KeySpec::Find::Range) {
       if (spec.lastkey >= 0) {
         last = first + spec.lastkey;
-      } else if (spec.limit <= 1) {
-        last = argc + spec.lastkey;
+      } else if (spec.limit == 0) {
+        last = argc + spec.lastkey;  // -1: up to the last argument, -2: all but one, ...
       } else {
-        // The keys are the first 1/limit of what follows (XREAD's STREAMS k1 k2 id1 id2).
-        int remaining = argc - first;
-        if (remaining % spec.limit != 0) return false;
-        last = first + remaining / spec.limit - 1;
+        // Keys take the first 1/limit of what follows (XREAD's STREAMS k1 k2 id1 id2);
+        // an unbalanced tail is Redis's own error to give.
+        last = first + (argc - first) / spec.limit + spec.lastkey;
       }
+      if (last < first) continue;  // an open range with nothing in it, like the absent keys above
     } else {
-      int numidx = first + spec.keynumidx;
-      if (numidx >= argc) return false;
-      long long n = 0;
-      std::string_view s = argv[numidx];
-      auto r = std::from_chars(s.data(), s.data() + s.size(), n);
-      if (r.ec != std::errc() || r.ptr != s.data() + s.size() || n < 0 || n > argc) return false;
-      first = first + spec.firstkey;
-      if (n == 0) continue;
-      last = first + static_cast<int>((n - 1) * spec.keystep);
+      int count_at = first + spec.keynumidx;
+      int numkeys = 0;
+      if (count_at >= argc || !parse_count(argv[count_at], argc, numkeys)) return false;
+      first += spec.firstkey;
+      if (numkeys == 0) continue;  // EVAL "..." 0: no keys, which EVAL accepts
+      // numkeys counts keys, keystep apart (Redis's specs all use keystep 1 here).
+      last = first + static_cast<long long>(numkeys - 1) * spec.keystep;
     }
-    if (last >= argc || step <= 0) return false;
-    for (int i = first; i <= last; i += step) out.push_back({static_cast<uint32_t>(i), spec.may_create});
+    if (spec.keystep <= 0 || first >= argc || last >= argc || last < first) return false;
+    for (long long i = first; i <= last; i += spec.keystep)
+      out.push_back({static_cast<uint32_t>(i), spec.may_create});
   }
   return true;
 }

@@ -3,9 +3,10 @@
 live redis-server's COMMAND reply (arity, flags, key specs), plus headroom's routing
 policy, assigned by the rules below.
 
-Usage: scripts/gen_command_table.py [--port 6379] > resp/command_rows.inc
-(run against the redis-server version headroom targets; tests/integration checks the
-committed table against a live COMMAND reply).
+Usage: scripts/gen_command_table.py [--port 6379 | --socket /tmp/redis.sock] > resp/command_rows.inc
+(run with /usr/bin/python3, which has python3-redis, against the redis-server version
+headroom targets; tests/integration/test_command_table.py checks the committed table
+against a live COMMAND reply and COMMAND GETKEYS).
 """
 import argparse
 import sys
@@ -13,10 +14,14 @@ import sys
 import redis
 
 # --- Routing policy -----------------------------------------------------------
-# Answered by the proxy.
+# Answered by the proxy. CLIENT INFO/LIST are not: the proxy has no Redis-shaped
+# client list to give, and a node's answer would describe the proxy's own backend
+# connection, so they are refused with the rest of CLIENT.
 LOCAL = {"ping", "echo", "quit", "select", "hello", "auth", "info",
          "client|setname", "client|getname", "client|id", "client|setinfo"}
-# Keyless, node-independent answers: any data node replies.
+# Keyless, node-independent answers: any data node replies. COMMAND is here rather
+# than in LOCAL because every node gives the same reply and the proxy does not build
+# one; its GETKEYS also answers for headroom, whose key specs are Redis's.
 ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command|list",
             "command|getkeys", "command|getkeysandflags", "command|help", "time", "lolwut",
             "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help"}
@@ -40,6 +45,12 @@ REFUSED_PREFIXES = ("multi", "exec", "discard", "watch", "unwatch", "subscribe",
                     "memory|doctor", "memory|malloc-stats", "memory|purge", "memory|stats",
                     "client")
 DANGEROUS = {"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"}
+
+# Scripts may write, and so create, any key they are given. Redis marks those keys
+# RW+UPDATE without flagging the command denyoom (a script's needs are unknown until it
+# runs), so the UPDATE-on-denyoom rule alone would forward a script that creates a key
+# to an arbitrary node without recording where the key now lives.
+SCRIPT_WRITERS = {"eval", "evalsha", "fcall"}
 
 FLAG_BITS = {"write": "kWrite", "readonly": "kReadOnly", "denyoom": "kDenyOom",
              "admin": "kAdmin", "noscript": "kNoScript", "blocking": "kBlocking",
@@ -70,10 +81,15 @@ def parse_specs(name, cmd_flags, raw_specs):
         bs = pairs(d["begin_search"])
         fk = pairs(d["find_keys"])
         btype, ftype = s(bs["type"]), s(fk["type"])
-        may_create = "insert" in flags or "ow" in flags or ("update" in flags and "denyoom" in cmd_flags)
+        may_create = ("insert" in flags or "ow" in flags or ("update" in flags and "denyoom" in cmd_flags)
+                      or ("update" in flags and name in SCRIPT_WRITERS))
         if btype == "unknown":
+            # SORT's STORE can sit anywhere among its options, so Redis gives no spec
+            # and parses them itself. Searching backwards from the end for the last
+            # STORE finds the key SORT writes (the last STORE wins there too) unless a
+            # BY/GET pattern spelled "store" follows the real STORE option.
             if name in ("sort", "sort_ro") and "ow" in flags:
-                specs.append(dict(begin="Keyword", index=0, keyword="STORE", startfrom=2,
+                specs.append(dict(begin="Keyword", index=0, keyword="STORE", startfrom=-2,
                                   find="Range", lastkey=0, keystep=1, limit=0, keynumidx=0,
                                   firstkey=0, may_create=True))
             continue
@@ -112,7 +128,7 @@ def route_of(name, flags, specs, container):
     return ("Single" if single else "SameNode"), "None"
 
 
-def collect(r):
+def collect(r, extra=True):
     rows = []
     for c in r.execute_command("COMMAND"):
         name, arity, flags = s(c[0]), c[1], {s(f) for f in c[2]}
@@ -122,7 +138,7 @@ def collect(r):
             rows.append((s(sc[0]), sc[1], {s(f) for f in sc[2]}, sc[8], False))
     names = {r_[0] for r_ in rows}
     # Redis 7.2's CLIENT SETINFO: clients send it on connect; answer it on 7.0 too.
-    if "client|setinfo" not in names:
+    if extra and "client|setinfo" not in names:
         rows.append(("client|setinfo", 4, {"noscript", "loading", "stale"}, [], False))
     return sorted(rows, key=lambda x: x[0])
 
@@ -134,10 +150,12 @@ def ident(name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=6379)
+    ap.add_argument("--socket", help="a unix socket path, instead of --port")
     args = ap.parse_args()
-    r = redis.Redis(port=args.port)
+    r = redis.Redis(unix_socket_path=args.socket) if args.socket else redis.Redis(port=args.port)
     r.response_callbacks.pop("COMMAND", None)  # the raw reply, not redis-py's summary
     rows = collect(r)
+    live_names = {name for name, *_ in collect(r, extra=False)}
     version = r.info("server")["redis_version"]
     out = [f"// Generated by scripts/gen_command_table.py from redis-server {version}'s COMMAND reply.",
            "// Do not edit by hand: change the rules in the script and run it again.",
@@ -164,6 +182,8 @@ def main():
             out.append(f"constexpr KeySpec {arr}[] = {{{', '.join(items)}}};")
             spec_ref = arr
         flag_expr = " | ".join(bits) if bits else "0"
+        if name not in live_names:
+            body.append("    // Not in this server's COMMAND: added for clients that send it on connect (7.2+).")
         body.append(f'    {{"{name}", {arity}, {flag_expr}, Route::{route}, Merge::{merge}, {spec_ref}}},')
     out.append("")
     out.append("constexpr CommandInfo kRows[] = {")
