@@ -1,20 +1,28 @@
 // A control-plane connection to one Redis server (main server or a data node's
-// poller), on hiredis's async API bound to our libuv loop. It connects, authenticates,
-// reconnects with exponential backoff when the connection drops, gives up on a server
-// that leaves a command unanswered for kCommandTimeoutMs (a hung server), and tells
-// its owner when it is up or down. Replies are hiredis redisReply objects: fine off the data path.
+// poller): a libuv TCP stream, TLS when backend_tls is on, commands encoded with
+// resp/reply_writer.h and replies parsed by hiredis's redisReader into redisReply
+// objects (fine off the data path). It connects, authenticates, reconnects with
+// exponential backoff when the connection drops, gives up on a server that leaves a
+// command unanswered for kCommandTimeoutMs (a hung server), and tells its owner when
+// it is up or down.
+//
+// Why not hiredis's async API: the hiredis Debian ships (0.14) has no TLS, and its
+// libuv adapter drops poll errors (a refused connect was never reported).
 #pragma once
 
-#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/tls.h"
+#include "resp/buffer.h"
 
 namespace headroom::balancer {
 
@@ -23,7 +31,9 @@ class ControlConn {
   using ReplyFn = std::function<void(redisReply* reply)>;  // reply is nullptr when the connection failed
   using StateFn = std::function<void(bool up)>;
 
-  ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password);
+  // `tls`: connect over TLS with this context (nullptr: plaintext).
+  ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password,
+              const proxy::TlsContext* tls);
   ~ControlConn();
   ControlConn(const ControlConn&) = delete;
   ControlConn& operator=(const ControlConn&) = delete;
@@ -39,33 +49,55 @@ class ControlConn {
   // Sends a command. Returns false (and does not call `fn`) when not connected.
   bool command(const std::vector<std::string_view>& argv, ReplyFn fn);
 
-  // For subscriber connections: `fn` is called for every message pushed afterwards.
+  // For subscriber connections: SUBSCRIBE, then `fn` gets every reply pushed on this
+  // connection (the subscribe confirmation, then each message).
   bool subscribe(std::string_view channel, ReplyFn fn);
 
  private:
-  static void on_connect(const redisAsyncContext* ac, int status);
-  static void on_disconnect(const redisAsyncContext* ac, int status);
-  static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  struct Pending {
+    ReplyFn fn;
+    uint64_t sent_ms;  // loop time it was sent, for the watchdog
+  };
+
   static void on_timer(uv_timer_t* t);
   static void on_watchdog(uv_timer_t* t);
   void connect_now();
-  void lost();
+  void on_connected(int status);
+  void on_read(ssize_t n);
+  bool take_replies();
+  void on_ready();
+  void send(const std::vector<std::string_view>& argv);
+  void flush();
+  // Closes the socket and fails every pending command; then reconnects unless stopping.
+  void drop(const std::string& why);
   void schedule_retry();
 
   uv_loop_t* loop_;
   std::string label_;
   conf::Endpoint address_;
   std::string password_;
+  const proxy::TlsContext* tls_context_;
   StateFn on_state_;
-  redisAsyncContext* ac_ = nullptr;
+
+  uv_tcp_t* tcp_ = nullptr;         // owned; freed in its close callback
+  uv_connect_t* connect_req_ = nullptr;
+  std::unique_ptr<proxy::TlsSession> tls_;
+  redisReader* reader_ = nullptr;
   uv_timer_t* timer_ = nullptr;     // connect timeout and reconnect backoff; owned
   uv_timer_t* watchdog_ = nullptr;  // checks for a server that stopped answering; owned
-  std::deque<uint64_t> sent_ms_;    // loop time each unanswered command was sent, oldest first
+  uv_check_t* flusher_ = nullptr;   // writes everything queued in one loop turn at its end; owned
+
+  resp::Buffer out_;  // commands not yet handed to the kernel (plaintext)
+  resp::Buffer in_;   // TLS only: decrypted reply bytes for the reader
+
+  std::deque<Pending> pending_;  // commands sent and unanswered, oldest first
+  ReplyFn subscription_;         // set once SUBSCRIBE is sent: gets every reply
+  uint64_t connection_ = 0;      // incremented per drop: callbacks of an older connection are ignored
   uint32_t backoff_ms_ = 100;
-  bool up_ = false;
+  bool up_ = false;         // connected and authenticated: commands may be sent
+  bool connected_ = false;  // TCP (and TLS) up, maybe not yet authenticated
   bool connecting_ = false;  // an attempt is in progress; timer_ bounds it
   bool stopping_ = false;
-  ReplyFn* subscription_ = nullptr;
 };
 
 }  // namespace headroom::balancer

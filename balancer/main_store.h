@@ -43,7 +43,8 @@ class MainStore {
  public:
   using PlaceFn = std::function<void(const PlaceResult&)>;
 
-  MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir);
+  MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
+            const proxy::TlsContext* tls);
   ~MainStore();
 
   // Connects, subscribes to changes, then loads every entry into the Directory.

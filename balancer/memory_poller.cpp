@@ -29,8 +29,8 @@ void apply_info(NodeState& node, std::string_view info) {
   node.polled = true;
 }
 
-MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms)
-    : loop_(loop), nodes_(nodes), interval_ms_(interval_ms) {
+MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms, const proxy::TlsContext* tls)
+    : loop_(loop), nodes_(nodes), interval_ms_(interval_ms), tls_(tls) {
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -46,7 +46,7 @@ void MemoryPoller::start() {
   in_flight_.assign(nodes_.size(), false);
   sent_ms_.assign(nodes_.size(), 0);
   for (auto& n : nodes_.all()) {
-    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password);
+    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_);
     NodeIndex i = n.index;
     conn->start([this, i](bool up) {
       nodes_[i].reachable = up;

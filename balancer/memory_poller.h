@@ -21,7 +21,7 @@ namespace headroom::balancer {
 
 class MemoryPoller {
  public:
-  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms);
+  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms, const proxy::TlsContext* tls);
   ~MemoryPoller();
 
   void start();
@@ -34,6 +34,7 @@ class MemoryPoller {
   uv_loop_t* loop_;
   NodeRegistry& nodes_;
   uint32_t interval_ms_;
+  const proxy::TlsContext* tls_;  // backend_tls, or nullptr
   uv_timer_t* timer_;  // owned; freed in its close callback
   std::vector<std::unique_ptr<ControlConn>> conns_;
   std::vector<bool> in_flight_;

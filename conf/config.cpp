@@ -228,6 +228,68 @@ void parse_log(const YAML::Node& lg, Config& c) {
   if (lg["file"]) c.log_file = optional_text(lg["file"], "log.file");
 }
 
+bool parse_bool(const YAML::Node& n, const std::string& field) {
+  std::string v = lower(scalar(n, field));
+  if (v == "true" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "no" || v == "off") return false;
+  fail(field, "expected true or false, got \"" + v + "\"");
+}
+
+// A file named in the config must be readable now: finding out at the first TLS
+// handshake would turn a typo into a proxy that rejects every client.
+std::string readable_file(const YAML::Node& n, const std::string& field) {
+  std::string path = optional_text(n, field);
+  if (path.empty()) return path;
+  std::ifstream f(path);
+  if (!f) fail(field, "cannot read \"" + path + "\": " + std::strerror(errno));
+  return path;
+}
+
+void parse_tls(const YAML::Node& t, Config& c) {
+  check_keys(t, "tls", {"listen", "cert_file", "key_file", "ca_file", "auth_clients", "min_version"});
+  TlsServerConfig& s = c.tls;
+  s.enabled = true;
+  if (t["listen"]) {
+    s.separate_port = true;
+    s.listen = parse_endpoint(t["listen"], "tls.listen", true);
+  }
+  if (t["cert_file"]) s.cert_file = readable_file(t["cert_file"], "tls.cert_file");
+  if (t["key_file"]) s.key_file = readable_file(t["key_file"], "tls.key_file");
+  if (t["ca_file"]) s.ca_file = readable_file(t["ca_file"], "tls.ca_file");
+  if (s.cert_file.empty()) fail("tls.cert_file", "missing: clients need the server's certificate");
+  if (s.key_file.empty()) fail("tls.key_file", "missing: the certificate's private key");
+  if (t["auth_clients"]) {
+    // YAML reads a bare no/yes as booleans' spellings; all of them are accepted.
+    std::string v = lower(scalar(t["auth_clients"], "tls.auth_clients"));
+    if (v == "no" || v == "false" || v == "off") s.auth_clients = TlsServerConfig::ClientAuth::kNo;
+    else if (v == "optional") s.auth_clients = TlsServerConfig::ClientAuth::kOptional;
+    else if (v == "yes" || v == "true" || v == "on") s.auth_clients = TlsServerConfig::ClientAuth::kYes;
+    else fail("tls.auth_clients", "expected no, optional or yes; got \"" + v + "\"");
+  }
+  if (s.auth_clients != TlsServerConfig::ClientAuth::kNo && s.ca_file.empty())
+    fail("tls.ca_file", "missing: auth_clients needs the CA that client certificates chain to");
+  if (t["min_version"]) {
+    s.min_version = scalar(t["min_version"], "tls.min_version");
+    if (s.min_version != "1.2" && s.min_version != "1.3")
+      fail("tls.min_version", "expected \"1.2\" or \"1.3\", got \"" + s.min_version + "\"");
+  }
+}
+
+void parse_backend_tls(const YAML::Node& t, Config& c) {
+  TlsClientConfig& b = c.backend_tls;
+  b.enabled = true;
+  if (t.IsNull()) return;  // `backend_tls:` alone: system CAs, verification on
+  check_keys(t, "backend_tls", {"ca_file", "cert_file", "key_file", "server_name", "verify"});
+  if (t["ca_file"]) b.ca_file = readable_file(t["ca_file"], "backend_tls.ca_file");
+  if (t["cert_file"]) b.cert_file = readable_file(t["cert_file"], "backend_tls.cert_file");
+  if (t["key_file"]) b.key_file = readable_file(t["key_file"], "backend_tls.key_file");
+  if (t["server_name"]) b.server_name = optional_text(t["server_name"], "backend_tls.server_name");
+  if (t["verify"]) b.verify = parse_bool(t["verify"], "backend_tls.verify");
+  if (b.cert_file.empty() != b.key_file.empty())
+    fail(b.cert_file.empty() ? "backend_tls.cert_file" : "backend_tls.key_file",
+         "missing: a client certificate needs both cert_file and key_file");
+}
+
 }  // namespace
 
 uint64_t parse_size(const std::string& text, const std::string& field) {
@@ -263,7 +325,7 @@ Config parse_config(const std::string& yaml_text) {
   if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
-              "requirepass", "allow_dangerous_commands"});
+              "requirepass", "allow_dangerous_commands", "tls", "backend_tls"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -271,11 +333,19 @@ Config parse_config(const std::string& yaml_text) {
   parse_nodes(root["nodes"], c);
   // headroom listening on a backend's address would forward to itself (or fail to
   // bind, with a less helpful message).
-  auto same = [&](const Endpoint& e) { return e.host == c.listen.host && e.port == c.listen.port; };
-  if (same(c.main.address)) fail("listen", "same address as main (" + to_string(c.listen) + ")");
-  for (size_t i = 0; i < c.nodes.size(); ++i)
-    if (same(c.nodes[i].address))
-      fail("listen", "same address as nodes[" + std::to_string(i) + "] (" + to_string(c.listen) + ")");
+  if (const auto& t = root["tls"]) parse_tls(t, c);
+  if (root["backend_tls"]) parse_backend_tls(root["backend_tls"], c);
+  std::vector<std::pair<std::string, Endpoint>> listeners{{"listen", c.listen}};
+  if (c.tls.separate_port) listeners.push_back({"tls.listen", c.tls.listen});
+  for (const auto& [field, l] : listeners) {
+    auto same = [&](const Endpoint& e) { return e.host == l.host && e.port == l.port; };
+    if (same(c.main.address)) fail(field, "same address as main (" + to_string(l) + ")");
+    for (size_t i = 0; i < c.nodes.size(); ++i)
+      if (same(c.nodes[i].address))
+        fail(field, "same address as nodes[" + std::to_string(i) + "] (" + to_string(l) + ")");
+  }
+  if (c.tls.separate_port && c.tls.listen.host == c.listen.host && c.tls.listen.port == c.listen.port)
+    fail("tls.listen", "same address as listen; leave tls.listen out to serve TLS on the listen port");
 
   if (root["poll_interval_ms"]) c.poll_interval_ms = parse_u32(root["poll_interval_ms"], "poll_interval_ms", 10, 60000);
   if (root["backend_connections"]) c.backend_connections = parse_u32(root["backend_connections"], "backend_connections", 1, 64);

@@ -26,6 +26,28 @@ struct BackendConfig {
   std::string password;    // optional: AUTH sent on connect
 };
 
+// TLS towards clients. Off unless the `tls` section is present.
+struct TlsServerConfig {
+  bool enabled = false;
+  bool separate_port = false;  // tls.listen given: TLS there, plaintext stays on `listen`
+  Endpoint listen;             // when separate_port
+  std::string cert_file;       // PEM, may hold the chain
+  std::string key_file;
+  std::string ca_file;         // CA that client certificates must chain to
+  enum class ClientAuth { kNo, kOptional, kYes } auth_clients = ClientAuth::kNo;
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+};
+
+// TLS towards the main server and the data nodes. Off unless `backend_tls` is present.
+struct TlsClientConfig {
+  bool enabled = false;
+  std::string ca_file;      // servers' certificates are verified against it
+  std::string cert_file;    // optional client certificate (servers with tls-auth-clients yes)
+  std::string key_file;
+  std::string server_name;  // SNI and the name checked; empty: the address's IP is checked
+  bool verify = true;       // false: no certificate check (as redis-cli --insecure)
+};
+
 struct Config {
   Endpoint listen{"127.0.0.1", 6380};
   BackendConfig main;                  // the main server: directory and coordination state
@@ -54,6 +76,9 @@ struct Config {
 
   // FLUSHALL, FLUSHDB and KEYS are refused unless named here.
   std::vector<std::string> allow_dangerous_commands;
+
+  TlsServerConfig tls;
+  TlsClientConfig backend_tls;
 
   std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
   std::string log_file;                // empty: stderr

@@ -14,7 +14,7 @@ constexpr size_t kReadChunk = 64 * 1024;
 }  // namespace
 
 BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config)
-    : server_(server), node_(node), config_(config) {
+    : server_(server), node_(node), config_(config), tls_context_(server.backend_tls()) {
   retry_timer_ = new uv_timer_t;
   uv_timer_init(server_.loop(), retry_timer_);
   retry_timer_->data = this;
@@ -70,12 +70,46 @@ void BackendConn::on_connected(int status) {
     fail("connect failed");
     return;
   }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(tcp_),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<BackendConn*>(h->data);
+        if (self->tls_) {
+          *buf = TlsSession::read_space();
+          return;
+        }
+        buf->base = self->in_.writable(kReadChunk);
+        buf->len = self->in_.writable_size();
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+        auto* self = static_cast<BackendConn*>(s->data);
+        if (self != nullptr) self->on_read(n);
+      });
+  if (tls_context_ == nullptr) {
+    ready();
+    return;
+  }
+  // The connect timeout covers the handshake too: a server that accepts and never
+  // answers (a plaintext port, a stopped process) is given up on the same way.
+  state_ = State::kHandshaking;
+  tls_ = std::make_unique<TlsSession>(*tls_context_, config_.address.host);
+  if (!tls_->start_handshake()) {
+    spdlog::warn("node {}: {}", config_.name, tls_->error());
+    fail("TLS handshake failed");
+    return;
+  }
+  server_.mark_dirty(this);
+}
+
+// Connected (and, over TLS, the handshake done): commands may flow.
+void BackendConn::ready() {
   state_ = State::kConnected;
   server_.backend_state_changed(node_);
   backoff_ms_ = 50;
-  spdlog::info("node {}: connected to {}:{}", config_.name, config_.address.host, config_.address.port);
+  spdlog::info("node {}: connected to {}:{}{}", config_.name, config_.address.host, config_.address.port,
+               tls_ ? " (" + tls_->describe() + ")" : std::string());
   if (!config_.password.empty()) {
-    // Sent ahead of anything else; its reply is swallowed (see on_read).
+    // Sent ahead of anything else; its reply is swallowed (see take_replies).
     resp::Buffer auth;
     std::string_view argv[] = {"AUTH", config_.password};
     resp::add_command(auth, argv);
@@ -83,17 +117,6 @@ void BackendConn::on_connected(int status) {
     out_.swap(auth);
     ++auth_replies_;
   }
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(tcp_),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        auto* self = static_cast<BackendConn*>(h->data);
-        buf->base = self->in_.writable(kReadChunk);
-        buf->len = self->in_.writable_size();
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-        auto* self = static_cast<BackendConn*>(s->data);
-        if (self != nullptr) self->on_read(n, buf);
-      });
   server_.mark_dirty(this);
 }
 
@@ -103,9 +126,22 @@ void BackendConn::sent(Request* req, uint32_t fragment) {
 }
 
 void BackendConn::flush() {
-  if (state_ != State::kConnected || writing_ || out_.empty()) return;
-  writing_buf_.swap(out_);
-  out_.clear();
+  if (writing_) return;
+  if (tls_) {
+    if (state_ != State::kConnected && state_ != State::kHandshaking) return;
+    // During the handshake only its own bytes go out; commands wait in out_.
+    resp::Buffer none;
+    if (!tls_->seal(state_ == State::kConnected ? out_ : none, writing_buf_)) {
+      spdlog::warn("node {}: {}", config_.name, tls_->error());
+      fail("TLS error");
+      return;
+    }
+    if (writing_buf_.empty()) return;
+  } else {
+    if (state_ != State::kConnected || out_.empty()) return;
+    writing_buf_.swap(out_);
+    out_.clear();
+  }
   uv_buf_t b = uv_buf_init(writing_buf_.data(), static_cast<unsigned>(writing_buf_.size()));
   write_req_.data = this;
   writing_ = true;
@@ -130,20 +166,50 @@ void BackendConn::on_written(int status) {
   if (!out_.empty()) server_.mark_dirty(this);
 }
 
-void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
+void BackendConn::on_read(ssize_t n) {
   if (n < 0) {
     fail(n == UV_EOF ? "connection closed by node" : uv_strerror(static_cast<int>(n)));
     return;
   }
   if (n == 0) return;
+  if (tls_) {
+    on_tls_read(static_cast<size_t>(n));
+    return;
+  }
   in_.commit(static_cast<size_t>(n));
+  take_replies();
+}
+
+void BackendConn::on_tls_read(size_t n) {
+  bool was_established = tls_->established();
+  bool ok = tls_->received(n);
+  if (ok && !was_established && tls_->established()) ready();
+  while (ok) {
+    ssize_t got = tls_->decrypt(in_, kReadChunk);
+    if (got <= 0) {
+      ok = got == 0;
+      break;
+    }
+    if (!take_replies() || !tls_) return;  // the connection has failed meanwhile
+  }
+  if (!ok) {
+    spdlog::warn("node {}: {}", config_.name, tls_->error());
+    fail(tls_->closed() ? "connection closed by node" : "TLS error");
+    return;
+  }
+  if (tls_->wants_write()) server_.mark_dirty(this);
+}
+
+// Frames every complete reply in in_ and hands it to its request. false when the
+// stream is broken (the connection has been failed).
+bool BackendConn::take_replies() {
   for (;;) {
     int64_t len = framer_.next(in_.data(), in_.size());
     if (len == 0) break;
     if (len < 0) {
       spdlog::error("node {}: protocol error in reply: {}", config_.name, framer_.error());
       fail("protocol error in reply");
-      return;
+      return false;
     }
     std::string_view reply(in_.data(), static_cast<size_t>(len));
     if (auth_replies_ > 0) {
@@ -152,7 +218,7 @@ void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
     } else if (inflight_.empty()) {
       spdlog::error("node {}: reply with no request waiting for it", config_.name);
       fail("unexpected reply");
-      return;
+      return false;
     } else {
       Pending p = inflight_.front();
       inflight_.pop_front();
@@ -161,10 +227,12 @@ void BackendConn::on_read(ssize_t n, const uv_buf_t*) {
     in_.consume(static_cast<size_t>(len));
   }
   in_.shrink_if_idle(1 << 20);
+  return true;
 }
 
 void BackendConn::check_timeouts(uint64_t now_ms, uint32_t connect_timeout_ms, uint32_t request_timeout_ms) {
-  if (state_ == State::kConnecting && connect_timeout_ms != 0 && now_ms - connect_started_ms_ > connect_timeout_ms) {
+  if ((state_ == State::kConnecting || state_ == State::kHandshaking) && connect_timeout_ms != 0 &&
+      now_ms - connect_started_ms_ > connect_timeout_ms) {
     spdlog::warn("node {}: connect timed out after {} ms", config_.name, connect_timeout_ms);
     fail("connect timed out");
     return;
@@ -195,6 +263,7 @@ void BackendConn::fail(const char* why, const std::string& error) {
   out_.clear();
   in_.clear();
   framer_.reset();
+  tls_.reset();
   auth_replies_ = 0;
   std::deque<Pending> failed;
   failed.swap(inflight_);
@@ -213,7 +282,7 @@ void BackendConn::schedule_reconnect() {
 
 void BackendConn::shutdown() {
   uv_timer_stop(retry_timer_);
-  if (state_ == State::kConnected || state_ == State::kConnecting) fail("shutting down");
+  if (state_ != State::kIdle) fail("shutting down");
   uv_timer_stop(retry_timer_);
 }
 

@@ -9,10 +9,12 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include "balancer/node_registry.h"
 #include "conf/config.h"
+#include "proxy/tls.h"
 #include "resp/buffer.h"
 #include "resp/reply_framer.h"
 
@@ -56,7 +58,8 @@ class BackendConn {
   void check_timeouts(uint64_t now_ms, uint32_t connect_timeout_ms, uint32_t request_timeout_ms);
 
  private:
-  enum class State { kIdle, kConnecting, kConnected, kClosing };
+  // kHandshaking: TCP is up, TLS is not yet (backend_tls only).
+  enum class State { kIdle, kConnecting, kHandshaking, kConnected, kClosing };
   struct Pending {
     Request* req;
     uint32_t fragment;
@@ -65,7 +68,10 @@ class BackendConn {
 
   void connect();
   void on_connected(int status);
-  void on_read(ssize_t n, const uv_buf_t* buf);
+  void ready();
+  void on_read(ssize_t n);
+  void on_tls_read(size_t n);
+  bool take_replies();
   void on_written(int status);
   void fail(const char* why, const std::string& error);
   void fail(const char* why) { fail(why, unavailable_error()); }
@@ -75,6 +81,8 @@ class BackendConn {
   balancer::NodeIndex node_;
   conf::BackendConfig config_;
   State state_ = State::kIdle;
+  const TlsContext* tls_context_;   // nullptr: plaintext
+  std::unique_ptr<TlsSession> tls_;  // the current connection's, over TLS
   uv_tcp_t* tcp_ = nullptr;         // owned; freed in its close callback
   uv_timer_t* retry_timer_ = nullptr;
   uv_connect_t connect_req_;
@@ -84,7 +92,7 @@ class BackendConn {
   uint64_t connect_started_ms_ = 0;
 
   resp::Buffer out_;       // commands not yet handed to the kernel
-  resp::Buffer writing_buf_;  // the bytes of the uv_write in progress
+  resp::Buffer writing_buf_;  // the bytes of the uv_write in progress (ciphertext over TLS)
   resp::Buffer in_;        // reply bytes not yet framed
   resp::ReplyFramer framer_;
   std::deque<Pending> inflight_;

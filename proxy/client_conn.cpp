@@ -26,8 +26,9 @@ ClientConn::ClientConn(Server& server, uint64_t id)
 
 ClientConn::~ClientConn() = default;
 
-bool ClientConn::accept(uv_stream_t* listener) {
+bool ClientConn::accept(uv_stream_t* listener, const TlsContext* tls) {
   if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(tcp_)) != 0) return false;
+  if (tls != nullptr) tls_ = std::make_unique<TlsSession>(*tls, std::string());
   uv_tcp_nodelay(tcp_, 1);
   sockaddr_storage addr{};
   int len = sizeof addr;
@@ -54,6 +55,10 @@ void ClientConn::start_reading() {
       reinterpret_cast<uv_stream_t*>(tcp_),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
         auto* self = static_cast<ClientConn*>(h->data);
+        if (self->tls_) {
+          *buf = TlsSession::read_space();
+          return;
+        }
         buf->base = self->in_.writable(kReadChunk);
         buf->len = self->in_.writable_size();
       },
@@ -68,8 +73,47 @@ void ClientConn::on_read(ssize_t n) {
   if (n == 0 || closing_) return;
   last_read_ms_ = uv_now(server_.loop());
   server_.stats().net_input_bytes += static_cast<uint64_t>(n);
-  parser_.feed(in_.data() + in_.size(), static_cast<size_t>(n));
+  if (tls_) {
+    on_tls_read(static_cast<size_t>(n));
+    return;
+  }
   in_.commit(static_cast<size_t>(n));
+  on_plaintext(static_cast<size_t>(n));
+}
+
+// Ciphertext arrived: it may advance the handshake, carry requests, or both.
+void ClientConn::on_tls_read(size_t n) {
+  bool was_established = tls_->established();
+  bool ok = tls_->received(n);
+  if (ok && !was_established && tls_->established())
+    spdlog::debug("client {} ({}): {}", id_, peer_, tls_->describe());
+  while (ok && !closing_ && !closed_) {
+    ssize_t got = tls_->decrypt(in_, kReadChunk);
+    if (got <= 0) {
+      ok = got == 0;
+      break;
+    }
+    on_plaintext(static_cast<size_t>(got));
+  }
+  if (!ok) {
+    // As Redis: a failed handshake (a plaintext client, an untrusted certificate) or
+    // a broken record closes the connection; there is no channel to send an error on.
+    if (!tls_->closed()) {
+      ++server_.stats().tls_errors;
+      spdlog::debug("client {} ({}): {}", id_, peer_, tls_->error());
+    }
+    close();
+    return;
+  }
+  if (tls_->wants_write() && !dirty_) {
+    dirty_ = true;
+    server_.mark_dirty(this);
+  }
+}
+
+// The last `n` bytes of in_ just arrived: frame and dispatch the requests they complete.
+void ClientConn::on_plaintext(size_t n) {
+  parser_.feed(in_.data() + in_.size() - n, n);
 
   Router& router = server_.router();
   for (;;) {
@@ -172,9 +216,19 @@ void ClientConn::check_limits() {
 
 void ClientConn::flush() {
   dirty_ = false;
-  if (closed_ || writing_ || out_.empty()) return;
-  writing_buf_.swap(out_);
-  out_.clear();
+  if (closed_ || writing_) return;
+  if (tls_) {
+    if (!tls_->seal(out_, writing_buf_)) {
+      spdlog::debug("client {} ({}): {}", id_, peer_, tls_->error());
+      close();
+      return;
+    }
+    if (writing_buf_.empty()) return;
+  } else {
+    if (out_.empty()) return;
+    writing_buf_.swap(out_);
+    out_.clear();
+  }
   server_.stats().net_output_bytes += writing_buf_.size();
   uv_buf_t b = uv_buf_init(writing_buf_.data(), static_cast<unsigned>(writing_buf_.size()));
   write_req_.data = this;

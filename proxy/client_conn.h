@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include "proxy/request.h"
+#include "proxy/tls.h"
 #include "resp/buffer.h"
 #include "resp/request_parser.h"
 
@@ -24,9 +26,9 @@ class ClientConn {
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
 
-  // Accepts the pending connection on `listener` and starts reading. false on failure
-  // (the object must then be closed with close()).
-  bool accept(uv_stream_t* listener);
+  // Accepts the pending connection on `listener` and starts reading; over TLS when
+  // `tls` is set. false on failure (the object must then be closed with close()).
+  bool accept(uv_stream_t* listener, const TlsContext* tls);
 
   uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
@@ -61,6 +63,8 @@ class ClientConn {
  private:
   void start_reading();
   void on_read(ssize_t n);
+  void on_tls_read(size_t n);
+  void on_plaintext(size_t n);
   void write_ready_replies();
   void check_limits();
   void maybe_finish_close();
@@ -80,12 +84,13 @@ class ClientConn {
   uint64_t last_read_ms_ = 0;
   bool authenticated_ = false;
 
+  std::unique_ptr<TlsSession> tls_;  // nullptr: plaintext
   resp::Buffer in_;
   resp::RequestParser parser_;
   std::deque<Request*> queue_;     // requests not yet answered, in arrival order
   size_t dispatched_count_ = 0;    // queue_'s first N requests have been dispatched
   resp::Buffer out_;               // replies not yet handed to the kernel
-  resp::Buffer writing_buf_;       // replies of the uv_write in progress
+  resp::Buffer writing_buf_;       // replies of the uv_write in progress (ciphertext over TLS)
 
   friend class Server;
 };

@@ -40,7 +40,10 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "redis_version", std::string("7.0.0"));
     line(out, "redis_mode", std::string("standalone"));
     line(out, "process_id", static_cast<uint64_t>(getpid()));
-    line(out, "tcp_port", cfg.listen.port);
+    // As Redis: tcp_port is the plaintext port (0 when every client must use TLS).
+    bool tls_only = cfg.tls.enabled && !cfg.tls.separate_port;
+    line(out, "tcp_port", tls_only ? 0 : cfg.listen.port);
+    if (cfg.tls.enabled) line(out, "tls_port", cfg.tls.separate_port ? cfg.tls.listen.port : cfg.listen.port);
     line(out, "uptime_in_seconds", (now_ms - server.start_time_ms()) / 1000);
     line(out, "config_file", server.config_path());
     out += "\r\n";
@@ -73,6 +76,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "total_placements", stats.placements);
     line(out, "total_placement_errors", stats.placement_errors);
     line(out, "total_protocol_errors", stats.protocol_errors);
+    line(out, "total_tls_errors", stats.tls_errors);
     line(out, "total_net_input_bytes", stats.net_input_bytes);
     line(out, "total_net_output_bytes", stats.net_output_bytes);
     out += "\r\n";

@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "headroom: %s: %s\n", opts.config_path.c_str(), e.what());
     return 1;
   }
+  // Certificates and keys are loaded now, so -t reports a bad one too.
+  proxy::TlsContexts tls;
+  std::string tls_error;
+  if (!proxy::make_tls_contexts(cfg, tls, tls_error)) {
+    std::fprintf(stderr, "headroom: %s: %s\n", opts.config_path.c_str(), tls_error.c_str());
+    return 1;
+  }
   if (opts.test_config) {
     std::printf("headroom: configuration file %s is ok\n", opts.config_path.c_str());
     return 0;
@@ -67,7 +74,7 @@ int main(int argc, char** argv) {
   uv_loop_t* loop = uv_default_loop();
   int rc = 0;
   {
-    auto server = std::make_unique<proxy::Server>(loop, cfg, opts.config_path);
+    auto server = std::make_unique<proxy::Server>(loop, cfg, opts.config_path, std::move(tls));
     uv_signal_t sigint, sigterm;
     uv_signal_init(loop, &sigint);
     uv_signal_init(loop, &sigterm);
@@ -79,10 +86,7 @@ int main(int argc, char** argv) {
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
 
     rc = server->start();
-    if (rc != 0) {
-      spdlog::critical("cannot listen on {}:{}: {}", cfg.listen.host, cfg.listen.port, uv_strerror(rc));
-      server->shutdown();
-    }
+    if (rc != 0) server->shutdown();  // the reason is logged
     uv_run(loop, UV_RUN_DEFAULT);
     server.reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);

@@ -12,10 +12,11 @@ namespace {
 constexpr uint64_t kShutdownGraceMs = 5000;
 }
 
-Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path)
-    : loop_(loop), config_(std::move(config)), config_path_(std::move(config_path)), nodes_(config_.nodes) {
-  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_);
-  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms);
+Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, TlsContexts tls)
+    : loop_(loop), config_(std::move(config)), config_path_(std::move(config_path)), nodes_(config_.nodes),
+      tls_(std::move(tls)) {
+  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends.get());
+  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms, tls_.backends.get());
   router_ = std::make_unique<Router>(*this);
   uint32_t per_node = std::max<uint32_t>(1, config_.backend_connections);
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) {
@@ -51,7 +52,8 @@ Server::~Server() {
   close_delete(prepare_);
   close_delete(shutdown_timer_);
   close_delete(timeout_timer_);
-  if (listener_ != nullptr) close_delete(listener_);
+  for (auto& l : listeners_)
+    if (l.tcp != nullptr) close_delete(l.tcp);
 }
 
 int Server::start() {
@@ -76,43 +78,62 @@ int Server::start() {
   poller_->start();
   // Listen only once the directory is loaded: from then on a key missing from the
   // local cache is known to be absent.
-  listener_ = new uv_tcp_t;
-  uv_tcp_init(loop_, listener_);
-  listener_->data = this;
-  sockaddr_storage addr{};
-  int rc = config_.listen.host.find(':') != std::string::npos
-               ? uv_ip6_addr(config_.listen.host.c_str(), config_.listen.port, reinterpret_cast<sockaddr_in6*>(&addr))
-               : uv_ip4_addr(config_.listen.host.c_str(), config_.listen.port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc == 0) rc = uv_tcp_bind(listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc != 0) return rc;
+  if (int rc = bind_listeners(); rc != 0) return rc;
   main_store_->start([this] {
     if (stopping_) return;
-    int err = listen();
-    if (err != 0) {
-      spdlog::critical("cannot listen on {}:{}: {}", config_.listen.host, config_.listen.port, uv_strerror(err));
-      shutdown();
-    }
+    if (listen() != 0) shutdown();
   });
   spdlog::info("waiting for the main server {}:{} to load the directory", config_.main.address.host,
                config_.main.address.port);
   return 0;
 }
 
-int Server::listen() {
-  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 511, &Server::on_connection);
-  if (rc == 0) {
-    listening_ = true;
-    spdlog::info("headroom {} listening on {}:{} ({} data nodes, {} directory entries)", HEADROOM_VERSION,
-                 config_.listen.host, config_.listen.port, nodes_.size(), directory_.size());
+// Binds now, so that a port in use is reported at startup; listens once the directory
+// has loaded.
+int Server::bind_listeners() {
+  const TlsContext* client_tls = tls_.clients.get();
+  listeners_.push_back({nullptr, config_.listen, config_.tls.separate_port ? nullptr : client_tls});
+  if (config_.tls.separate_port) listeners_.push_back({nullptr, config_.tls.listen, client_tls});
+  for (auto& l : listeners_) {
+    l.tcp = new uv_tcp_t;
+    uv_tcp_init(loop_, l.tcp);
+    l.tcp->data = this;
+    sockaddr_storage addr{};
+    const conf::Endpoint& e = l.address;
+    int rc = e.host.find(':') != std::string::npos
+                 ? uv_ip6_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in6*>(&addr))
+                 : uv_ip4_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in*>(&addr));
+    if (rc == 0) rc = uv_tcp_bind(l.tcp, reinterpret_cast<const sockaddr*>(&addr), 0);
+    if (rc != 0) {
+      spdlog::critical("cannot listen on {}:{}: {}", e.host, e.port, uv_strerror(rc));
+      return rc;
+    }
   }
-  return rc;
+  return 0;
+}
+
+int Server::listen() {
+  for (auto& l : listeners_) {
+    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(l.tcp), 511, &Server::on_connection);
+    if (rc != 0) {
+      spdlog::critical("cannot listen on {}:{}: {}", l.address.host, l.address.port, uv_strerror(rc));
+      return rc;
+    }
+    spdlog::info("headroom {} listening on {}:{}{} ({} data nodes, {} directory entries)", HEADROOM_VERSION,
+                 l.address.host, l.address.port, l.tls ? " (TLS)" : "", nodes_.size(), directory_.size());
+  }
+  listening_ = true;
+  return 0;
 }
 
 void Server::on_connection(uv_stream_t* listener, int status) {
   auto* self = static_cast<Server*>(listener->data);
   if (status < 0 || self->stopping_) return;
+  const TlsContext* tls = nullptr;
+  for (const auto& l : self->listeners_)
+    if (reinterpret_cast<uv_stream_t*>(l.tcp) == listener) tls = l.tls;
   auto* c = new ClientConn(*self, self->next_client_id());
-  if (!c->accept(listener)) {
+  if (!c->accept(listener, tls)) {
     c->close();
     self->clients_.insert(c);
     return;
@@ -224,11 +245,10 @@ void Server::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   spdlog::info("shutting down: delivering in-flight replies to {} clients", clients_.size());
-  if (listener_ != nullptr) uv_read_stop(reinterpret_cast<uv_stream_t*>(listener_));
-  if (listener_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-    listener_ = nullptr;
-  }
+  for (auto& l : listeners_)
+    if (l.tcp != nullptr)
+      uv_close(reinterpret_cast<uv_handle_t*>(l.tcp), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  listeners_.clear();
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
   for (ClientConn* c : all) c->drain();
   uv_timer_start(

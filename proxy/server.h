@@ -19,6 +19,7 @@
 #include "proxy/backend_conn.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
+#include "proxy/tls.h"
 
 namespace headroom::proxy {
 
@@ -27,7 +28,7 @@ class Router;
 
 class Server {
  public:
-  Server(uv_loop_t* loop, conf::Config config, std::string config_path);
+  Server(uv_loop_t* loop, conf::Config config, std::string config_path, TlsContexts tls = {});
   ~Server();
 
   // Connects to the nodes and the main server; starts listening once the directory
@@ -48,6 +49,8 @@ class Server {
   Stats& stats() { return stats_; }
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
+  // TLS towards backends (data nodes, main server), or nullptr when off.
+  const TlsContext* backend_tls() const { return tls_.backends.get(); }
 
   // The connection that carries commands to `node` (round-robin over its connections).
   BackendConn& backend(balancer::NodeIndex node);
@@ -71,6 +74,7 @@ class Server {
   static void on_connection(uv_stream_t* server, int status);
   static void on_prepare(uv_prepare_t* p);
   void flush_dirty();
+  int bind_listeners();
   int listen();
   void maybe_finish_shutdown();
   void close_idle_clients(uint64_t now_ms);
@@ -87,7 +91,15 @@ class Server {
   std::unique_ptr<Router> router_;
   Stats stats_;
 
-  uv_tcp_t* listener_ = nullptr;
+  TlsContexts tls_;
+  // The client ports: `listen` (TLS when tls is on without its own port), and
+  // tls.listen when given. Each handle's data is the Server; tls says which is which.
+  struct Listener {
+    uv_tcp_t* tcp;
+    conf::Endpoint address;
+    const TlsContext* tls;  // nullptr: plaintext
+  };
+  std::vector<Listener> listeners_;
   uv_prepare_t* prepare_ = nullptr;
   uv_timer_t* shutdown_timer_ = nullptr;
   uv_timer_t* timeout_timer_ = nullptr;  // checks backend connect and request timeouts

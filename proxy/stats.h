@@ -17,6 +17,7 @@ struct Stats {
   uint64_t placements = 0;            // new keys placed by this proxy
   uint64_t placement_errors = 0;
   uint64_t protocol_errors = 0;
+  uint64_t tls_errors = 0;            // client TLS handshakes or records that failed
   uint64_t net_input_bytes = 0;
   uint64_t net_output_bytes = 0;
 };

@@ -213,3 +213,45 @@ TEST_CASE("command-line flags") {
   CHECK(parse({"extra.yml"}).error == "unknown option 'extra.yml'");
   CHECK(usage_text().find("--test-config") != std::string::npos);
 }
+
+TEST_CASE("tls and backend_tls") {
+  // Any readable file does for the config; the certificates themselves are loaded
+  // (and their errors reported) by make_tls_contexts, covered by tests/integration/test_tls.py.
+  const std::string f = std::string(HEADROOM_SOURCE_DIR) + "/README.md";
+  const std::string tls = "tls: {cert_file: " + f + ", key_file: " + f;
+
+  Config off = parse_config(kBase);
+  CHECK_FALSE(off.tls.enabled);
+  CHECK_FALSE(off.backend_tls.enabled);
+
+  Config on = parse_config(kBase + tls + "}\n");
+  CHECK(on.tls.enabled);
+  CHECK_FALSE(on.tls.separate_port);  // TLS on `listen` itself
+  CHECK(on.tls.auth_clients == TlsServerConfig::ClientAuth::kNo);
+  CHECK(on.tls.min_version == "1.2");
+
+  Config both = parse_config(kBase + tls + ", listen: 6390, auth_clients: optional, ca_file: " + f +
+                             ", min_version: '1.3'}\nbackend_tls: {verify: false}\n");
+  CHECK(both.tls.separate_port);
+  CHECK(both.tls.listen.port == 6390);
+  CHECK(both.tls.auth_clients == TlsServerConfig::ClientAuth::kOptional);
+  CHECK(both.tls.min_version == "1.3");
+  CHECK(both.backend_tls.enabled);
+  CHECK_FALSE(both.backend_tls.verify);
+
+  CHECK(parse_config(kBase + "backend_tls:\n").backend_tls.verify);  // present and empty: on, verified
+  CHECK(parse_config(kBase + tls + ", auth_clients: yes, ca_file: " + f + "}\n").tls.auth_clients ==
+        TlsServerConfig::ClientAuth::kYes);
+
+  CHECK(error_of(kBase + "tls: {key_file: " + f + "}\n").find("tls.cert_file: missing") == 0);
+  CHECK(error_of(kBase + tls + ", auth_clients: yes}\n").find("tls.ca_file: missing") == 0);
+  CHECK(error_of(kBase + tls + ", auth_clients: maybe}\n").find("tls.auth_clients") == 0);
+  CHECK(error_of(kBase + tls + ", min_version: '1.1'}\n").find("tls.min_version") == 0);
+  CHECK(error_of(kBase + "tls: {cert_file: /nonexistent/x.crt, key_file: " + f + "}\n")
+            .find("tls.cert_file: cannot read \"/nonexistent/x.crt\"") == 0);
+  CHECK(error_of(kBase + tls + ", listen: 127.0.0.1:6380}\n").find("tls.listen: same address as listen") == 0);
+  CHECK(error_of(kBase + tls + ", listen: 127.0.0.1:5300}\n").find("tls.listen: same address as nodes[0]") == 0);
+  CHECK(error_of(kBase + "backend_tls: {cert_file: " + f + "}\n").find("backend_tls.key_file: missing") == 0);
+  CHECK(error_of(kBase + "backend_tls: {verify: sometimes}\n").find("backend_tls.verify") == 0);
+  CHECK(error_of(kBase + "backend_tls: {ca_fle: x}\n").find("did you mean \"ca_file\"") != std::string::npos);
+}
