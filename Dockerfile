@@ -9,6 +9,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libuv1-dev libhiredis-dev libyaml-cpp-dev libspdlog-dev \
+      libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads: CMakeLists.txt also names the unit tests and the
@@ -27,10 +28,11 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
 
 FROM debian:bookworm-slim
 # Runtime libraries of the -dev packages above (libfmt9 comes with libspdlog1.10);
-# redis-tools for the health check and for debugging from inside the container.
+# libssl3 and ca-certificates for TLS (backend_tls without ca_file trusts the system's
+# CAs); redis-tools for the health check and for debugging from inside the container.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libhiredis0.14 libyaml-cpp0.7 libspdlog1.10 redis-tools \
+      libuv1 libhiredis0.14 libyaml-cpp0.7 libspdlog1.10 libssl3 ca-certificates redis-tools \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin headroom
 COPY --from=build /src/build/headroom /usr/local/bin/headroom
