@@ -34,8 +34,8 @@ ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint addr
   watchdog_ = new uv_timer_t;
   uv_timer_init(loop_, watchdog_);
   watchdog_->data = this;
-  flusher_ = new uv_check_t;
-  uv_check_init(loop_, flusher_);
+  flusher_ = new uv_idle_t;
+  uv_idle_init(loop_, flusher_);
   flusher_->data = this;
 }
 
@@ -57,7 +57,7 @@ void ControlConn::stop() {
   stopping_ = true;
   uv_timer_stop(timer_);
   uv_timer_stop(watchdog_);
-  uv_check_stop(flusher_);
+  uv_idle_stop(flusher_);
   drop("");  // pending commands get a null reply: their owners report an error
 }
 
@@ -185,7 +185,7 @@ void ControlConn::on_read(ssize_t n) {
     in_.clear();
     if (!take_replies()) return;
   }
-  if (tls_->wants_write()) uv_check_start(flusher_, [](uv_check_t* c) { static_cast<ControlConn*>(c->data)->flush(); });
+  if (tls_->wants_write()) schedule_flush();
 }
 
 // Hands every complete reply to its command (or to the subscription). false when
@@ -218,8 +218,12 @@ bool ControlConn::take_replies() {
 
 void ControlConn::send(const std::vector<std::string_view>& argv) {
   resp::add_command(out_, std::span<const std::string_view>(argv.data(), argv.size()));
-  // Everything queued during this loop turn goes out in one write at its end.
-  uv_check_start(flusher_, [](uv_check_t* c) { static_cast<ControlConn*>(c->data)->flush(); });
+  schedule_flush();
+}
+
+// Everything queued until the loop next waits for I/O goes out in one write.
+void ControlConn::schedule_flush() {
+  uv_idle_start(flusher_, [](uv_idle_t* h) { static_cast<ControlConn*>(h->data)->flush(); });
 }
 
 bool ControlConn::command(const std::vector<std::string_view>& argv, ReplyFn fn) {
@@ -237,7 +241,7 @@ bool ControlConn::subscribe(std::string_view channel, ReplyFn fn) {
 }
 
 void ControlConn::flush() {
-  uv_check_stop(flusher_);
+  uv_idle_stop(flusher_);
   if (tcp_ == nullptr || !(connected_ || tls_)) return;  // neither connected nor in the TLS handshake
   auto* op = new WriteOp;
   if (tls_) {

@@ -67,6 +67,7 @@ class ControlConn {
   bool take_replies();
   void on_ready();
   void send(const std::vector<std::string_view>& argv);
+  void schedule_flush();
   void flush();
   // Closes the socket and fails every pending command; then reconnects unless stopping.
   void drop(const std::string& why);
@@ -85,7 +86,10 @@ class ControlConn {
   redisReader* reader_ = nullptr;
   uv_timer_t* timer_ = nullptr;     // connect timeout and reconnect backoff; owned
   uv_timer_t* watchdog_ = nullptr;  // checks for a server that stopped answering; owned
-  uv_check_t* flusher_ = nullptr;   // writes everything queued in one loop turn at its end; owned
+  // Writes everything queued before the loop next waits for I/O: an idle handle runs
+  // in the same loop turn when started from a timer, and keeps the loop from blocking
+  // when started later in a turn. owned.
+  uv_idle_t* flusher_ = nullptr;
 
   resp::Buffer out_;  // commands not yet handed to the kernel (plaintext)
   resp::Buffer in_;   // TLS only: decrypted reply bytes for the reader
