@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -74,6 +75,9 @@ class MainStore {
   void on_main_up();
   void on_event(redisReply* r);
   void load_next();
+  void send_batch();
+  void resolve(const std::string& key, const PlaceResult& res);
+  void apply_placed(std::string_view entries);
 
   uv_loop_t* loop_;
   conf::BackendConfig config_;
@@ -88,7 +92,13 @@ class MainStore {
   uint64_t load_generation_ = 0;
   uint32_t load_next_bucket_ = 0;
   uint32_t load_in_flight_ = 0;
-  std::unordered_map<std::string, std::vector<PlaceFn>> pending_;
+  std::unordered_map<std::string, std::vector<PlaceFn>> pending_;  // keys being placed, and who waits
+  struct Queued {
+    std::string key;
+    NodeIndex node;
+  };
+  std::deque<Queued> queued_;       // placements not yet sent: they wait for a batch to end
+  uint32_t batches_in_flight_ = 0;  // placement script calls awaiting their reply
 };
 
 }  // namespace headroom::balancer
