@@ -32,13 +32,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_ping(port, timeout=20.0, proc=None, log=None, password=None):
+def wait_ping(port, timeout=20.0, proc=None, log=None, password=None, client_kw=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process on port {port} exited: {read(log)}")
         try:
-            if redis.Redis(port=port, socket_timeout=1, password=password).ping():
+            if redis.Redis(port=port, socket_timeout=1, password=password, **(client_kw or {})).ping():
                 return
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             pass
@@ -64,24 +64,85 @@ def stop(proc, timeout=10):
         proc.wait()
 
 
+class Certs:
+    """Certificates made with the openssl command line: a CA; a server certificate it
+    signs for 127.0.0.1 and localhost; a client certificate it signs; and an unrelated
+    CA with a server certificate of its own (one nobody should trust)."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "certs")
+        os.makedirs(self.dir, exist_ok=True)
+        self.ca, self.ca_key = self._ca("ca")
+        self.server_cert, self.server_key = self._leaf("server", "ca", "IP:127.0.0.1,DNS:localhost")
+        self.client_cert, self.client_key = self._leaf("client", "ca", None)
+        self.other_ca, _ = self._ca("other-ca")
+        self.other_server_cert, self.other_server_key = self._leaf("other-server", "other-ca", "IP:127.0.0.1")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=self.dir)
+
+    def _ca(self, name):
+        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=headroom test {name}",
+                      "-keyout", f"{name}.key", "-out", f"{name}.crt")
+        return self.path(f"{name}.crt"), self.path(f"{name}.key")
+
+    def _leaf(self, name, ca, san):
+        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+                      "-out", f"{name}.csr")
+        ext = self.path(f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
+        self._openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+                      "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt")
+        return self.path(f"{name}.crt"), self.path(f"{name}.key")
+
+    def client_kw(self, with_cert=False):
+        """redis-py arguments for a TLS connection that trusts the CA."""
+        kw = {"ssl": True, "ssl_ca_certs": self.ca, "ssl_cert_reqs": "required"}
+        if with_cert:
+            kw.update(ssl_certfile=self.client_cert, ssl_keyfile=self.client_key)
+        return kw
+
+    def cli(self, with_cert=False):
+        """redis-cli arguments for the same."""
+        args = ["--tls", "--cacert", self.ca]
+        if with_cert:
+            args += ["--cert", self.client_cert, "--key", self.client_key]
+        return args
+
+
 class RedisServer:
-    def __init__(self, workdir, name, maxmemory="256mb", extra=()):
+    def __init__(self, workdir, name, maxmemory="256mb", extra=(), certs=None, untrusted=False):
+        """With `certs`, the server speaks TLS only (clients need no certificate);
+        `untrusted` makes it present the unrelated CA's certificate."""
         self.name = name
         self.port = free_port()
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.log = os.path.join(self.dir, "redis.log")
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+        if certs is None:
+            listen = ["--port", str(self.port)]
+            self.client_kw = {}
+        else:
+            cert, key = (certs.other_server_cert, certs.other_server_key) if untrusted else (certs.server_cert,
+                                                                                             certs.server_key)
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
+                      "--tls-ca-cert-file", certs.ca, "--tls-auth-clients", "no"]
+            self.client_kw = {"ssl": True, "ssl_cert_reqs": "none"}
+        args = ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--maxmemory", maxmemory,
                 "--maxmemory-policy", "noeviction", "--logfile", self.log, *extra]  # later arguments win
         self.args = args
         self.start()
-        self.client = redis.Redis(port=self.port, socket_timeout=10)
+        self.client = redis.Redis(port=self.port, socket_timeout=10, **self.client_kw)
         self.paused = False
 
     def start(self):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_ping(self.port, proc=self.proc, log=self.log)
+        wait_ping(self.port, proc=self.proc, log=self.log, client_kw=self.client_kw)
 
     def up(self):
         """Running and not stopped with SIGSTOP."""
@@ -102,8 +163,10 @@ class RedisServer:
 
 
 class Headroom:
-    def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None):
+    def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None, client_kw=None):
+        """`client_kw`: what a redis-py client needs to reach the listen port (TLS)."""
         self.port = free_port()
+        self.client_kw = client_kw or {}
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "headroom.yml")
@@ -126,7 +189,7 @@ class Headroom:
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([headroom_bin(), "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT)
-        wait_ping(self.port, proc=self.proc, log=self.log, password=self.password)
+        wait_ping(self.port, proc=self.proc, log=self.log, password=self.password, client_kw=self.client_kw)
 
     def stop(self):
         """Stops headroom gracefully; a sanitizer report or a bad exit is a failure."""
@@ -150,20 +213,27 @@ class Headroom:
 
     def client(self, **kw):
         kw.setdefault("password", self.password)
+        for k, v in self.client_kw.items():
+            kw.setdefault(k, v)
         return redis.Redis(port=self.port, **kw)
 
 
 class Cluster:
     """main + node1..node4 (+ a reference server) and one headroom in front."""
 
-    def __init__(self, maxmemory=("256mb",) * 4, settings=None, main_extra=()):
+    def __init__(self, maxmemory=("256mb",) * 4, settings=None, main_extra=(), certs=None, node_extra=(),
+                 proxy_client_kw=None):
+        """`certs`: every server speaks TLS only, with certificates from it.
+        `proxy_client_kw`: how clients reach headroom (when its listen port is TLS)."""
         self.settings = settings
+        self.certs = certs
+        self.proxy_client_kw = proxy_client_kw
         self.workdir = tempfile.mkdtemp(prefix="headroom-it-")
         self.servers = []
         self.proxies = []
         try:
             self.main = self._server("main", "0", main_extra)
-            self.nodes = [self._server(f"node{i + 1}", maxmemory[i]) for i in range(4)]
+            self.nodes = [self._server(f"node{i + 1}", maxmemory[i], node_extra) for i in range(4)]
             self.reference = self._server("reference", "0")
             self.proxy = self.add_proxy("headroom")
         except Exception:
@@ -171,12 +241,13 @@ class Cluster:
             raise
 
     def _server(self, name, maxmemory, extra=()):
-        s = RedisServer(self.workdir, name, maxmemory, extra)
+        s = RedisServer(self.workdir, name, maxmemory, extra, certs=self.certs)
         self.servers.append(s)
         return s
 
     def add_proxy(self, name):
-        p = Headroom(self.workdir, self.main, self.nodes, name=name, settings=self.settings)
+        p = Headroom(self.workdir, self.main, self.nodes, name=name, settings=self.settings,
+                     client_kw=self.proxy_client_kw)
         self.proxies.append(p)
         return p
 
