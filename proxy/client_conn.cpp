@@ -97,12 +97,14 @@ void ClientConn::on_tls_read(size_t n) {
   }
   if (!ok) {
     // As Redis: a failed handshake (a plaintext client, an untrusted certificate) or
-    // a broken record closes the connection; there is no channel to send an error on.
+    // a broken record closes the connection, after the TLS alert that says why (the
+    // client's library reports it: "unknown ca", "certificate required").
     if (!tls_->closed()) {
       ++server_.stats().tls_errors;
       spdlog::debug("client {} ({}): {}", id_, peer_, tls_->error());
     }
-    close();
+    if (tls_->wants_write()) flush();
+    close_after_replies();
     return;
   }
   if (tls_->wants_write() && !dirty_) {
