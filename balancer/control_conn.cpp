@@ -130,6 +130,7 @@ void ControlConn::on_ready() {
   uv_timer_stop(timer_);
   auto became_up = [this] {
     up_ = true;
+    last_failure_.clear();
     backoff_ms_ = 100;
     spdlog::info("{}: connected to {}:{}{}", label_, address_.host, address_.port,
                  tls_ ? " (" + tls_->describe() + ")" : std::string());
@@ -295,8 +296,16 @@ void ControlConn::drop(const std::string& why) {
   const bool was_up = up_;
   ++connection_;
   if (!why.empty()) {
-    if (connected_) spdlog::warn("{}: connection lost: {}", label_, why);
-    else spdlog::debug("{}: {}", label_, why);
+    if (connected_) {
+      spdlog::warn("{}: connection lost: {}", label_, why);
+    } else if (why != last_failure_) {
+      // Each new reason once (a refused connect, a certificate that does not verify);
+      // the retries that fail the same way every backoff step only at debug level.
+      spdlog::warn("{}: {} (retrying with backoff)", label_, why);
+    } else {
+      spdlog::debug("{}: {}", label_, why);
+    }
+    last_failure_ = why;
   }
   up_ = connected_ = connecting_ = false;
   uv_timer_stop(timer_);

@@ -98,6 +98,7 @@ class ControlConn {
   ReplyFn subscription_;         // set once SUBSCRIBE is sent: gets every reply
   uint64_t connection_ = 0;      // incremented per drop: callbacks of an older connection are ignored
   uint32_t backoff_ms_ = 100;
+  std::string last_failure_;  // why the last attempt failed: logged once per new reason
   bool up_ = false;         // connected and authenticated: commands may be sent
   bool connected_ = false;  // TCP (and TLS) up, maybe not yet authenticated
   bool connecting_ = false;  // an attempt is in progress; timer_ bounds it

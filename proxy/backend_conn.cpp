@@ -163,7 +163,7 @@ void BackendConn::on_written(int status) {
     if (status != UV_ECANCELED) fail(uv_strerror(status));
     return;
   }
-  if (!out_.empty()) server_.mark_dirty(this);
+  if (!out_.empty() || (tls_ && tls_->wants_write())) server_.mark_dirty(this);
 }
 
 void BackendConn::on_read(ssize_t n) {

@@ -244,7 +244,7 @@ void ClientConn::flush() {
       self->close();
       return;
     }
-    if (!self->out_.empty()) self->flush();
+    if (!self->out_.empty() || (self->tls_ && self->tls_->wants_write())) self->flush();
     else if (self->closing_) self->maybe_finish_close();
     if (self->read_paused_) self->check_limits();
   });
