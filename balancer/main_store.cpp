@@ -89,21 +89,25 @@ void MainStore::start(std::function<void()> on_loaded) {
   });
   cmd_->start([this](bool up) {
     if (up) on_main_up();
-    else {
-      // Batches in flight got a null reply already; what is still queued fails here.
-      queued_.clear();
-      batches_in_flight_ = 0;
-      auto all = std::move(pending_);
-      pending_.clear();
-      for (auto& [key, waiters] : all)
-        for (auto& fn : waiters) fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
-    }
+    else fail_placements();
   });
 }
 
 void MainStore::stop() {
   cmd_->stop();
   sub_->stop();
+  fail_placements();  // cmd_ reports no state change when stopped
+}
+
+// The connection is gone: batches in flight got a null reply already; whatever is
+// still queued, or waiting, fails here.
+void MainStore::fail_placements() {
+  queued_.clear();
+  batches_in_flight_ = 0;
+  auto all = std::move(pending_);
+  pending_.clear();
+  for (auto& [key, waiters] : all)
+    for (auto& fn : waiters) fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
 }
 
 void MainStore::on_main_up() {

@@ -76,6 +76,7 @@ class MainStore {
   void on_event(redisReply* r);
   void load_next();
   void send_batch();
+  void fail_placements();
   void resolve(const std::string& key, const PlaceResult& res);
   void apply_placed(std::string_view entries);
 
