@@ -26,7 +26,7 @@ void Directory::set(std::string_view dir_key, NodeIndex node) {
   uint32_t h = hash_of(dir_key);
   size_t i = probe(dir_key, h);
   if (slots_[i].offset < kTombstone) {
-    std::memcpy(arena_.data() + slots_[i].offset, &node, sizeof node);
+    put_node(slots_[i].offset, node);
     return;
   }
   if ((used_ + 1) * 4 > slots_.size() * 3 || arena_.size() + kHeader + dir_key.size() >= kTombstone) {
@@ -36,8 +36,8 @@ void Directory::set(std::string_view dir_key, NodeIndex node) {
   uint32_t off = static_cast<uint32_t>(arena_.size());
   uint32_t len = static_cast<uint32_t>(dir_key.size());
   arena_.resize(arena_.size() + kHeader + len);
-  std::memcpy(arena_.data() + off, &node, sizeof node);
-  std::memcpy(arena_.data() + off + sizeof node, &len, sizeof len);
+  put_node(off, node);
+  std::memcpy(arena_.data() + off + 2, &len, sizeof len);
   std::memcpy(arena_.data() + off + kHeader, dir_key.data(), len);
   slots_[i] = {h, off};
   ++size_;
@@ -51,6 +51,17 @@ void Directory::erase_if(std::string_view dir_key, NodeIndex node) {
   --size_;
 }
 
+size_t Directory::end_epoch() {
+  size_t erased = 0;
+  for (Slot& s : slots_) {
+    if (s.offset >= kTombstone || static_cast<uint8_t>(arena_[s.offset + 1]) == epoch_) continue;
+    s.offset = kTombstone;
+    --size_;
+    ++erased;
+  }
+  return erased;
+}
+
 // Moves the live entries into a table of `slots` slots and a compacted arena.
 void Directory::rebuild(size_t slots) {
   std::vector<Slot> old_slots(slots, Slot{0, kEmpty});
@@ -62,7 +73,7 @@ void Directory::rebuild(size_t slots) {
   for (const Slot& s : old_slots) {
     if (s.offset >= kTombstone) continue;
     uint32_t len;
-    std::memcpy(&len, old_arena.data() + s.offset + sizeof(NodeIndex), sizeof len);
+    std::memcpy(&len, old_arena.data() + s.offset + 2, sizeof len);
     uint32_t off = static_cast<uint32_t>(arena_.size());
     arena_.insert(arena_.end(), old_arena.begin() + s.offset, old_arena.begin() + s.offset + kHeader + len);
     size_t i = s.hash & mask;

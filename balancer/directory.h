@@ -31,7 +31,7 @@ inline bool is_tag(std::string_view dir_key) {
 uint64_t stable_hash(std::string_view s);
 
 // The cache: an open-addressing table whose slots hold a 32-bit hash and an offset
-// into one byte arena, where each entry is [node:2][key length:4][key bytes]. About
+// into one byte arena, where each entry is [node:1][epoch:1][key length:4][key bytes]. About
 // 8 bytes of slot (at most 3/4 full) plus 6 bytes and the key itself per entry, in
 // two allocations, where a node-based map costs a heap node, a std::string and a
 // bucket per entry. Erased entries leave tombstones and dead arena bytes, both
@@ -45,10 +45,18 @@ class Directory {
     if (slots_[i].offset < kTombstone) return node_at(slots_[i].offset);
     return std::nullopt;
   }
-  // Inserts or updates.
+  // Inserts or updates (the entry then belongs to the current epoch).
   void set(std::string_view dir_key, NodeIndex node);
   // Erases the entry when it still names `node`.
   void erase_if(std::string_view dir_key, NodeIndex node);
+
+  // A full reload from the main server runs as an epoch: begin_epoch(), then set()
+  // for every entry the main server has (and for changes meanwhile), then
+  // end_epoch() erases the entries nothing set since, i.e. keys deleted while this
+  // proxy was not listening. Until then the old entries keep serving. Returns the
+  // number erased.
+  void begin_epoch() { ++epoch_; }
+  size_t end_epoch();
   void clear() {
     slots_.assign(kMinSlots, Slot{0, kEmpty});
     slots_.shrink_to_fit();
@@ -69,7 +77,7 @@ class Directory {
   static constexpr uint32_t kEmpty = 0xffffffffu;
   static constexpr uint32_t kTombstone = 0xfffffffeu;
   static constexpr size_t kMinSlots = 1024;
-  static constexpr size_t kHeader = sizeof(NodeIndex) + sizeof(uint32_t);
+  static constexpr size_t kHeader = 2 + sizeof(uint32_t);  // node, epoch, key length
 
   static uint32_t hash_of(std::string_view s) {
     uint64_t h = std::hash<std::string_view>{}(s);
@@ -77,13 +85,14 @@ class Directory {
   }
   std::string_view key_at(uint32_t off) const {
     uint32_t len;
-    std::memcpy(&len, arena_.data() + off + sizeof(NodeIndex), sizeof len);
+    std::memcpy(&len, arena_.data() + off + 2, sizeof len);
     return {arena_.data() + off + kHeader, len};
   }
-  NodeIndex node_at(uint32_t off) const {
-    NodeIndex n;
-    std::memcpy(&n, arena_.data() + off, sizeof n);
-    return n;
+  // Nodes are at most 255 (conf), so a node fits the entry's first byte.
+  NodeIndex node_at(uint32_t off) const { return static_cast<unsigned char>(arena_[off]); }
+  void put_node(uint32_t off, NodeIndex node) {
+    arena_[off] = static_cast<char>(node);
+    arena_[off + 1] = static_cast<char>(epoch_);
   }
   // The slot holding `key`, or the empty slot where the search for it ended.
   size_t probe(std::string_view key, uint32_t h) const {
@@ -100,6 +109,7 @@ class Directory {
   std::vector<char> arena_;
   size_t size_ = 0;
   size_t used_ = 0;  // live entries plus tombstones
+  uint8_t epoch_ = 0;
 };
 
 }  // namespace headroom::balancer

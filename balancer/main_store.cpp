@@ -81,15 +81,21 @@ std::string MainStore::bucket_name(std::string_view dir_key) {
 
 void MainStore::start(std::function<void()> on_loaded) {
   on_loaded_ = std::move(on_loaded);
-  // Subscribe first, load second: a change made during the load is not missed.
+  // Subscribed first, loaded second, every time either connection comes back: a
+  // change made during the load arrives as an event, and one made while either was
+  // down is in the load.
   sub_->start([this](bool up) {
     subscribed_ = false;
-    if (!up) return;
-    sub_->subscribe(kEventsChannel, [this](redisReply* r) { on_event(r); });
+    current_ = false;
+    if (up) sub_->subscribe(kEventsChannel, [this](redisReply* r) { on_event(r); });
   });
   cmd_->start([this](bool up) {
-    if (up) on_main_up();
-    else fail_placements();
+    if (up) {
+      start_load();
+    } else {
+      current_ = false;
+      fail_placements();
+    }
   });
 }
 
@@ -110,11 +116,12 @@ void MainStore::fail_placements() {
     for (auto& fn : waiters) fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
 }
 
-void MainStore::on_main_up() {
-  // (Re)load everything: after an outage, changes may have been missed.
+void MainStore::start_load() {
+  if (!cmd_->up() || !subscribed_) return;  // the other one's arrival starts it
   ++load_generation_;
   load_next_bucket_ = 0;
   load_in_flight_ = 0;
+  dir_.begin_epoch();
   load_next();
 }
 
@@ -137,7 +144,10 @@ void MainStore::load_next() {
       if (load_next_bucket_ < kBuckets) {
         load_next();
       } else if (load_in_flight_ == 0) {
-        spdlog::info("directory loaded: {} entries", dir_.size());
+        size_t gone = dir_.end_epoch();
+        current_ = subscribed_ && cmd_->up();
+        spdlog::info("directory loaded: {} entries{}", dir_.size(),
+                     gone ? " (" + std::to_string(gone) + " deleted meanwhile dropped)" : std::string());
         if (!loaded_) {
           loaded_ = true;
           if (on_loaded_) on_loaded_();
@@ -154,6 +164,7 @@ void MainStore::on_event(redisReply* r) {
   std::string_view kind(r->element[0]->str, r->element[0]->len);
   if (kind == "subscribe") {
     subscribed_ = true;
+    start_load();
     return;
   }
   if (kind != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;

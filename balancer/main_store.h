@@ -55,6 +55,10 @@ class MainStore {
 
   bool up() const { return cmd_->up() && sub_->up(); }
   bool loaded() const { return loaded_; }
+  // The local directory is complete and follows every change: a key it lacks has
+  // been placed by no proxy. False while either connection to the main server is
+  // down and until the reload after it has finished.
+  bool current() const { return current_; }
   const conf::BackendConfig& config() const { return config_; }
 
   // Records dir_key -> `node` unless an entry exists; `fn` gets the node that holds
@@ -72,7 +76,7 @@ class MainStore {
   static std::string bucket_name(std::string_view dir_key);
 
  private:
-  void on_main_up();
+  void start_load();
   void on_event(redisReply* r);
   void load_next();
   void send_batch();
@@ -90,6 +94,7 @@ class MainStore {
   std::string origin_;  // this process's tag on the events it causes
   bool loaded_ = false;
   bool subscribed_ = false;
+  bool current_ = false;
   uint64_t load_generation_ = 0;
   uint32_t load_next_bucket_ = 0;
   uint32_t load_in_flight_ = 0;

@@ -185,6 +185,15 @@ bool Router::any_node(NodeIndex& node) {
   return false;
 }
 
+bool Router::absence_known(Request* req) {
+  auto& store = server_.main_store();
+  if (store.current()) return true;
+  const auto& m = store.config();
+  reply_error(req, "ERR main server " + m.name + " (" + m.address.host + ":" + std::to_string(m.address.port) +
+                       ") is unavailable: keys this proxy has not cached cannot be looked up");
+  return false;
+}
+
 bool Router::dispatch(Request* req) {
   if (req->done) return true;
   if (req->placements_pending > 0) return false;
@@ -255,6 +264,7 @@ bool Router::dispatch_single(Request* req) {
     }
     // A read of a key no proxy has placed: any node gives Redis's exact reply for a
     // missing key (nil, 0, -2, empty array, "none").
+    if (!absence_known(req)) return true;
     if (!any_node(node)) {
       reply_error(req, "ERR no data node is available");
       return true;
@@ -372,6 +382,10 @@ bool Router::dispatch_split(Request* req) {
     NodeIndex node = 0;
     if (lookup(req, req->keys[g], node) == Lookup::kAbsent) {
       if (absent_node < 0) {
+        if (!absence_known(req)) {
+          req->fragments.clear();
+          return true;
+        }
         NodeIndex any = 0;
         if (!any_node(any)) {
           reply_error(req, "ERR no data node is available");
@@ -443,6 +457,8 @@ bool Router::dispatch_same_node(Request* req) {
       }
     } else if (k.may_create) {
       needs_placement = true;
+    } else if (!absence_known(req)) {
+      return true;
     }
   }
   if (cross) {

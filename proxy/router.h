@@ -58,6 +58,10 @@ class Router {
   void count_write(Request* req, NodeIndex node);
   void forget_deleted_keys(Request* req);
   bool any_node(NodeIndex& node);
+  // A key with no entry has been placed by no proxy only while the directory is
+  // current; otherwise (main server unreachable, reloading) this replies an error
+  // and returns false: a nil read, or a DEL that deletes nothing, could be wrong.
+  bool absence_known(Request* req);
   bool dangerous_allowed(std::string_view name) const;
 
   Server& server_;

@@ -174,6 +174,13 @@ def test_main_server_down_cached_keys_serve_new_keys_fail_then_resume(own):
         r.set("brand-new", "x")
     assert "main server" in str(e.value) and "unavailable" in str(e.value)
     assert c.node_of("brand-new") == []
+    # nor can a key missing from the cache be looked up: another proxy may have placed
+    # it meanwhile, so nil (or DEL's 0) could be a wrong answer
+    for cmd in (("GET", "never-seen"), ("EXISTS", "never-seen", "known:1"), ("DEL", "never-seen"),
+                ("MGET", "known:1", "never-seen")):
+        with pytest.raises(redis.ResponseError, match="main server main .* keys this proxy has not cached"):
+            r.execute_command(*cmd)
+    assert r.get("known:1") == "v1"
     # the main server returns (its directory persisted): everything resumes
     c.main.start()
     deadline = time.time() + 15
@@ -187,6 +194,15 @@ def test_main_server_down_cached_keys_serve_new_keys_fail_then_resume(own):
             time.sleep(0.2)
     assert r.get("known:0") == "updated"
     assert r.mget([f"known:{i}" for i in range(1, 200)]) == [f"v{i}" for i in range(1, 200)]
+    wait = time.time() + 15
+    while True:  # once the reload is done, absence is known again
+        try:
+            assert r.get("never-seen") is None
+            break
+        except redis.ResponseError:
+            if time.time() > wait:
+                raise
+            time.sleep(0.1)
     for i in range(0, 200, 10):
         assert len(c.node_of(f"known:{i}")) == 1
     # a second proxy started now agrees on every key

@@ -1,6 +1,9 @@
 """Several headroom instances on the same backends agree on every key's node, and a
 restarted headroom finds every key again."""
 import threading
+import time
+
+from cluster import read
 
 
 def test_two_proxies_placing_the_same_new_keys_agree(clean):
@@ -63,3 +66,40 @@ def test_restarted_proxy_finds_every_key(clean):
     for i in where:
         r.set(f"persist:{i}", "updated")
         assert clean.node_of(f"persist:{i}") == where[i]
+
+
+def fnv1a64(data):
+    h = 14695981039346656037
+    for c in data:
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(clean):
+    second = clean.add_proxy("headroom-stale")
+    a = clean.proxy.client(decode_responses=True)
+    b = second.client(decode_responses=True)
+    assert a.set("stale:k", "v") is True
+    old_node = clean.node_of("stale:k")
+    assert b.get("stale:k") == "v"
+    # The key and its entry vanish behind every proxy's back (no event is published)...
+    bucket = f"hr:dir:{fnv1a64(b'stale:k') % 16384}"
+    assert clean.main.client.hdel(bucket, "stale:k") == 1
+    for n in clean.nodes:
+        n.client.delete("stale:k")
+    # ...then the proxies' subscriptions drop: each resubscribes and reloads, and the
+    # reload drops the entry nothing on the main server names any more.
+    clean.main.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    deadline = time.time() + 20
+    for p in (second, clean.proxy):
+        while "1 deleted meanwhile dropped" not in read(p.log):
+            assert time.time() < deadline, read(p.log)
+            time.sleep(0.1)
+    # A write is now a placement again: the main server has the entry, so every
+    # proxy finds the key (written through the stale entry, it would have none).
+    assert b.set("stale:k", "again") is True
+    assert clean.main.client.hget(bucket, "stale:k") is not None
+    assert a.get("stale:k") == "again"
+    assert len(clean.node_of("stale:k")) == 1
+    second.stop()
+    clean.proxies.remove(second)

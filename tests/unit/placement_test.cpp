@@ -135,3 +135,20 @@ TEST_CASE("the directory cache: set, update, erase-if, growth, tombstones, clear
   CHECK(d.size() == 0);
   CHECK_FALSE(d.find("b").has_value());
 }
+
+TEST_CASE("the directory cache: a reload epoch drops only the entries it did not see") {
+  Directory d;
+  for (int i = 0; i < 1000; ++i) d.set("old:" + std::to_string(i), static_cast<NodeIndex>(i % 255));
+  d.begin_epoch();  // an interrupted reload: it sees the even keys, then stops
+  for (int i = 0; i < 1000; i += 2) d.set("old:" + std::to_string(i), 7);
+  d.begin_epoch();  // a full reload: the main server has the keys below 500, and a new one
+  for (int i = 0; i < 500; ++i) d.set("old:" + std::to_string(i), 254);
+  d.set("new", 3);
+  CHECK(d.find("old:999") == NodeIndex{999 % 255});  // still served while the reload runs
+  CHECK(d.end_epoch() == 500);
+  CHECK(d.size() == 501);
+  for (int i = 0; i < 1000; ++i) CHECK(d.find("old:" + std::to_string(i)).has_value() == (i < 500));
+  CHECK(d.find("old:0") == NodeIndex{254});
+  CHECK(d.find("new") == NodeIndex{3});
+  CHECK(d.end_epoch() == 0);  // nothing else goes without a new epoch
+}
