@@ -204,11 +204,12 @@ void parse_limits(const YAML::Node& l, Config& c) {
 
 void parse_dangerous(const YAML::Node& a, Config& c) {
   if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
-  static const std::set<std::string> dangerous{"flushall", "flushdb", "keys"};
+  static const std::set<std::string> dangerous{"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"};
   for (size_t i = 0; i < a.size(); ++i) {
     std::string field = "allow_dangerous_commands[" + std::to_string(i) + "]";
     std::string name = lower(scalar(a[i], field));
-    if (!dangerous.count(name)) fail(field, "expected one of flushall, flushdb, keys; got \"" + name + "\"");
+    if (!dangerous.count(name))
+      fail(field, "expected one of flushall, flushdb, keys, config, debug, shutdown, monitor; got \"" + name + "\"");
     c.allow_dangerous_commands.push_back(name);
   }
 }

@@ -143,6 +143,7 @@ void ClientConn::on_plaintext(size_t n) {
     req->client = this;
     req->argv.assign(view.argv.begin(), view.argv.end());
     req->raw = view.raw;
+    if (server_.has_monitors() && authenticated_) server_.feed_monitors(*this, req->argv);
     queue_.push_back(req);
     ++server_.stats().commands_processed;
     router.prepare(req);
@@ -251,6 +252,20 @@ void ClientConn::flush() {
   if (rc != 0) {
     writing_ = false;
     close();
+  }
+}
+
+void ClientConn::feed_monitor(std::string_view line) {
+  if (closed_ || closing_) return;
+  out_.append(line);
+  if (out_.size() + writing_buf_.size() > server_.config().max_client_output_bytes) {
+    spdlog::warn("client {} ({}): monitor closed: output buffer over max_client_output_bytes", id_, peer_);
+    close();
+    return;
+  }
+  if (!dirty_) {
+    dirty_ = true;
+    server_.mark_dirty(this);
   }
 }
 

@@ -49,6 +49,10 @@ class ClientConn {
   // Writes what out_ holds (one uv_write); called once per loop turn.
   void flush();
 
+  // MONITOR: queues one line of another client's command (closes this client when
+  // it does not read them fast enough: max_client_output_bytes).
+  void feed_monitor(std::string_view line);
+
   // Stops reading; closes once every queued reply has been written (QUIT, protocol error).
   void close_after_replies();
   // Closes now; queued requests become orphans.

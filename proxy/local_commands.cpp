@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include <spdlog/spdlog.h>
+
 #include "proxy/client_conn.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
@@ -129,6 +131,34 @@ void client_command(Request& req) {
   }
 }
 
+// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: headroom stops gracefully (it stops
+// reading, delivers every reply in flight, then exits); the options concern a Redis
+// server's data, which headroom does not hold, and are accepted for compatibility.
+// As Redis, the client gets no reply: its connection closes.
+void shutdown_command(Server& server, Request& req) {
+  bool save = false, nosave = false, abort = false;
+  for (size_t i = 1; i < req.argv.size(); ++i) {
+    std::string_view a = req.argv[i];
+    if (iequals(a, "save")) save = true;
+    else if (iequals(a, "nosave")) nosave = true;
+    else if (iequals(a, "abort")) abort = true;
+    else if (!iequals(a, "now") && !iequals(a, "force")) {
+      resp::add_error(req.reply, "ERR syntax error");
+      return;
+    }
+  }
+  if ((save && nosave) || (abort && req.argv.size() > 2)) {
+    resp::add_error(req.reply, "ERR syntax error");
+    return;
+  }
+  if (abort) {
+    resp::add_error(req.reply, "ERR No shutdown in progress.");
+    return;
+  }
+  spdlog::warn("SHUTDOWN from client {} ({}): stopping", req.client->id(), req.client->peer());
+  server.shutdown();
+}
+
 }  // namespace
 
 void run_local_command(Server& server, Request& req) {
@@ -162,6 +192,11 @@ void run_local_command(Server& server, Request& req) {
     }
   } else if (name.starts_with("client")) {
     client_command(req);
+  } else if (name == "shutdown") {
+    shutdown_command(server, req);
+  } else if (name == "monitor") {
+    server.add_monitor(req.client);
+    resp::add_simple(out, "OK");
   } else if (name == "info") {
     resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
   } else {

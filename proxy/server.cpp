@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "proxy/client_conn.h"
+#include "proxy/monitor.h"
 #include "proxy/router.h"
 #include "resp/reply_writer.h"
 
@@ -237,8 +240,17 @@ void Server::client_closed(ClientConn* c) {
     if (d == c) d = nullptr;
   std::erase(dirty_clients_, nullptr);
   clients_.erase(c);
+  std::erase(monitors_, c);
   delete c;
   if (stopping_) maybe_finish_shutdown();
+}
+
+void Server::feed_monitors(const ClientConn& from, std::span<const std::string_view> argv) {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  std::string line = monitor_line(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count()),
+                                  from.peer(), argv);
+  // A monitor closed for its output limit leaves the list from client_closed, later.
+  for (size_t i = 0; i < monitors_.size(); ++i) monitors_[i]->feed_monitor(line);
 }
 
 void Server::shutdown() {

@@ -6,8 +6,11 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -68,6 +71,13 @@ class Server {
   void on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply);
 
   void client_closed(ClientConn* c);
+
+  // MONITOR (proxy/monitor.h): `c` now gets a line for every command received.
+  void add_monitor(ClientConn* c) {
+    if (std::find(monitors_.begin(), monitors_.end(), c) == monitors_.end()) monitors_.push_back(c);
+  }
+  bool has_monitors() const { return !monitors_.empty(); }
+  void feed_monitors(const ClientConn& from, std::span<const std::string_view> argv);
   uint64_t next_client_id() { return ++last_client_id_; }
 
  private:
@@ -106,6 +116,7 @@ class Server {
   std::unordered_set<ClientConn*> clients_;
   std::vector<BackendConn*> dirty_backends_;
   std::vector<ClientConn*> dirty_clients_;
+  std::vector<ClientConn*> monitors_;
   std::vector<Request*> free_requests_;
   uint64_t last_client_id_ = 0;
   uint64_t start_time_ms_ = 0;

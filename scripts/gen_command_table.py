@@ -18,16 +18,24 @@ import redis
 # client list to give, and a node's answer would describe the proxy's own backend
 # connection, so they are refused with the rest of CLIENT.
 LOCAL = {"ping", "echo", "quit", "select", "hello", "auth", "info",
-         "client|setname", "client|getname", "client|id", "client|setinfo"}
+         "client|setname", "client|getname", "client|id", "client|setinfo",
+         # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
+         # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
+         "shutdown", "monitor"}
 # Keyless, node-independent answers: any data node replies. COMMAND is here rather
 # than in LOCAL because every node gives the same reply and the proxy does not build
 # one; its GETKEYS also answers for headroom, whose key specs are Redis's.
 ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command|list",
             "command|getkeys", "command|getkeysandflags", "command|help", "time", "lolwut",
-            "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help"}
+            "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help",
+            # dangerous: CONFIG GET answers from one data node; DEBUG goes to one data
+            # node, except DEBUG OBJECT/LISTPACK <key>, which the router sends to the key's
+            "config|get", "debug"}
 # Asked of every data node, merged.
 FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Random",
-           "flushdb": "AllOk", "flushall": "AllOk"}
+           "flushdb": "AllOk", "flushall": "AllOk",
+           # dangerous: a setting changes on every data node, or on none
+           "config|set": "AllOk", "config|resetstat": "AllOk", "config|rewrite": "AllOk"}
 # Independent keys: one fragment per node. (MSETNX is not here: splitting it would
 # break its all-or-nothing promise; it is same-node.)
 SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
@@ -37,8 +45,8 @@ SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
 # server-side state, and connection-state commands a shared backend cannot honour.
 REFUSED_PREFIXES = ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe",
                     "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish",
-                    "spublish", "pubsub", "monitor", "sync", "psync", "replconf", "replicaof",
-                    "slaveof", "cluster", "config", "debug", "shutdown", "save", "bgsave",
+                    "spublish", "pubsub", "sync", "psync", "replconf", "replicaof",
+                    "slaveof", "cluster", "save", "bgsave",
                     "bgrewriteaof", "lastsave", "migrate", "move", "swapdb", "acl", "module",
                     "failover", "wait", "readonly", "readwrite", "script", "function",
                     "latency", "slowlog", "role", "asking", "restore-asking", "reset",

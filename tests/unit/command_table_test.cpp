@@ -280,7 +280,12 @@ TEST_CASE("routing follows the design") {
       {{"WATCH", "k"}, Route::Refused, Merge::None},
       {{"MIGRATE", "h", "1", "k", "0", "1"}, Route::Refused, Merge::None},
       {{"CLIENT", "LIST"}, Route::Refused, Merge::None},
-      {{"CONFIG", "GET", "x"}, Route::Refused, Merge::None},
+      // Dangerous, and refused by the router unless allow_dangerous_commands names them:
+      {{"CONFIG", "GET", "x"}, Route::AnyNode, Merge::None},
+      {{"CONFIG", "SET", "x", "y"}, Route::FanOut, Merge::AllOk},
+      {{"DEBUG", "SLEEP", "0"}, Route::AnyNode, Merge::None},
+      {{"SHUTDOWN"}, Route::Local, Merge::None},
+      {{"MONITOR"}, Route::Local, Merge::None},
   };
   for (const Case& c : cases) {
     CAPTURE(c.argv[0]);

@@ -83,7 +83,7 @@ TEST_CASE("bad configs name the bad field") {
       {kBase + "log: {level: loud}\n", "log.level: expected one of"},
       {"nodes:\n  - {name: a, address: 127.0.0.1:1}\n", "main: missing"},
       {"main: [1, 2\n", "not valid YAML"},
-      {kBase + "allow_dangerous_commands: [flushall, config]\n", "allow_dangerous_commands[1]: expected one of"},
+      {kBase + "allow_dangerous_commands: [flushall, script]\n", "allow_dangerous_commands[1]: expected one of"},
       {kBase + "allow_dangerous_commands: keys\n", "allow_dangerous_commands: expected a list"},
       // A repeated key is a mistake yaml-cpp would hide (it keeps the first one).
       {kBase + "listen: 127.0.0.1:7000\nlisten: 127.0.0.1:7001\n", "listen: appears twice"},
