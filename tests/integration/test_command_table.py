@@ -175,15 +175,16 @@ def test_routing_of_the_commands_the_design_names(table):
               "fcall", "fcall_ro", "msetnx", "lmpop", "blmpop", "zmpop", "bzmpop", "blpop", "brpop", "bzpopmin",
               "bzpopmax", "xread", "xreadgroup", "lcs"):
         assert route[n] == SAME, n
-    for n in ("dbsize", "keys", "scan", "randomkey", "flushdb", "flushall"):
+    for n in ("dbsize", "keys", "scan", "randomkey", "flushdb", "flushall", "config|set", "config|resetstat",
+              "config|rewrite"):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
-              "client|setinfo", "info"):
+              "client|setinfo", "info", "shutdown", "monitor"):
         assert route[n] == LOCAL, n
-    for n in ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "monitor", "config|get", "cluster|info",
-              "shutdown", "migrate", "move", "swapdb", "client|list", "client|kill", "script|load", "function|load"):
+    for n in ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "cluster|info", "migrate", "move",
+              "swapdb", "client|list", "client|kill", "script|load", "function|load"):
         assert route[n] == REFUSED, n
-    for n in ("command", "command|count", "command|getkeys", "time"):
+    for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug"):
         assert route[n] == ANY, n
     # A multi-key command that is not Split must run on one node.
     for n, r in table.items():

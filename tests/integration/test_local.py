@@ -65,8 +65,9 @@ def test_redis_error_wording(r):
 
 
 def test_refused_commands_name_themselves(r):
-    for cmd, name in ((("MULTI",), "multi"), (("CONFIG", "GET", "x"), "config get"), (("BLPOP", "q", "0"), "blpop"),
-                      (("SUBSCRIBE", "ch"), "subscribe"), (("XREAD", "BLOCK", "0", "STREAMS", "s", "$"), "xread")):
+    for cmd, name in ((("MULTI",), "multi"), (("CLUSTER", "INFO"), "cluster info"), (("CONFIG", "GET", "x"), "config"),
+                      (("BLPOP", "q", "0"), "blpop"), (("SUBSCRIBE", "ch"), "subscribe"),
+                      (("XREAD", "BLOCK", "0", "STREAMS", "s", "$"), "xread")):
         with pytest.raises(redis.ResponseError) as e:
             r.execute_command(*cmd)
         assert f"'{name}'" in str(e.value) and "headroom" in str(e.value), str(e.value)
