@@ -25,7 +25,7 @@ void close_and_delete(H* h) {
 }  // namespace
 
 ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password,
-                         const proxy::TlsContext* tls)
+                         const std::unique_ptr<proxy::TlsContext>& tls)
     : loop_(loop), label_(std::move(label)), address_(std::move(address)), password_(std::move(password)),
       tls_context_(tls) {
   timer_ = new uv_timer_t;

@@ -31,9 +31,10 @@ class ControlConn {
   using ReplyFn = std::function<void(redisReply* reply)>;  // reply is nullptr when the connection failed
   using StateFn = std::function<void(bool up)>;
 
-  // `tls`: connect over TLS with this context (nullptr: plaintext).
+  // `tls`: the slot holding the context to connect over TLS with (empty: plaintext),
+  // read at each connect, so reloaded certificates apply to the next connection.
   ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password,
-              const proxy::TlsContext* tls);
+              const std::unique_ptr<proxy::TlsContext>& tls);
   ~ControlConn();
   ControlConn(const ControlConn&) = delete;
   ControlConn& operator=(const ControlConn&) = delete;
@@ -77,7 +78,7 @@ class ControlConn {
   std::string label_;
   conf::Endpoint address_;
   std::string password_;
-  const proxy::TlsContext* tls_context_;
+  const std::unique_ptr<proxy::TlsContext>& tls_context_;
   StateFn on_state_;
 
   uv_tcp_t* tcp_ = nullptr;         // owned; freed in its close callback

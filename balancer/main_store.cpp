@@ -67,7 +67,7 @@ constexpr uint32_t kLoadWindow = 256;  // HGETALLs in flight while loading
 }  // namespace
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
-                     const proxy::TlsContext* tls)
+                     const std::unique_ptr<proxy::TlsContext>& tls)
     : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls);

@@ -45,7 +45,7 @@ class MainStore {
   using PlaceFn = std::function<void(const PlaceResult&)>;
 
   MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
-            const proxy::TlsContext* tls);
+            const std::unique_ptr<proxy::TlsContext>& tls);
   ~MainStore();
 
   // Connects, subscribes to changes, then loads every entry into the Directory.

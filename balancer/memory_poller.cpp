@@ -29,7 +29,8 @@ void apply_info(NodeState& node, std::string_view info) {
   node.polled = true;
 }
 
-MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms, const proxy::TlsContext* tls)
+MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms,
+                           const std::unique_ptr<proxy::TlsContext>& tls)
     : loop_(loop), nodes_(nodes), interval_ms_(interval_ms), tls_(tls) {
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);

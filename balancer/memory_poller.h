@@ -21,7 +21,8 @@ namespace headroom::balancer {
 
 class MemoryPoller {
  public:
-  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms, const proxy::TlsContext* tls);
+  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms,
+               const std::unique_ptr<proxy::TlsContext>& tls);
   ~MemoryPoller();
 
   void start();
@@ -34,7 +35,7 @@ class MemoryPoller {
   uv_loop_t* loop_;
   NodeRegistry& nodes_;
   uint32_t interval_ms_;
-  const proxy::TlsContext* tls_;  // backend_tls, or nullptr
+  const std::unique_ptr<proxy::TlsContext>& tls_;  // backend_tls's slot (empty: plaintext)
   uv_timer_t* timer_;  // owned; freed in its close callback
   std::vector<std::unique_ptr<ControlConn>> conns_;
   std::vector<bool> in_flight_;

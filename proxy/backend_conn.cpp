@@ -14,7 +14,7 @@ constexpr size_t kReadChunk = 64 * 1024;
 }  // namespace
 
 BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config)
-    : server_(server), node_(node), config_(config), tls_context_(server.backend_tls()) {
+    : server_(server), node_(node), config_(config) {
   retry_timer_ = new uv_timer_t;
   uv_timer_init(server_.loop(), retry_timer_);
   retry_timer_->data = this;
@@ -85,14 +85,15 @@ void BackendConn::on_connected(int status) {
         auto* self = static_cast<BackendConn*>(s->data);
         if (self != nullptr) self->on_read(n);
       });
-  if (tls_context_ == nullptr) {
+  const TlsContext* tls_context = server_.backend_tls();  // the current one: certificates may be reloaded
+  if (tls_context == nullptr) {
     ready();
     return;
   }
   // The connect timeout covers the handshake too: a server that accepts and never
   // answers (a plaintext port, a stopped process) is given up on the same way.
   state_ = State::kHandshaking;
-  tls_ = std::make_unique<TlsSession>(*tls_context_, config_.address.host);
+  tls_ = std::make_unique<TlsSession>(*tls_context, config_.address.host);
   if (!tls_->start_handshake()) {
     spdlog::warn("node {}: {}", config_.name, tls_->error());
     fail("TLS handshake failed");

@@ -81,7 +81,6 @@ class BackendConn {
   balancer::NodeIndex node_;
   conf::BackendConfig config_;
   State state_ = State::kIdle;
-  const TlsContext* tls_context_;   // nullptr: plaintext
   std::unique_ptr<TlsSession> tls_;  // the current connection's, over TLS
   uv_tcp_t* tcp_ = nullptr;         // owned; freed in its close callback
   uv_timer_t* retry_timer_ = nullptr;

@@ -25,6 +25,10 @@ void setup_logging(const conf::Config& cfg) {
 
 void on_signal(uv_signal_t* handle, int signum) {
   auto* server = static_cast<proxy::Server*>(handle->data);
+  if (signum == SIGHUP) {
+    server->reload_certificates();
+    return;
+  }
   spdlog::info("received signal {}", signum);
   server->shutdown();
 }
@@ -75,15 +79,18 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     auto server = std::make_unique<proxy::Server>(loop, cfg, opts.config_path, std::move(tls));
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_signal_init(loop, &sigint);
     uv_signal_init(loop, &sigterm);
-    sigint.data = sigterm.data = server.get();
+    uv_signal_init(loop, &sighup);
+    sigint.data = sigterm.data = sighup.data = server.get();
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sighup, on_signal, SIGHUP);  // reloads certificates
     // Signal handles must not keep the loop alive once everything else has stopped.
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigint));
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sighup));
 
     rc = server->start();
     if (rc != 0) server->shutdown();  // the reason is logged
@@ -91,6 +98,7 @@ int main(int argc, char** argv) {
     server.reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
     uv_run(loop, UV_RUN_DEFAULT);  // runs the close callbacks
   }
   uv_loop_close(loop);

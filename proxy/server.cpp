@@ -18,8 +18,8 @@ constexpr uint64_t kShutdownGraceMs = 5000;
 Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, TlsContexts tls)
     : loop_(loop), config_(std::move(config)), config_path_(std::move(config_path)), nodes_(config_.nodes),
       tls_(std::move(tls)) {
-  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends.get());
-  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms, tls_.backends.get());
+  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends);
+  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms, tls_.backends);
   router_ = std::make_unique<Router>(*this);
   uint32_t per_node = std::max<uint32_t>(1, config_.backend_connections);
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) {
@@ -94,7 +94,7 @@ int Server::start() {
 // Binds now, so that a port in use is reported at startup; listens once the directory
 // has loaded.
 int Server::bind_listeners() {
-  const TlsContext* client_tls = tls_.clients.get();
+  const TlsContext* client_tls = tls_.clients.get();  // replaced by reload_certificates
   listeners_.push_back({nullptr, config_.listen, config_.tls.separate_port ? nullptr : client_tls});
   if (config_.tls.separate_port) listeners_.push_back({nullptr, config_.tls.listen, client_tls});
   for (auto& l : listeners_) {
@@ -243,6 +243,25 @@ void Server::client_closed(ClientConn* c) {
   std::erase(monitors_, c);
   delete c;
   if (stopping_) maybe_finish_shutdown();
+}
+
+void Server::reload_certificates() {
+  if (!config_.tls.enabled && !config_.backend_tls.enabled) {
+    spdlog::info("SIGHUP: no tls or backend_tls in the config: no certificates to reload");
+    return;
+  }
+  TlsContexts fresh;
+  std::string error;
+  if (!make_tls_contexts(config_, fresh, error)) {
+    spdlog::error("SIGHUP: certificates not reloaded, the current ones stay: {}", error);
+    return;
+  }
+  // Open sessions keep working: each SSL holds a reference to the SSL_CTX it began with.
+  tls_ = std::move(fresh);
+  for (auto& l : listeners_)
+    if (l.tls != nullptr) l.tls = tls_.clients.get();
+  spdlog::info("SIGHUP: certificates reloaded{}{}", config_.tls.enabled ? " (clients)" : "",
+               config_.backend_tls.enabled ? " (backends)" : "");
 }
 
 void Server::feed_monitors(const ClientConn& from, std::span<const std::string_view> argv) {

@@ -40,6 +40,11 @@ class Server {
 
   // Graceful stop: stop accepting and reading, deliver in-flight replies, then close.
   void shutdown();
+
+  // SIGHUP: loads the certificate and key files the config names again, so they can
+  // be rotated without a restart. New connections use them; open ones keep theirs.
+  // A file that does not load leaves the current certificates in place (logged).
+  void reload_certificates();
   bool stopping() const { return stopping_; }
 
   uv_loop_t* loop() { return loop_; }

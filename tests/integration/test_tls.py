@@ -3,6 +3,7 @@ main server and data nodes, all redis-server processes speaking TLS only, with
 certificates the tests make with the openssl command line."""
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -252,3 +253,45 @@ def test_ioredis_over_tls(tls, certs):
     out = subprocess.run(["node", "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "got yes 2" in out.stdout, out.stdout + out.stderr
     assert tls_client(tls).get("io:tls") == "yes"
+
+
+def peer_certificate(port, certs):
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    s.settimeout(10)
+    s.sendall(b"PING\r\n")
+    assert s.recv(100) == b"+PONG\r\n"
+    return s, s.getpeercert(binary_form=True)
+
+
+def test_sighup_reloads_certificates(tls, certs, workdir):
+    cert, key = os.path.join(workdir, "live.crt"), os.path.join(workdir, "live.key")
+    shutil.copy(certs.server_cert, cert)
+    shutil.copy(certs.server_key, key)
+    p = Headroom(tls.workdir, tls.main, tls.nodes, name="rotating",
+                 settings={"tls": f"{{cert_file: {cert}, key_file: {key}}}",
+                           "backend_tls": f"{{ca_file: {certs.ca}}}"},
+                 client_kw=certs.client_kw())
+    tls.proxies.append(p)
+    old_conn, first = peer_certificate(p.port, certs)
+    # A new certificate from the same CA replaces the files; SIGHUP loads it.
+    new_cert, new_key = certs._leaf("rotated", "ca", "IP:127.0.0.1,DNS:localhost")
+    shutil.copy(new_cert, cert)
+    shutil.copy(new_key, key)
+    p.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "certificates reloaded" in read(p.log), "the reload")
+    conn, second = peer_certificate(p.port, certs)
+    assert second != first
+    conn.close()
+    old_conn.sendall(b"PING\r\n")  # a connection opened before keeps working
+    assert old_conn.recv(100) == b"+PONG\r\n"
+    old_conn.close()
+    # A file that does not load leaves the current certificate in place.
+    with open(cert, "w") as f:
+        f.write("not a certificate\n")
+    p.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "certificates not reloaded" in read(p.log), "the failed reload")
+    conn, third = peer_certificate(p.port, certs)
+    assert third == second
+    conn.close()
+    assert p.client().ping() is True
