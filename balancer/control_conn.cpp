@@ -10,6 +10,7 @@ namespace {
 constexpr uint32_t kMaxBackoffMs = 2000;
 constexpr uint32_t kConnectTimeoutMs = 1000;  // TCP connect and TLS handshake together
 constexpr uint64_t kCommandTimeoutMs = 3000;
+constexpr uint32_t kProbeIntervalMs = 100;  // PING again while the server is loading
 
 // One uv_write and the bytes it sends; freed by its callback, so a write still in
 // flight when the connection is dropped (or this object destroyed) stays valid.
@@ -123,34 +124,55 @@ void ControlConn::on_connected(int status) {
   flush();  // the ClientHello
 }
 
-// Connected (and the TLS handshake done): authenticate, then report up.
+// Connected (and the TLS handshake done): authenticate, then wait until the server
+// is ready (probe), then report up.
 void ControlConn::on_ready() {
   connecting_ = false;
   connected_ = true;
   uv_timer_stop(timer_);
-  auto became_up = [this] {
-    up_ = true;
-    last_failure_.clear();
-    backoff_ms_ = 100;
-    spdlog::info("{}: connected to {}:{}{}", label_, address_.host, address_.port,
-                 tls_ ? " (" + tls_->describe() + ")" : std::string());
-    if (on_state_) on_state_(true);
-  };
-  if (password_.empty()) {
-    became_up();
-    return;
+  if (!password_.empty()) {
+    send({"AUTH", password_});
+    pending_.push_back({[this](redisReply* r) {
+                          if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+                            spdlog::error("{}: AUTH refused: {}", label_, std::string_view(r->str, r->len));
+                            drop("");
+                          }
+                        },
+                        uv_now(loop_)});
   }
-  send({"AUTH", password_});
-  pending_.push_back({[this, became_up](redisReply* r) {
-                        if (r == nullptr) return;
-                        if (r->type == REDIS_REPLY_ERROR) {
-                          spdlog::error("{}: AUTH refused: {}", label_, std::string_view(r->str, r->len));
-                          drop("");
+  probe();
+}
+
+// PING until the server is ready. One that replays its AOF or RDB answers LOADING to
+// every command: a directory load then would come back empty, and placements would
+// fail, so the connection is not up until PING is answered otherwise.
+void ControlConn::probe() {
+  send({"PING"});
+  pending_.push_back({[this](redisReply* r) {
+                        if (r == nullptr || up_) return;
+                        std::string_view err = r->type == REDIS_REPLY_ERROR ? std::string_view(r->str, r->len) : "";
+                        if (err.starts_with("LOADING")) {
+                          if (!loading_logged_) spdlog::info("{}: the server is loading its data; waiting", label_);
+                          loading_logged_ = true;
+                          uv_timer_start(timer_, &ControlConn::on_timer, kProbeIntervalMs, 0);
                           return;
                         }
+                        // Anything else (NOAUTH: a password is missing from the config)
+                        // would fail the commands the same way; they report it.
+                        if (!err.empty()) spdlog::warn("{}: PING answered: {}", label_, err);
                         became_up();
                       },
                       uv_now(loop_)});
+}
+
+void ControlConn::became_up() {
+  up_ = true;
+  loading_logged_ = false;
+  last_failure_.clear();
+  backoff_ms_ = 100;
+  spdlog::info("{}: connected to {}:{}{}", label_, address_.host, address_.port,
+               tls_ ? " (" + tls_->describe() + ")" : std::string());
+  if (on_state_) on_state_(true);
 }
 
 void ControlConn::on_read(ssize_t n) {
@@ -287,6 +309,10 @@ void ControlConn::on_timer(uv_timer_t* t) {
     // A connect or handshake that has not completed in time (a host that drops
     // packets, a stopped server's full backlog) is abandoned and retried.
     self->drop("connect to " + self->address_.host + ":" + std::to_string(self->address_.port) + " timed out");
+    return;
+  }
+  if (self->connected_) {
+    if (!self->up_) self->probe();  // still loading
     return;
   }
   self->connect_now();

@@ -67,6 +67,8 @@ class ControlConn {
   void on_read(ssize_t n);
   bool take_replies();
   void on_ready();
+  void probe();
+  void became_up();
   void send(const std::vector<std::string_view>& argv);
   void schedule_flush();
   void flush();
@@ -85,7 +87,7 @@ class ControlConn {
   uv_connect_t* connect_req_ = nullptr;
   std::unique_ptr<proxy::TlsSession> tls_;
   redisReader* reader_ = nullptr;
-  uv_timer_t* timer_ = nullptr;     // connect timeout and reconnect backoff; owned
+  uv_timer_t* timer_ = nullptr;     // connect timeout, reconnect backoff, PING while loading; owned
   uv_timer_t* watchdog_ = nullptr;  // checks for a server that stopped answering; owned
   // Writes everything queued before the loop next waits for I/O: an idle handle runs
   // in the same loop turn when started from a timer, and keeps the loop from blocking
@@ -104,6 +106,7 @@ class ControlConn {
   bool connected_ = false;  // TCP (and TLS) up, maybe not yet authenticated
   bool connecting_ = false;  // an attempt is in progress; timer_ bounds it
   bool stopping_ = false;
+  bool loading_logged_ = false;  // "loading its data" said once per connection
 };
 
 }  // namespace headroom::balancer

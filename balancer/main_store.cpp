@@ -63,6 +63,7 @@ std::string random_origin() {
 }
 
 constexpr uint32_t kLoadWindow = 256;  // HGETALLs in flight while loading
+constexpr uint64_t kLoadRetryMs = 1000;  // after a load that failed
 
 }  // namespace
 
@@ -71,9 +72,15 @@ MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegis
     : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls);
+  retry_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, retry_timer_);
+  retry_timer_->data = this;
 }
 
-MainStore::~MainStore() { stop(); }
+MainStore::~MainStore() {
+  stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
 
 std::string MainStore::bucket_name(std::string_view dir_key) {
   return "hr:dir:" + std::to_string(stable_hash(dir_key) % kBuckets);
@@ -100,6 +107,7 @@ void MainStore::start(std::function<void()> on_loaded) {
 }
 
 void MainStore::stop() {
+  uv_timer_stop(retry_timer_);
   cmd_->stop();
   sub_->stop();
   fail_placements();  // cmd_ reports no state change when stopped
@@ -133,6 +141,17 @@ void MainStore::load_next() {
       if (gen != load_generation_) return;  // a newer load took over
       --load_in_flight_;
       if (r == nullptr) return;  // connection lost; a new load starts on reconnect
+      if (r->type == REDIS_REPLY_ERROR) {
+        // A bucket that does not load makes the whole load worthless: its end would
+        // drop every entry of that bucket. Give up on it and start over in a while.
+        spdlog::warn("directory load failed: HGETALL answered {}; retrying in {} ms", std::string_view(r->str, r->len),
+                     kLoadRetryMs);
+        ++load_generation_;
+        load_in_flight_ = 0;
+        uv_timer_start(retry_timer_, [](uv_timer_t* t) { static_cast<MainStore*>(t->data)->start_load(); },
+                       kLoadRetryMs, 0);
+        return;
+      }
       if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
           std::string_view key(r->element[i]->str, r->element[i]->len);

@@ -105,6 +105,7 @@ class MainStore {
   };
   std::deque<Queued> queued_;       // placements not yet sent: they wait for a batch to end
   uint32_t batches_in_flight_ = 0;  // placement script calls awaiting their reply
+  uv_timer_t* retry_timer_ = nullptr;  // restarts a directory load that failed; owned
 };
 
 }  // namespace headroom::balancer

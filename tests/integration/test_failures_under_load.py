@@ -81,7 +81,10 @@ def wait_until(check, timeout=30):
 
 def test_nothing_lost_or_misrouted_while_nodes_and_the_main_server_fail():
     aof = ("--appendonly", "yes", "--appendfsync", "always")
-    c = Cluster(main_extra=aof, node_extra=aof, settings={"timeouts": "{connect_ms: 500, request_ms: 1000}"})
+    # The main server replays its AOF slowly (Redis's key-load-delay, microseconds per
+    # entry), so headroom reconnects while it still answers LOADING.
+    c = Cluster(main_extra=aof + ("--key-load-delay", "100"), node_extra=aof,
+                settings={"timeouts": "{connect_ms: 500, request_ms: 1000}"})
     try:
         load = Load(c.proxy.client(decode_responses=True, socket_timeout=15))
         load.start()
