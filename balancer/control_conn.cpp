@@ -322,7 +322,7 @@ void ControlConn::drop(const std::string& why) {
   const bool was_up = up_;
   ++connection_;
   if (!why.empty()) {
-    if (connected_) {
+    if (was_up) {
       spdlog::warn("{}: connection lost: {}", label_, why);
     } else if (why != last_failure_) {
       // Each new reason once (a refused connect, a certificate that does not verify);

@@ -9,7 +9,9 @@
 namespace headroom::proxy {
 
 namespace {
+constexpr uint32_t kInitialBackoffMs = 50;
 constexpr uint32_t kMaxBackoffMs = 2000;
+constexpr uint64_t kHealthyMs = 1000;  // a connection up this long resets the backoff
 constexpr size_t kReadChunk = 64 * 1024;
 }  // namespace
 
@@ -106,7 +108,7 @@ void BackendConn::on_connected(int status) {
 void BackendConn::ready() {
   state_ = State::kConnected;
   server_.backend_state_changed(node_);
-  backoff_ms_ = 50;
+  connected_ms_ = uv_now(server_.loop());
   spdlog::info("node {}: connected to {}:{}{}", config_.name, config_.address.host, config_.address.port,
                tls_ ? " (" + tls_->describe() + ")" : std::string());
   if (!config_.password.empty()) {
@@ -194,8 +196,9 @@ void BackendConn::on_tls_read(size_t n) {
     if (!take_replies() || !tls_) return;  // the connection has failed meanwhile
   }
   if (!ok) {
-    spdlog::warn("node {}: {}", config_.name, tls_->error());
-    fail(tls_->closed() ? "connection closed by node" : "TLS error");
+    std::string why = tls_->closed() ? "connection closed by node" : tls_->error();
+    if (state_ != State::kConnected) spdlog::warn("node {}: {}", config_.name, why);  // fail() logs the others
+    fail(why.c_str());
     return;
   }
   if (tls_->wants_write()) server_.mark_dirty(this);
@@ -275,6 +278,11 @@ void BackendConn::fail(const char* why, const std::string& error) {
 }
 
 void BackendConn::schedule_reconnect() {
+  // The backoff starts over only after a connection that lasted: a node that accepts
+  // and then drops every connection (a client certificate it refuses, its maxclients)
+  // is retried at the backoff's pace, not every kInitialBackoffMs.
+  if (connected_ms_ != 0 && uv_now(server_.loop()) - connected_ms_ >= kHealthyMs) backoff_ms_ = kInitialBackoffMs;
+  connected_ms_ = 0;
   if (server_.stopping()) return;
   uv_timer_start(
       retry_timer_, [](uv_timer_t* t) { static_cast<BackendConn*>(t->data)->connect(); }, backoff_ms_, 0);

@@ -88,6 +88,7 @@ class BackendConn {
   uv_write_t write_req_;
   bool writing_ = false;
   uint32_t backoff_ms_ = 50;
+  uint64_t connected_ms_ = 0;  // loop time the connection became usable; 0 while not
   uint64_t connect_started_ms_ = 0;
 
   resp::Buffer out_;       // commands not yet handed to the kernel
