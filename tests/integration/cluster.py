@@ -76,7 +76,8 @@ class Certs:
         self.server_cert, self.server_key = self._leaf("server", "ca", "IP:127.0.0.1,DNS:localhost")
         self.client_cert, self.client_key = self._leaf("client", "ca", None)
         self.other_ca, _ = self._ca("other-ca")
-        self.other_server_cert, self.other_server_key = self._leaf("other-server", "other-ca", "IP:127.0.0.1")
+        self.other_server_cert, self.other_server_key = self._leaf("other-server", "other-ca",
+                                                                   "IP:127.0.0.1,DNS:localhost")
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -89,6 +90,10 @@ class Certs:
                       "-keyout", f"{name}.key", "-out", f"{name}.crt")
         return self.path(f"{name}.crt"), self.path(f"{name}.key")
 
+    def leaf(self, name, san, ca="ca"):
+        """Another server certificate, signed by `ca`, with subjectAltName `san`."""
+        return self._leaf(name, ca, san)
+
     def _leaf(self, name, ca, san):
         self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
                       "-out", f"{name}.csr")
@@ -99,9 +104,11 @@ class Certs:
                       "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt")
         return self.path(f"{name}.crt"), self.path(f"{name}.key")
 
-    def client_kw(self, with_cert=False):
-        """redis-py arguments for a TLS connection that trusts the CA."""
-        kw = {"ssl": True, "ssl_ca_certs": self.ca, "ssl_cert_reqs": "required"}
+    def client_kw(self, with_cert=False, ca=None):
+        """redis-py (4.x) arguments for a TLS connection that trusts the CA (or `ca`)
+        and checks the server's name (redis-py's default host, localhost, is in the
+        certificates' subjectAltName); `with_cert` sends the client certificate."""
+        kw = {"ssl": True, "ssl_ca_certs": ca or self.ca, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
         if with_cert:
             kw.update(ssl_certfile=self.client_cert, ssl_keyfile=self.client_key)
         return kw
@@ -115,9 +122,13 @@ class Certs:
 
 
 class RedisServer:
-    def __init__(self, workdir, name, maxmemory="256mb", extra=(), certs=None, untrusted=False):
-        """With `certs`, the server speaks TLS only (clients need no certificate);
-        `untrusted` makes it present the unrelated CA's certificate."""
+    def __init__(self, workdir, name, maxmemory="256mb", extra=(), certs=None, untrusted=False, auth_clients="no",
+                 cert=None):
+        """With `certs`, the server speaks TLS only (`--port 0 --tls-port P`);
+        `auth_clients` is its --tls-auth-clients (no: clients need no certificate;
+        yes: one the CA signed); `untrusted` makes it present the unrelated CA's
+        certificate, `cert` (a (cert, key) pair the CA signed) another one.
+        `client_kw` is what redis-py needs to reach it."""
         self.name = name
         self.port = free_port()
         self.dir = os.path.join(workdir, name)
@@ -127,11 +138,14 @@ class RedisServer:
             listen = ["--port", str(self.port)]
             self.client_kw = {}
         else:
-            cert, key = (certs.other_server_cert, certs.other_server_key) if untrusted else (certs.server_cert,
-                                                                                             certs.server_key)
+            if untrusted:
+                cert, key = certs.other_server_cert, certs.other_server_key
+            else:
+                cert, key = cert or (certs.server_cert, certs.server_key)
             listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
-                      "--tls-ca-cert-file", certs.ca, "--tls-auth-clients", "no"]
-            self.client_kw = {"ssl": True, "ssl_cert_reqs": "none"}
+                      "--tls-ca-cert-file", certs.ca, "--tls-auth-clients", auth_clients]
+            self.client_kw = certs.client_kw(with_cert=auth_clients != "no",
+                                             ca=certs.other_ca if untrusted else certs.ca)
         args = ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--maxmemory", maxmemory,
                 "--maxmemory-policy", "noeviction", "--logfile", self.log, *extra]  # later arguments win
@@ -142,7 +156,11 @@ class RedisServer:
 
     def start(self):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_ping(self.port, proc=self.proc, log=self.log, client_kw=self.client_kw)
+        try:
+            wait_ping(self.port, proc=self.proc, log=self.log, client_kw=self.client_kw)
+        except BaseException:
+            stop(self.proc)  # no caller holds it yet: do not leave it running
+            raise
 
     def up(self):
         """Running and not stopped with SIGSTOP."""
@@ -162,10 +180,37 @@ class RedisServer:
         stop(self.proc)
 
 
+def yaml_value(v):
+    """A settings value as YAML: strings as written (existing callers pass YAML text
+    such as "{connect_ms: 1000}"), booleans as true/false, dicts as flow mappings."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {yaml_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
 class Headroom:
-    def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None, client_kw=None):
-        """`client_kw`: what a redis-py client needs to reach the listen port (TLS)."""
+    def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None, client_kw=None,
+                 certs=None):
+        """`client_kw`: what a redis-py client needs to reach the listen port. Without
+        it, when `settings` has a `tls` section given as a dict and `certs` is given:
+        with tls.listen, `listen` stays plaintext and `tls_port`/`tls_client()` reach
+        the TLS port; without it, `listen` speaks TLS only, so wait_ping and client()
+        use TLS (with the client certificate, which any auth_clients accepts)."""
         self.port = free_port()
+        self.tls_port = None
+        tls = (settings or {}).get("tls")
+        self.tls_client_kw = certs.client_kw(with_cert=True) if certs is not None else {}
+        if isinstance(tls, dict):
+            if "listen" in tls:
+                self.tls_port = int(str(tls["listen"]).rsplit(":", 1)[1])
+            else:
+                self.tls_port = self.port
+                if client_kw is None:
+                    if certs is None:
+                        raise ValueError("a TLS-only listen port needs `certs` or `client_kw`")
+                    client_kw = self.tls_client_kw
         self.client_kw = client_kw or {}
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -178,7 +223,7 @@ class Headroom:
         top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}",
                "allow_dangerous_commands": "[flushall, flushdb, keys]"}
         top.update(settings or {})
-        lines += [f"{k}: {v}" for k, v in top.items()]
+        lines += [f"{k}: {yaml_value(v)}" for k, v in top.items()]
         self.password = top.get("requirepass")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -189,7 +234,13 @@ class Headroom:
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([headroom_bin(), "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT)
-        wait_ping(self.port, proc=self.proc, log=self.log, password=self.password, client_kw=self.client_kw)
+        try:
+            wait_ping(self.port, proc=self.proc, log=self.log, password=self.password, client_kw=self.client_kw)
+        except BaseException:
+            stop(self.proc)  # no caller holds it yet: do not leave it running
+            self.proc = None
+            self.logf.close()
+            raise
 
     def stop(self):
         """Stops headroom gracefully; a sanitizer report or a bad exit is a failure."""
@@ -216,6 +267,14 @@ class Headroom:
         for k, v in self.client_kw.items():
             kw.setdefault(k, v)
         return redis.Redis(port=self.port, **kw)
+
+    def tls_client(self, **kw):
+        """A redis-py client on the TLS port (tls.listen, or the TLS-only listen port)."""
+        assert self.tls_port is not None and self.tls_client_kw, "this headroom has no TLS port, or no certs"
+        kw.setdefault("password", self.password)
+        for k, v in self.tls_client_kw.items():
+            kw.setdefault(k, v)
+        return redis.Redis(port=self.tls_port, **kw)
 
 
 class Cluster:
@@ -247,7 +306,7 @@ class Cluster:
 
     def add_proxy(self, name):
         p = Headroom(self.workdir, self.main, self.nodes, name=name, settings=self.settings,
-                     client_kw=self.proxy_client_kw)
+                     client_kw=self.proxy_client_kw, certs=self.certs)
         self.proxies.append(p)
         return p
 

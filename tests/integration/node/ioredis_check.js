@@ -1,10 +1,14 @@
 // ioredis through headroom: strings, hashes, MGET/MSET across nodes, a pipeline.
-// Usage: node ioredis_check.js PORT ; exits non-zero on any mismatch.
+// Usage: node ioredis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that CA
+// (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const Redis = require("ioredis");
+const fs = require("fs");
 const assert = require("assert");
 
 async function main() {
-  const r = new Redis({ port: Number(process.argv[2]), host: "127.0.0.1", lazyConnect: true });
+  const opts = { port: Number(process.argv[2]), host: "127.0.0.1", lazyConnect: true };
+  if (process.argv[3]) opts.tls = { ca: fs.readFileSync(process.argv[3]) };
+  const r = new Redis(opts);
   await r.connect();
   assert.strictEqual(await r.ping(), "PONG");
   assert.strictEqual(await r.set("io:a", "1"), "OK");

@@ -1,10 +1,14 @@
 // node-redis (v4) through headroom: strings, lists, sets, MGET, a multi-command pipeline.
-// Usage: node node_redis_check.js PORT ; exits non-zero on any mismatch.
+// Usage: node node_redis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that
+// CA (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const { createClient } = require("redis");
+const fs = require("fs");
 const assert = require("assert");
 
 async function main() {
-  const c = createClient({ socket: { port: Number(process.argv[2]), host: "127.0.0.1" } });
+  const socket = { port: Number(process.argv[2]), host: "127.0.0.1" };
+  if (process.argv[3]) Object.assign(socket, { tls: true, ca: fs.readFileSync(process.argv[3]) });
+  const c = createClient({ socket });
   c.on("error", (e) => {
     console.error(e);
     process.exit(1);
