@@ -256,6 +256,14 @@ bool ControlConn::command(const std::vector<std::string_view>& argv, ReplyFn fn)
   return true;
 }
 
+bool ControlConn::command_encoded(std::string_view resp_command, ReplyFn fn) {
+  if (!up_) return false;
+  out_.append(resp_command);
+  schedule_flush();
+  pending_.push_back({std::move(fn), uv_now(loop_)});
+  return true;
+}
+
 bool ControlConn::subscribe(std::string_view channel, ReplyFn fn) {
   if (!up_ || !pending_.empty()) return false;  // replies still due would go to `fn`
   send({"SUBSCRIBE", channel});

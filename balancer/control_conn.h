@@ -49,6 +49,9 @@ class ControlConn {
 
   // Sends a command. Returns false (and does not call `fn`) when not connected.
   bool command(const std::vector<std::string_view>& argv, ReplyFn fn);
+  // The same for one command already encoded in RESP (a caller that builds large
+  // commands often encodes into a buffer of its own).
+  bool command_encoded(std::string_view resp_command, ReplyFn fn);
 
   // For subscriber connections: SUBSCRIBE, then `fn` gets every reply pushed on this
   // connection (the subscribe confirmation, then each message).

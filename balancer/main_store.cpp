@@ -2,31 +2,50 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cstdio>
 #include <random>
+
+#include "resp/reply_writer.h"
 
 namespace headroom::balancer {
 
 namespace {
 
-// Places a batch of keys, each unless it has an entry already, and returns the node
-// that holds each one. One PUBLISH tells the other proxies of every key it placed:
-// 'B' origin, then per key "<key length>:<node>\n<key>" (keys are binary-safe;
-// node names hold no '\n').
-// KEYS: the keys' buckets; ARGV: channel, origin, then key, node for each KEYS[i].
+// Places a batch of keys, each unless it has an entry already. The reply lists only
+// the exceptions, as {i, node, ...} for each KEYS[i] that had an entry (naming its
+// node): the common case, every key placed as asked, is an empty reply. One PUBLISH
+// tells the other proxies of every key it placed: 'B' origin, then per key
+// "<key length>:<node>\n<key>" (keys are binary-safe; node names hold no '\n').
+// The proxy sends that message ready-made for the common case, because building it
+// here costs the main server more than the placements themselves (Lua formats each
+// length with sprintf and interns each piece); the script rebuilds it only when some
+// keys had an entry.
+// KEYS: the keys' buckets; ARGV: channel, 'B' origin, the message naming every key,
+// then key, node for each KEYS[i].
 constexpr std::string_view kPlaceScript = R"(
-local out, placed = {}, {}
+local taken = {}
 for i = 1, #KEYS do
-  local key, node = ARGV[2 * i + 1], ARGV[2 * i + 2]
-  if redis.call('HSETNX', KEYS[i], key, node) == 1 then
-    out[i] = node
-    placed[#placed + 1] = #key .. ':' .. node .. '\n' .. key
-  else
-    out[i] = redis.call('HGET', KEYS[i], key)
+  if redis.call('HSETNX', KEYS[i], ARGV[2 * i + 2], ARGV[2 * i + 3]) == 0 then
+    taken[#taken + 1] = i
+    taken[#taken + 1] = redis.call('HGET', KEYS[i], ARGV[2 * i + 2])
   end
 end
-if #placed > 0 then redis.call('PUBLISH', ARGV[1], 'B' .. ARGV[2] .. table.concat(placed)) end
-return out
+if #taken == 0 then
+  redis.call('PUBLISH', ARGV[1], ARGV[3])
+elseif #taken < 2 * #KEYS then
+  local placed, t = {ARGV[2]}, 1
+  for i = 1, #KEYS do
+    if taken[t] == i then
+      t = t + 2
+    else
+      local key = ARGV[2 * i + 2]
+      placed[#placed + 1] = #key .. ':' .. ARGV[2 * i + 3] .. '\n' .. key
+    end
+  end
+  redis.call('PUBLISH', ARGV[1], table.concat(placed))
+end
+return taken
 )";
 
 // Placements per script call, and script calls in flight: a burst of new keys is
@@ -34,6 +53,7 @@ return out
 // bounded new-key writes at ~134k/s), while a lone key still goes at once.
 constexpr size_t kMaxBatch = 256;
 constexpr uint32_t kMaxBatchesInFlight = 2;
+constexpr size_t kMaxSpareBatches = 4;
 
 // KEYS[1] bucket; ARGV: dir_key, node, channel, origin.
 constexpr std::string_view kRemoveScript = R"(
@@ -83,7 +103,9 @@ MainStore::~MainStore() {
 }
 
 std::string MainStore::bucket_name(std::string_view dir_key) {
-  return "hr:dir:" + std::to_string(stable_hash(dir_key) % kBuckets);
+  char name[24] = "hr:dir:";  // short enough for std::string's inline storage: no allocation
+  auto r = std::to_chars(name + 7, name + sizeof name, stable_hash(dir_key) % kBuckets);
+  return std::string(name, r.ptr);
 }
 
 void MainStore::start(std::function<void()> on_loaded) {
@@ -114,14 +136,13 @@ void MainStore::stop() {
 }
 
 // The connection is gone: batches in flight got a null reply already; whatever is
-// still queued, or waiting, fails here.
+// still queued fails here.
 void MainStore::fail_placements() {
-  queued_.clear();
+  auto failed = std::move(batches_);
+  batches_.clear();
   batches_in_flight_ = 0;
-  auto all = std::move(pending_);
-  pending_.clear();
-  for (auto& [key, waiters] : all)
-    for (auto& fn : waiters) fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
+  for (auto& b : failed)
+    for (auto& item : b.items) item.fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
 }
 
 void MainStore::start_load() {
@@ -137,7 +158,8 @@ void MainStore::load_next() {
   uint64_t gen = load_generation_;
   while (load_in_flight_ < kLoadWindow && load_next_bucket_ < kBuckets) {
     std::string bucket = "hr:dir:" + std::to_string(load_next_bucket_++);
-    bool sent = cmd_->command({"HGETALL", bucket}, [this, gen](redisReply* r) {
+    const uint64_t at = ++sent_;
+    bool sent = cmd_->command({"HGETALL", bucket}, [this, gen, at](redisReply* r) {
       if (gen != load_generation_) return;  // a newer load took over
       --load_in_flight_;
       if (r == nullptr) return;  // connection lost; a new load starts on reconnect
@@ -156,8 +178,11 @@ void MainStore::load_next() {
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
           std::string_view key(r->element[i]->str, r->element[i]->len);
           std::string_view node(r->element[i + 1]->str, r->element[i + 1]->len);
-          if (auto idx = nodes_.find(node)) dir_.set(key, *idx);
-          else spdlog::warn("directory names unknown node '{}' for a key; entry ignored", node);
+          if (auto idx = nodes_.find(node)) {
+            if (!overtaken(key, at)) dir_.set(key, *idx);
+          } else {
+            spdlog::warn("directory names unknown node '{}' for a key; entry ignored", node);
+          }
         }
       }
       if (load_next_bucket_ < kBuckets) {
@@ -227,82 +252,157 @@ void MainStore::apply_placed(std::string_view entries) {
 
 bool MainStore::place(std::string_view dir_key, NodeIndex node, PlaceFn fn) {
   if (!cmd_->up()) return false;
-  auto [it, first] = pending_.try_emplace(std::string(dir_key));
-  it->second.push_back(std::move(fn));
-  if (!first) return true;  // already being placed: this waiter shares that answer
-  queued_.push_back({it->first, node});
-  if (batches_in_flight_ < kMaxBatchesInFlight) send_batch();
+  Batch& b = filling_batch();
+  b.items.push_back({static_cast<uint32_t>(b.keys.size()), static_cast<uint32_t>(dir_key.size()), node, std::move(fn)});
+  b.keys.append(dir_key);
+  send_batches();
   return true;
 }
 
-void MainStore::send_batch() {
-  size_t n = std::min(queued_.size(), kMaxBatch);
-  if (n == 0) return;
-  std::vector<std::string> keys, buckets;
-  keys.reserve(n);
-  buckets.reserve(n);
-  std::vector<std::string_view> argv;
-  argv.reserve(5 + 3 * n);
-  std::string numkeys = std::to_string(n);
-  argv.insert(argv.end(), {"EVAL", kPlaceScript, numkeys});
-  for (size_t i = 0; i < n; ++i) buckets.push_back(bucket_name(queued_[i].key));
-  argv.insert(argv.end(), buckets.begin(), buckets.end());
-  argv.insert(argv.end(), {kEventsChannel, origin_});
-  for (size_t i = 0; i < n; ++i) {
-    keys.push_back(std::move(queued_[i].key));
-    argv.push_back(keys.back());
-    argv.push_back(nodes_[queued_[i].node].name());
+// The batch new placements join: the last one, unless it is sent or full.
+MainStore::Batch& MainStore::filling_batch() {
+  if (batches_.size() > batches_in_flight_ && batches_.back().items.size() < kMaxBatch) return batches_.back();
+  if (spare_batches_.empty()) {
+    batches_.emplace_back();
+  } else {
+    batches_.push_back(std::move(spare_batches_.back()));
+    spare_batches_.pop_back();
   }
-  queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(n));
-  bool sent = cmd_->command(argv, [this, keys = std::move(keys)](redisReply* r) {
-    --batches_in_flight_;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      PlaceResult res;
-      if (r == nullptr) {
-        res.error = "ERR main server unavailable: cannot place new keys";
-      } else if (r->type == REDIS_REPLY_ARRAY && r->elements == keys.size() &&
-                 r->element[i]->type == REDIS_REPLY_STRING) {
-        std::string_view name(r->element[i]->str, r->element[i]->len);
-        if (auto idx = nodes_.find(name)) {
-          res.node = *idx;
-          dir_.set(keys[i], *idx);
-        } else {
-          res.error = "ERR directory places this key on unknown node '" + std::string(name) + "'";
-        }
-      } else {
-        res.error = "ERR main server refused placement: " +
-                    std::string(r->type == REDIS_REPLY_ERROR ? std::string_view(r->str, r->len) : "unexpected reply");
-      }
-      resolve(keys[i], res);
-    }
-    if (!queued_.empty() && cmd_->up()) send_batch();
-  });
-  if (sent) {
-    ++batches_in_flight_;
-    return;
-  }
-  // Not connected: cmd_'s state callback fails whatever else waits.
-  for (auto& k : keys) resolve(k, PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
+  batches_.back().id = ++last_batch_id_;
+  return batches_.back();
 }
 
-// Gives `key`'s waiters their answer. They may place more keys meanwhile.
-void MainStore::resolve(const std::string& key, const PlaceResult& res) {
-  auto it = pending_.find(key);
-  if (it == pending_.end()) return;
-  auto waiters = std::move(it->second);
-  pending_.erase(it);
-  for (auto& w : waiters) w(res);
+// Sends waiting batches while fewer than kMaxBatchesInFlight await their reply.
+void MainStore::send_batches() {
+  while (batches_in_flight_ < kMaxBatchesInFlight && batches_in_flight_ < batches_.size()) {
+    const Batch& b = batches_[batches_in_flight_];
+    const auto n = static_cast<int64_t>(b.items.size());
+    event_.assign(1, 'B');
+    event_ += origin_;
+    const size_t prefix_len = event_.size();
+    for (const auto& item : b.items) {
+      char digits[24];
+      auto r = std::to_chars(digits, digits + sizeof digits, item.key_len);
+      event_.append(digits, r.ptr);
+      event_ += ':';
+      event_ += nodes_[item.node].name();
+      event_ += '\n';
+      event_ += b.key(item);
+    }
+    script_call_.clear();
+    resp::add_array_header(script_call_, 3 + n + 3 + 2 * n);
+    resp::add_bulk(script_call_, "EVAL");
+    resp::add_bulk(script_call_, kPlaceScript);
+    char digits[24];
+    auto r = std::to_chars(digits, digits + sizeof digits, n);
+    resp::add_bulk(script_call_, std::string_view(digits, static_cast<size_t>(r.ptr - digits)));
+    for (const auto& item : b.items) resp::add_bulk(script_call_, bucket_name(b.key(item)));
+    resp::add_bulk(script_call_, kEventsChannel);
+    resp::add_bulk(script_call_, std::string_view(event_).substr(0, prefix_len));
+    resp::add_bulk(script_call_, event_);
+    for (const auto& item : b.items) {
+      resp::add_bulk(script_call_, b.key(item));
+      resp::add_bulk(script_call_, nodes_[item.node].name());
+    }
+    uint64_t id = b.id;
+    batches_[batches_in_flight_].sent_at = ++sent_;
+    if (!cmd_->command_encoded(script_call_.view(), [this, id](redisReply* reply) { on_batch_reply(id, reply); }))
+      return;  // not connected: cmd_'s state callback fails what waits
+    ++batches_in_flight_;
+  }
+}
+
+namespace {
+// The script's reply: {i, node, ...} for the keys that had an entry, i ascending.
+bool valid_exceptions(const redisReply* r, size_t batch_size) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
+  long long last = 0;
+  for (size_t j = 0; j < r->elements; j += 2) {
+    const redisReply* i = r->element[j];
+    if (i->type != REDIS_REPLY_INTEGER || i->integer <= last || i->integer > static_cast<long long>(batch_size))
+      return false;
+    if (r->element[j + 1]->type != REDIS_REPLY_STRING) return false;
+    last = i->integer;
+  }
+  return true;
+}
+}  // namespace
+
+void MainStore::on_batch_reply(uint64_t id, redisReply* r) {
+  if (batches_.empty() || batches_.front().id != id) return;  // failed already
+  Batch b = std::move(batches_.front());
+  batches_.pop_front();
+  --batches_in_flight_;
+
+  std::string error;
+  if (r == nullptr) {
+    error = "ERR main server unavailable: cannot place new keys";
+  } else if (r->type == REDIS_REPLY_ERROR) {
+    error = "ERR main server refused placement: " + std::string(r->str, r->len);
+  } else if (!valid_exceptions(r, b.items.size())) {
+    error = "ERR main server refused placement: unexpected reply";
+  }
+  // The waiters may place more keys meanwhile: those join later batches.
+  size_t next_exception = 0;
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    auto& item = b.items[i];
+    PlaceResult res;
+    if (!error.empty()) {
+      res.error = error;
+    } else if (next_exception < r->elements && r->element[next_exception]->integer == static_cast<long long>(i + 1)) {
+      const redisReply* name = r->element[next_exception + 1];
+      next_exception += 2;
+      if (auto idx = nodes_.find(std::string_view(name->str, name->len))) res.node = *idx;
+      else res.error = "ERR directory places this key on unknown node '" + std::string(name->str, name->len) + "'";
+    } else {
+      res.node = item.node;
+    }
+    // The waiter looks the key up again when it runs, so a stale answer only stays
+    // out of the cache: the waiter then places the key afresh.
+    if (res.node >= 0 && !overtaken(b.key(item), b.sent_at)) dir_.set(b.key(item), static_cast<NodeIndex>(res.node));
+    item.fn(res);
+  }
+
+  b.keys.clear();
+  b.items.clear();
+  if (spare_batches_.size() < kMaxSpareBatches) spare_batches_.push_back(std::move(b));
+  if (cmd_->up()) send_batches();
+}
+
+// Entries removed here are erased from the cache at once, while the main server
+// still has to answer the commands sent before the removal: a placement or a load
+// of the same key among them answers with the entry as it was, which must not come
+// back into the cache. So a removal is remembered until its own reply, which comes
+// after every earlier one.
+bool MainStore::overtaken(std::string_view dir_key, uint64_t sent_at) const {
+  if (sent_at < flushed_at_) return true;
+  if (removed_at_.empty()) return false;
+  auto it = removed_at_.find(std::string(dir_key));
+  return it != removed_at_.end() && sent_at < it->second;
 }
 
 void MainStore::remove(std::string_view dir_key, NodeIndex node) {
   dir_.erase_if(dir_key, node);
-  cmd_->command({"EVAL", kRemoveScript, "1", bucket_name(dir_key), dir_key, nodes_[node].name(), kEventsChannel,
-                 origin_},
-                [](redisReply*) {});
+  const uint64_t at = ++sent_;
+  const std::string bucket = bucket_name(dir_key);
+  const std::vector<std::string_view> argv{"EVAL", kRemoveScript, "1", bucket, dir_key, nodes_[node].name(),
+                                           kEventsChannel, origin_};
+  if (batches_in_flight_ == 0 && load_in_flight_ == 0) {
+    cmd_->command(argv, [](redisReply*) {});  // nothing earlier is unanswered
+    return;
+  }
+  std::string key(dir_key);
+  if (!cmd_->command(argv, [this, at, key](redisReply*) {
+        auto it = removed_at_.find(key);
+        if (it != removed_at_.end() && it->second == at) removed_at_.erase(it);
+      }))
+    return;
+  removed_at_[std::move(key)] = at;
 }
 
 void MainStore::flush(std::function<void(std::string_view)> fn) {
   dir_.clear();
+  flushed_at_ = ++sent_;
   std::string buckets = std::to_string(kBuckets);
   bool sent = cmd_->command({"EVAL", kFlushScript, "0", buckets, kEventsChannel, origin_}, [fn](redisReply* r) {
     if (r == nullptr) fn("ERR main server unavailable: directory not flushed");

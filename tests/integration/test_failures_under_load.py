@@ -135,6 +135,6 @@ def test_nothing_lost_or_misrouted_while_nodes_and_the_main_server_fail():
         for k in keys[::7]:
             holders = c.node_of(k)
             assert len(holders) == 1, (k, holders)
-            assert main.hget(f"hr:dir:{fnv1a64(k.encode()) % 16384}", k).decode() == holders[0], k
+            assert main.hget(f"hr:dir:{fnv1a64(k.encode()) % 65536}", k).decode() == holders[0], k
     finally:
         c.close()
