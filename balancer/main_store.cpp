@@ -22,13 +22,20 @@ namespace {
 // length with sprintf and interns each piece); the script rebuilds it only when some
 // keys had an entry.
 // KEYS: the keys' buckets; ARGV: channel, 'B' origin, the message naming every key,
-// then key, node for each KEYS[i].
+// the layout marker's key and this build's layout (see kLayoutScript), then key, node
+// for each KEYS[i].
 constexpr std::string_view kPlaceScript = R"(
+local layout = redis.call('GET', ARGV[4])
+if not layout then
+  redis.call('SET', ARGV[4], ARGV[5])
+elseif layout ~= ARGV[5] then
+  return redis.error_reply('LAYOUT the directory has layout ' .. layout .. ', this proxy uses ' .. ARGV[5])
+end
 local taken = {}
 for i = 1, #KEYS do
-  if redis.call('HSETNX', KEYS[i], ARGV[2 * i + 2], ARGV[2 * i + 3]) == 0 then
+  if redis.call('HSETNX', KEYS[i], ARGV[2 * i + 4], ARGV[2 * i + 5]) == 0 then
     taken[#taken + 1] = i
-    taken[#taken + 1] = redis.call('HGET', KEYS[i], ARGV[2 * i + 2])
+    taken[#taken + 1] = redis.call('HGET', KEYS[i], ARGV[2 * i + 4])
   end
 end
 if #taken == 0 then
@@ -39,8 +46,8 @@ elseif #taken < 2 * #KEYS then
     if taken[t] == i then
       t = t + 2
     else
-      local key = ARGV[2 * i + 2]
-      placed[#placed + 1] = #key .. ':' .. ARGV[2 * i + 3] .. '\n' .. key
+      local key = ARGV[2 * i + 4]
+      placed[#placed + 1] = #key .. ':' .. ARGV[2 * i + 5] .. '\n' .. key
     end
   end
   redis.call('PUBLISH', ARGV[1], table.concat(placed))
@@ -72,6 +79,19 @@ redis.call('PUBLISH', ARGV[2], 'F' .. ARGV[3])
 return 1
 )";
 
+// The directory's layout (bucket count and hash), recorded on the main server: a
+// proxy built with another layout would look for every entry in the wrong bucket, so
+// it refuses to start, and its placements are refused, rather than misroute. Whoever
+// finds no marker (a new main server, or one flushed directly) records its own.
+constexpr std::string_view kLayoutKey = "hr:dir:layout";
+// KEYS[1] marker; ARGV[1] this build's layout. Returns the directory's layout.
+constexpr std::string_view kLayoutScript = R"(
+local layout = redis.call('GET', KEYS[1])
+if layout then return layout end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+)";
+
 constexpr size_t kOriginLen = 16;
 
 std::string random_origin() {
@@ -89,7 +109,12 @@ constexpr uint64_t kLoadRetryMs = 1000;  // after a load that failed
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
                      const std::unique_ptr<proxy::TlsContext>& tls)
-    : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()) {
+    : loop_(loop),
+      config_(main),
+      nodes_(nodes),
+      dir_(dir),
+      origin_(random_origin()),
+      layout_("buckets=" + std::to_string(kBuckets) + " hash=fnv1a64") {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls);
   retry_timer_ = new uv_timer_t;
@@ -108,8 +133,9 @@ std::string MainStore::bucket_name(std::string_view dir_key) {
   return std::string(name, r.ptr);
 }
 
-void MainStore::start(std::function<void()> on_loaded) {
+void MainStore::start(std::function<void()> on_loaded, std::function<void(const std::string&)> on_fatal) {
   on_loaded_ = std::move(on_loaded);
+  on_fatal_ = std::move(on_fatal);
   // Subscribed first, loaded second, every time either connection comes back: a
   // change made during the load arrives as an event, and one made while either was
   // down is in the load.
@@ -147,11 +173,34 @@ void MainStore::fail_placements() {
 
 void MainStore::start_load() {
   if (!cmd_->up() || !subscribed_) return;  // the other one's arrival starts it
-  ++load_generation_;
+  const uint64_t gen = ++load_generation_;
   load_next_bucket_ = 0;
   load_in_flight_ = 0;
-  dir_.begin_epoch();
-  load_next();
+  cmd_->command({"EVAL", kLayoutScript, "1", kLayoutKey, layout_}, [this, gen](redisReply* r) {
+    if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
+    if (r->type == REDIS_REPLY_ERROR) {
+      retry_load("checking the directory's layout answered " + std::string(r->str, r->len));
+      return;
+    }
+    std::string_view theirs = r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : "unreadable";
+    if (theirs != layout_) {
+      if (on_fatal_)
+        on_fatal_("the directory on main server " + config_.name + " has layout '" + std::string(theirs) +
+                  "' and this headroom reads '" + layout_ + "': it would not find the keys placed there");
+      return;
+    }
+    dir_.begin_epoch();
+    load_next();
+  });
+}
+
+// A load that cannot complete: start over in a while.
+void MainStore::retry_load(const std::string& why) {
+  spdlog::warn("directory load failed: {}; retrying in {} ms", why, kLoadRetryMs);
+  ++load_generation_;
+  load_in_flight_ = 0;
+  uv_timer_start(retry_timer_, [](uv_timer_t* t) { static_cast<MainStore*>(t->data)->start_load(); }, kLoadRetryMs,
+                 0);
 }
 
 void MainStore::load_next() {
@@ -165,13 +214,8 @@ void MainStore::load_next() {
       if (r == nullptr) return;  // connection lost; a new load starts on reconnect
       if (r->type == REDIS_REPLY_ERROR) {
         // A bucket that does not load makes the whole load worthless: its end would
-        // drop every entry of that bucket. Give up on it and start over in a while.
-        spdlog::warn("directory load failed: HGETALL answered {}; retrying in {} ms", std::string_view(r->str, r->len),
-                     kLoadRetryMs);
-        ++load_generation_;
-        load_in_flight_ = 0;
-        uv_timer_start(retry_timer_, [](uv_timer_t* t) { static_cast<MainStore*>(t->data)->start_load(); },
-                       kLoadRetryMs, 0);
+        // drop every entry of that bucket.
+        retry_load("HGETALL answered " + std::string(r->str, r->len));
         return;
       }
       if (r->type == REDIS_REPLY_ARRAY) {
@@ -290,7 +334,7 @@ void MainStore::send_batches() {
       event_ += b.key(item);
     }
     script_call_.clear();
-    resp::add_array_header(script_call_, 3 + n + 3 + 2 * n);
+    resp::add_array_header(script_call_, 3 + n + 5 + 2 * n);
     resp::add_bulk(script_call_, "EVAL");
     resp::add_bulk(script_call_, kPlaceScript);
     char digits[24];
@@ -300,6 +344,8 @@ void MainStore::send_batches() {
     resp::add_bulk(script_call_, kEventsChannel);
     resp::add_bulk(script_call_, std::string_view(event_).substr(0, prefix_len));
     resp::add_bulk(script_call_, event_);
+    resp::add_bulk(script_call_, kLayoutKey);
+    resp::add_bulk(script_call_, layout_);
     for (const auto& item : b.items) {
       resp::add_bulk(script_call_, b.key(item));
       resp::add_bulk(script_call_, nodes_[item.node].name());

@@ -53,8 +53,9 @@ class MainStore {
   ~MainStore();
 
   // Connects, subscribes to changes, then loads every entry into the Directory.
-  // `on_loaded` is called once, after the first full load.
-  void start(std::function<void()> on_loaded);
+  // `on_loaded` is called once, after the first full load; `on_fatal` when the
+  // directory on the main server cannot be used by this build (another layout).
+  void start(std::function<void()> on_loaded, std::function<void(const std::string&)> on_fatal);
   void stop();
 
   bool up() const { return cmd_->up() && sub_->up(); }
@@ -99,6 +100,7 @@ class MainStore {
   };
 
   void start_load();
+  void retry_load(const std::string& why);
   void on_event(redisReply* r);
   void load_next();
   Batch& filling_batch();
@@ -115,7 +117,9 @@ class MainStore {
   std::unique_ptr<ControlConn> cmd_;  // scripts and loads
   std::unique_ptr<ControlConn> sub_;  // SUBSCRIBE only
   std::function<void()> on_loaded_;
+  std::function<void(const std::string&)> on_fatal_;
   std::string origin_;  // this process's tag on the events it causes
+  std::string layout_;  // this build's directory layout, as recorded on the main server
   bool loaded_ = false;
   bool subscribed_ = false;
   bool current_ = false;

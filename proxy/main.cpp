@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     rc = server->start();
     if (rc != 0) server->shutdown();  // the reason is logged
     uv_run(loop, UV_RUN_DEFAULT);
+    if (rc == 0 && server->failed()) rc = 1;
     server.reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);

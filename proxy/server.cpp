@@ -82,10 +82,12 @@ int Server::start() {
   // Listen only once the directory is loaded: from then on a key missing from the
   // local cache is known to be absent.
   if (int rc = bind_listeners(); rc != 0) return rc;
-  main_store_->start([this] {
-    if (stopping_) return;
-    if (listen() != 0) shutdown();
-  });
+  main_store_->start(
+      [this] {
+        if (stopping_) return;
+        if (listen() != 0) fail("cannot listen");
+      },
+      [this](const std::string& why) { fail(why); });
   spdlog::info("waiting for the main server {}:{} to load the directory", config_.main.address.host,
                config_.main.address.port);
   return 0;
@@ -270,6 +272,13 @@ void Server::feed_monitors(const ClientConn& from, std::span<const std::string_v
                                   from.peer(), argv);
   // A monitor closed for its output limit leaves the list from client_closed, later.
   for (size_t i = 0; i < monitors_.size(); ++i) monitors_[i]->feed_monitor(line);
+}
+
+// Something headroom cannot serve through: stop, and exit with a failure status.
+void Server::fail(const std::string& why) {
+  spdlog::critical("stopping: {}", why);
+  failed_ = true;
+  shutdown();
 }
 
 void Server::shutdown() {

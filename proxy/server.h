@@ -40,6 +40,9 @@ class Server {
 
   // Graceful stop: stop accepting and reading, deliver in-flight replies, then close.
   void shutdown();
+  // The same, logged as critical, for a condition headroom cannot serve through.
+  void fail(const std::string& why);
+  bool failed() const { return failed_; }
 
   // SIGHUP: loads the certificate and key files the config names again, so they can
   // be rotated without a restart. New connections use them; open ones keep theirs.
@@ -127,6 +130,7 @@ class Server {
   uint64_t start_time_ms_ = 0;
   uint64_t last_idle_check_ms_ = 0;
   bool stopping_ = false;
+  bool failed_ = false;  // stopped by fail(): the process exits with status 1
   bool listening_ = false;
 };
 

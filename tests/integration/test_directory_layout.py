@@ -1,0 +1,95 @@
+"""The directory's layout is recorded on the main server: a headroom whose bucket count
+or hash differs from the directory's refuses to start (it would look for every entry
+in the wrong bucket) instead of serving wrong answers."""
+import subprocess
+import tempfile
+
+import pytest
+import redis
+
+from cluster import Headroom, RedisServer, free_port, headroom_bin, stop
+
+LAYOUT = "buckets=65536 hash=fnv1a64"
+
+
+@pytest.fixture
+def servers():
+    workdir = tempfile.mkdtemp(prefix="headroom-layout-")
+    made = []
+    try:
+        main = RedisServer(workdir, "main", maxmemory="0")
+        made.append(main)
+        nodes = []
+        for i in range(2):
+            nodes.append(RedisServer(workdir, f"node{i + 1}"))
+            made.append(nodes[-1])
+        yield workdir, main, nodes
+    finally:
+        for s in made:
+            stop(s.proc)
+
+
+def run_headroom(workdir, main, nodes):
+    cfg = f"{workdir}/layout.yml"
+    with open(cfg, "w") as f:
+        f.write(f"listen: 127.0.0.1:{free_port()}\nmain: {{name: main, address: 127.0.0.1:{main.port}}}\nnodes:\n")
+        for n in nodes:
+            f.write(f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}\n")
+    return subprocess.run([headroom_bin(), "-c", cfg], capture_output=True, text=True, timeout=60)
+
+
+def test_a_fresh_main_server_gets_the_layout_marker(servers):
+    workdir, main, nodes = servers
+    p = Headroom(workdir, main, nodes)
+    try:
+        assert main.client.get("hr:dir:layout").decode() == LAYOUT
+        p.client().set("k", "v")
+    finally:
+        p.stop()
+    # a second start finds the marker and its entries
+    p = Headroom(workdir, main, nodes, name="again")
+    try:
+        assert p.client().get("k") == b"v"
+    finally:
+        p.stop()
+
+
+def test_a_directory_with_another_layout_stops_headroom(servers):
+    workdir, main, nodes = servers
+    main.client.set("hr:dir:layout", "buckets=16384 hash=fnv1a64")
+    out = run_headroom(workdir, main, nodes)
+    assert out.returncode == 1, out.stdout + out.stderr
+    log = out.stdout + out.stderr
+    assert "has layout 'buckets=16384 hash=fnv1a64'" in log and LAYOUT in log, log
+    assert "AddressSanitizer" not in log and "runtime error:" not in log, log
+
+
+def test_a_main_server_flushed_directly_gets_its_marker_back(servers):
+    workdir, main, nodes = servers
+    p = Headroom(workdir, main, nodes)
+    try:
+        main.client.flushall()  # behind headroom's back: the marker goes too
+        c = p.client()
+        assert c.set("after-flush", "v") is True  # the placement records the marker again
+        assert main.client.get("hr:dir:layout").decode() == LAYOUT
+    finally:
+        p.stop()
+    p = Headroom(workdir, main, nodes, name="again")
+    try:
+        assert p.client().get("after-flush") == b"v"
+    finally:
+        p.stop()
+
+
+def test_placements_are_refused_when_the_layout_changes_underneath(servers):
+    workdir, main, nodes = servers
+    p = Headroom(workdir, main, nodes)
+    try:
+        c = p.client()
+        assert c.set("before", "v") is True
+        main.client.set("hr:dir:layout", "buckets=16384 hash=fnv1a64")
+        with pytest.raises(redis.ResponseError, match="LAYOUT the directory has layout buckets=16384"):
+            c.set("new-key", "v")
+        assert c.get("before") == b"v"  # keys it knows are still served
+    finally:
+        p.stop()
