@@ -6,8 +6,12 @@
 // entry low (about 30 bytes); a listpack is searched linearly, so more buckets make
 // placements cheaper. 65536 keeps them listpacks up to about 8 million keys (the
 // default hash-max-listpack-entries is 128) and, against 16384, cut the main
-// server's CPU per new key by a quarter at 2.4 million keys for 4 bytes per entry. Every change is published on kEventsChannel so other proxies' caches follow:
-//   "P<origin><node>\n<key>"  placed    "D<origin><node>\n<key>"  removed    "F<origin>"  flushed
+// server's CPU per new key by a quarter at 2.4 million keys for 4 bytes per entry.
+// hr:dir:layout records the layout (see kLayoutScript in main_store.cpp).
+//
+// Every change is published on kEventsChannel so other proxies' caches follow:
+//   "B<origin>" then "<key length>:<node>\n<key>" per key   placed (a batch)
+//   "D<origin><node>\n<key>"  removed    "F<origin>"  flushed
 // <origin> (16 hex digits, random per process) names the proxy that made the change.
 // A proxy skips its own events: it applied each change to its cache already, in the
 // order it sent them, and its own event arrives later than a newer change it may
