@@ -61,6 +61,7 @@ return taken
 constexpr size_t kMaxBatch = 256;
 constexpr uint32_t kMaxBatchesInFlight = 2;
 constexpr size_t kMaxSpareBatches = 4;
+constexpr std::string_view kPlacementCutOff = "ERR main server unavailable: cannot place new keys";
 
 // KEYS[1] bucket; ARGV: dir_key, node, channel, origin.
 constexpr std::string_view kRemoveScript = R"(
@@ -128,8 +129,12 @@ MainStore::~MainStore() {
 }
 
 std::string MainStore::bucket_name(std::string_view dir_key) {
+  return bucket_name(static_cast<uint32_t>(stable_hash(dir_key) % kBuckets));
+}
+
+std::string MainStore::bucket_name(uint32_t bucket) {
   char name[24] = "hr:dir:";  // short enough for std::string's inline storage: no allocation
-  auto r = std::to_chars(name + 7, name + sizeof name, stable_hash(dir_key) % kBuckets);
+  auto r = std::to_chars(name + 7, name + sizeof name, bucket);
   return std::string(name, r.ptr);
 }
 
@@ -168,7 +173,7 @@ void MainStore::fail_placements() {
   batches_.clear();
   batches_in_flight_ = 0;
   for (auto& b : failed)
-    for (auto& item : b.items) item.fn(PlaceResult{-1, "ERR main server unavailable: cannot place new keys"});
+    for (auto& item : b.items) item.fn(PlaceResult{-1, std::string(kPlacementCutOff)});
 }
 
 void MainStore::start_load() {
@@ -206,7 +211,7 @@ void MainStore::retry_load(const std::string& why) {
 void MainStore::load_next() {
   uint64_t gen = load_generation_;
   while (load_in_flight_ < kLoadWindow && load_next_bucket_ < kBuckets) {
-    std::string bucket = "hr:dir:" + std::to_string(load_next_bucket_++);
+    std::string bucket = bucket_name(load_next_bucket_++);
     const uint64_t at = ++sent_;
     bool sent = cmd_->command({"HGETALL", bucket}, [this, gen, at](redisReply* r) {
       if (gen != load_generation_) return;  // a newer load took over
@@ -312,7 +317,6 @@ MainStore::Batch& MainStore::filling_batch() {
     batches_.push_back(std::move(spare_batches_.back()));
     spare_batches_.pop_back();
   }
-  batches_.back().id = ++last_batch_id_;
   return batches_.back();
 }
 
@@ -350,9 +354,9 @@ void MainStore::send_batches() {
       resp::add_bulk(script_call_, b.key(item));
       resp::add_bulk(script_call_, nodes_[item.node].name());
     }
-    uint64_t id = b.id;
-    batches_[batches_in_flight_].sent_at = ++sent_;
-    if (!cmd_->command_encoded(script_call_.view(), [this, id](redisReply* reply) { on_batch_reply(id, reply); }))
+    const uint64_t at = ++sent_;
+    batches_[batches_in_flight_].sent_at = at;
+    if (!cmd_->command_encoded(script_call_.view(), [this, at](redisReply* reply) { on_batch_reply(at, reply); }))
       return;  // not connected: cmd_'s state callback fails what waits
     ++batches_in_flight_;
   }
@@ -374,15 +378,15 @@ bool valid_exceptions(const redisReply* r, size_t batch_size) {
 }
 }  // namespace
 
-void MainStore::on_batch_reply(uint64_t id, redisReply* r) {
-  if (batches_.empty() || batches_.front().id != id) return;  // failed already
+void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
+  if (batches_.empty() || batches_.front().sent_at != sent_at) return;  // failed already
   Batch b = std::move(batches_.front());
   batches_.pop_front();
   --batches_in_flight_;
 
   std::string error;
   if (r == nullptr) {
-    error = "ERR main server unavailable: cannot place new keys";
+    error = kPlacementCutOff;
   } else if (r->type == REDIS_REPLY_ERROR) {
     error = "ERR main server refused placement: " + std::string(r->str, r->len);
   } else if (!valid_exceptions(r, b.items.size())) {
@@ -411,6 +415,7 @@ void MainStore::on_batch_reply(uint64_t id, redisReply* r) {
 
   b.keys.clear();
   b.items.clear();
+  b.sent_at = 0;
   if (spare_batches_.size() < kMaxSpareBatches) spare_batches_.push_back(std::move(b));
   if (cmd_->up()) send_batches();
 }

@@ -83,7 +83,8 @@ class MainStore {
   // Removes every entry (FLUSHALL). `fn` gets an empty error on success.
   void flush(std::function<void(std::string_view error)> fn);
 
-  static std::string bucket_name(std::string_view dir_key);
+  static std::string bucket_name(std::string_view dir_key);  // the bucket holding a key's entry
+  static std::string bucket_name(uint32_t bucket);
 
  private:
   // The placements of one script call: their keys back to back in one buffer, and
@@ -96,8 +97,7 @@ class MainStore {
       NodeIndex node;
       PlaceFn fn;
     };
-    uint64_t id = 0;
-    uint64_t sent_at = 0;  // the command's place in what was sent to the main server
+    uint64_t sent_at = 0;  // its place in what was sent to the main server (0: not sent); names it
     std::string keys;
     std::vector<Item> items;
     std::string_view key(const Item& item) const { return {keys.data() + item.key_offset, item.key_len}; }
@@ -109,7 +109,7 @@ class MainStore {
   void load_next();
   Batch& filling_batch();
   void send_batches();
-  void on_batch_reply(uint64_t id, redisReply* r);
+  void on_batch_reply(uint64_t sent_at, redisReply* r);
   void fail_placements();
   bool overtaken(std::string_view dir_key, uint64_t sent_at) const;
   void apply_placed(std::string_view entries);
@@ -134,7 +134,6 @@ class MainStore {
   // reply (replies come back in order); the others wait for one of those to end.
   std::deque<Batch> batches_;
   uint32_t batches_in_flight_ = 0;
-  uint64_t last_batch_id_ = 0;
   std::vector<Batch> spare_batches_;
   // Commands sent on cmd_ are numbered; its replies come back in that order.
   uint64_t sent_ = 0;

@@ -46,6 +46,14 @@ def wait_ping(port, timeout=20.0, proc=None, log=None, password=None, client_kw=
     raise RuntimeError(f"nothing answers PING on port {port}: {read(log)}")
 
 
+def bucket_of(key):
+    """The main server's hash holding `key`'s directory entry (balancer/main_store.h)."""
+    h = 14695981039346656037
+    for c in key.encode() if isinstance(key, str) else key:
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"hr:dir:{h % 65536}"
+
+
 def read(path):
     if not path or not os.path.exists(path):
         return ""
@@ -261,6 +269,19 @@ class Headroom:
     def restart(self):
         self.stop()
         self.start()
+
+    def wait_nodes_up(self, timeout=30.0):
+        """Waits until INFO nodes shows every data node up (connected and polled):
+        headroom listens once the directory is loaded, maybe before every node is."""
+        c = self.client(socket_timeout=10)
+        deadline = time.time() + timeout
+        while True:
+            nodes = {k: v for k, v in c.info("nodes").items() if isinstance(v, dict) and k != "main"}
+            if nodes and all(v.get("status") == "up" for v in nodes.values()):
+                return
+            if time.time() > deadline:
+                raise AssertionError(f"nodes not all up after {timeout} s: {nodes}")
+            time.sleep(0.05)
 
     def client(self, **kw):
         kw.setdefault("password", self.password)

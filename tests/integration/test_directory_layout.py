@@ -1,6 +1,7 @@
 """The directory's layout is recorded on the main server: a headroom whose bucket count
 or hash differs from the directory's refuses to start (it would look for every entry
 in the wrong bucket) instead of serving wrong answers."""
+import contextlib
 import subprocess
 import tempfile
 
@@ -38,20 +39,23 @@ def run_headroom(workdir, main, nodes):
     return subprocess.run([headroom_bin(), "-c", cfg], capture_output=True, text=True, timeout=60)
 
 
+@contextlib.contextmanager
+def serving(workdir, main, nodes, name="headroom"):
+    """A headroom in front of these servers, stopped (and its log checked) on exit."""
+    p = Headroom(workdir, main, nodes, name=name)
+    try:
+        yield p.client()
+    finally:
+        p.stop()
+
+
 def test_a_fresh_main_server_gets_the_layout_marker(servers):
     workdir, main, nodes = servers
-    p = Headroom(workdir, main, nodes)
-    try:
+    with serving(workdir, main, nodes) as c:
         assert main.client.get("hr:dir:layout").decode() == LAYOUT
-        p.client().set("k", "v")
-    finally:
-        p.stop()
-    # a second start finds the marker and its entries
-    p = Headroom(workdir, main, nodes, name="again")
-    try:
-        assert p.client().get("k") == b"v"
-    finally:
-        p.stop()
+        c.set("k", "v")
+    with serving(workdir, main, nodes, "again") as c:  # finds the marker and its entries
+        assert c.get("k") == b"v"
 
 
 def test_a_directory_with_another_layout_stops_headroom(servers):
@@ -66,30 +70,19 @@ def test_a_directory_with_another_layout_stops_headroom(servers):
 
 def test_a_main_server_flushed_directly_gets_its_marker_back(servers):
     workdir, main, nodes = servers
-    p = Headroom(workdir, main, nodes)
-    try:
+    with serving(workdir, main, nodes) as c:
         main.client.flushall()  # behind headroom's back: the marker goes too
-        c = p.client()
         assert c.set("after-flush", "v") is True  # the placement records the marker again
         assert main.client.get("hr:dir:layout").decode() == LAYOUT
-    finally:
-        p.stop()
-    p = Headroom(workdir, main, nodes, name="again")
-    try:
-        assert p.client().get("after-flush") == b"v"
-    finally:
-        p.stop()
+    with serving(workdir, main, nodes, "again") as c:
+        assert c.get("after-flush") == b"v"
 
 
 def test_placements_are_refused_when_the_layout_changes_underneath(servers):
     workdir, main, nodes = servers
-    p = Headroom(workdir, main, nodes)
-    try:
-        c = p.client()
+    with serving(workdir, main, nodes) as c:
         assert c.set("before", "v") is True
         main.client.set("hr:dir:layout", "buckets=16384 hash=fnv1a64")
         with pytest.raises(redis.ResponseError, match="LAYOUT the directory has layout buckets=16384"):
             c.set("new-key", "v")
         assert c.get("before") == b"v"  # keys it knows are still served
-    finally:
-        p.stop()

@@ -12,20 +12,13 @@ import time
 
 import redis
 
-from cluster import Cluster
+from cluster import Cluster, bucket_of
 
 # Errors headroom gives for the events below, and Redis's while the main server
 # replays its AOF.
 EXPLAINED = re.compile(r"node node\d \(127\.0\.0\.1:\d+\) (is unavailable|timed out after \d+ ms)"
                        r"|main server (main \(127\.0\.0\.1:\d+\) is )?unavailable"
                        r"|main server refused placement: LOADING")
-
-
-def fnv1a64(data):
-    h = 14695981039346656037
-    for c in data:
-        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h
 
 
 class Load(threading.Thread):
@@ -135,6 +128,6 @@ def test_nothing_lost_or_misrouted_while_nodes_and_the_main_server_fail():
         for k in keys[::7]:
             holders = c.node_of(k)
             assert len(holders) == 1, (k, holders)
-            assert main.hget(f"hr:dir:{fnv1a64(k.encode()) % 65536}", k).decode() == holders[0], k
+            assert main.hget(bucket_of(k), k).decode() == holders[0], k
     finally:
         c.close()

@@ -1,6 +1,8 @@
 """Commands asked of every data node: SCAN (a cursor that walks node by node and
 visits every key once), DBSIZE, KEYS, RANDOMKEY, FLUSHALL."""
 
+from cluster import bucket_of
+
 
 def load(r, n=2000):
     # 10 MB for 2000 keys: enough to spread over all four nodes
@@ -63,3 +65,25 @@ def test_flushall_empties_every_node_and_the_directory(r, clean):
     assert all(n.client.dbsize() == 0 for n in clean.nodes)
     assert clean.main.client.keys("*") == [b"hr:dir:layout"]  # the directory is empty; its layout marker stays
     assert r.randomkey() is None
+
+
+def test_keys_written_again_after_flushall_in_one_pipeline_are_in_the_directory(r, clean):
+    # The second SETs' placements start while the first are still placing, before
+    # FLUSHALL runs; a placement answered before the flush must not leave an entry in
+    # the cache that the main server no longer has (other proxies could not find it).
+    keys = [f"reflush:{i}" for i in range(300)]
+    p = r.pipeline(transaction=False)
+    for k in keys:
+        p.set(k, "before")
+    p.flushall()
+    for k in keys:
+        p.set(k, "after")
+    out = p.execute()
+    assert out[len(keys)] is True
+    assert r.mget(keys) == ["after"] * len(keys)
+    for k in keys:
+        holders = clean.node_of(k)
+        assert len(holders) == 1, (k, holders)
+        entry = clean.main.client.hget(bucket_of(k), k)
+        assert entry is not None and entry.decode() == holders[0], (k, entry, holders)
+

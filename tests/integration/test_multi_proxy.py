@@ -3,7 +3,7 @@ restarted headroom finds every key again."""
 import threading
 import time
 
-from cluster import read
+from cluster import bucket_of, read
 
 
 def test_two_proxies_placing_the_same_new_keys_agree(clean):
@@ -74,13 +74,6 @@ def test_restarted_proxy_finds_every_key(clean):
         assert clean.node_of(f"persist:{i}") == where[i]
 
 
-def fnv1a64(data):
-    h = 14695981039346656037
-    for c in data:
-        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
 def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(clean):
     second = clean.add_proxy("headroom-stale")
     a = clean.proxy.client(decode_responses=True)
@@ -89,7 +82,7 @@ def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(c
     old_node = clean.node_of("stale:k")
     assert b.get("stale:k") == "v"
     # The key and its entry vanish behind every proxy's back (no event is published)...
-    bucket = f"hr:dir:{fnv1a64(b'stale:k') % 65536}"
+    bucket = bucket_of("stale:k")
     assert clean.main.client.hdel(bucket, "stale:k") == 1
     for n in clean.nodes:
         n.client.delete("stale:k")

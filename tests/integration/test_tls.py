@@ -511,6 +511,7 @@ def test_a_node_requiring_a_client_certificate_headroom_lacks(certs, procs):
     writer = procs.proxy(main, [open_node, strict], "writer",
                          settings={"backend_tls": backend_section(certs, cert_file=certs.client_cert,
                                                                   key_file=certs.client_key)})
+    writer.wait_nodes_up()  # both nodes must be able to take keys before they are written
     w = writer.client(decode_responses=True, socket_timeout=10)
     keys = [f"req:{i}" for i in range(30)]
     for k in keys:
