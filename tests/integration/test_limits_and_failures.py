@@ -288,3 +288,99 @@ def test_hung_main_server_fails_placements_instead_of_hanging(own):
         except redis.ResponseError:
             assert time.time() < deadline
             time.sleep(0.2)
+
+
+def rss_of(r):
+    return int(r.info("memory")["used_memory_rss"])
+
+
+def test_output_limit_is_enforced_where_replies_are_queued(own):
+    # A client pipelines GETs of a 1 MB value and never reads: its replies pile up in
+    # headroom until max_client_output_bytes, then headroom closes it (as Redis's
+    # client-output-buffer-limit does) instead of holding every reply.
+    c = own(settings={"limits": "{max_client_output_bytes: 1mb}"})
+    r = c.proxy.client(socket_timeout=30)
+    r.set("one-mb", "m" * (1 << 20))
+    before = rss_of(r)
+    s = socket.create_connection(("127.0.0.1", c.proxy.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"*2\r\n$3\r\nGET\r\n$6\r\none-mb\r\n" * 300)
+    deadline = time.time() + 20
+    while int(r.info("clients")["connected_clients"]) > 1:
+        assert time.time() < deadline, "the client that does not read was never closed"
+        time.sleep(0.1)
+    assert rss_of(r) - before < 100 << 20
+    s.close()
+
+
+def test_inline_commands_do_not_grow_memory(own):
+    c = own()
+    r = c.proxy.client(socket_timeout=30)
+    s = socket.create_connection(("127.0.0.1", c.proxy.port))
+    s.settimeout(30)
+    chunk = b"PING\r\n" * 20000  # 120 kB per send
+    replies = [0]  # bytes of replies: 7 per +PONG
+
+    def drain():
+        while replies[0] < 7 * 20000 * 100:
+            got = s.recv(1 << 20)
+            if not got:
+                return
+            replies[0] += len(got)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    s.sendall(chunk)  # warm up
+    before = rss_of(r)
+    for _ in range(99):  # 12 MB of inline commands
+        s.sendall(chunk)
+    t.join(60)
+    assert replies[0] == 7 * 20000 * 100
+    grown = rss_of(r) - before
+    s.close()
+    assert grown < 4 << 20, grown
+
+
+def test_a_split_request_refused_after_a_placement_leaves_nothing_behind(own):
+    # MSET a BIG d BIG waits behind a placement while DEL a d runs, so it must place
+    # both keys again when it goes; a's reservation fills the only node, d finds no
+    # node, and the MSET is refused while a's placement is still on its way: that
+    # placement's answer must not reach another request later.
+    from cluster import Headroom, RedisServer
+    c = own()
+    node = RedisServer(c.workdir, "tiny", "4mb")
+    c.servers.append(node)
+    p = Headroom(c.workdir, c.main, [node], name="tiny-proxy", settings={"poll_interval_ms": "60000"})
+    c.proxies.append(p)
+    p.wait_nodes_up()
+    r = p.client(socket_timeout=20)
+    for i in range(5):
+        r.set(f"known{i}", "x")
+    info = r.info("nodes")["tiny"]
+    room = int(0.98 * int(info["capacity"])) - int(info["used_memory"])
+    value = b"v" * (room // 2 + 4096)  # one fits below 0.98, two do not
+    for round_ in range(3):
+        a, d = f"a{round_}", f"d{round_}"
+        r.set(a, "small")
+        r.set(d, "small")
+        pipe = r.pipeline(transaction=False)
+        pipe.set(f"new{round_}", "x")  # waits for its placement; what follows waits behind it
+        pipe.delete(a, d)
+        pipe.execute_command("MSET", a, value, d, value)
+        for i in range(5):
+            pipe.set(f"known{i}", "x")  # known keys: no placement
+            pipe.get(f"known{i}")
+        pipe.ping()
+        out = pipe.execute(raise_on_error=False)
+        assert out[:2] == [True, 2], out[:2]
+        assert isinstance(out[2], redis.ResponseError), out[2]
+        assert out[3:] == [True, b"x"] * 5 + [True], out[3:]
+        assert node.client.exists(a, d) == 0  # refused whole
+        assert r.set(f"after{round_}", "y") is True and r.get(f"after{round_}") == b"y"
+
+
+def test_xread_of_a_stream_named_block_is_not_a_blocking_read(own):
+    c = own()
+    r = c.proxy.client(decode_responses=True)
+    r.xadd("block", {"f": "v"}, id="1-1")
+    assert r.execute_command("XREAD", "COUNT", "1", "STREAMS", "block", "0") == [["block", [["1-1", ["f", "v"]]]]]

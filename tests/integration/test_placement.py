@@ -71,3 +71,51 @@ def test_nodes_of_different_sizes_fill_in_proportion():
         assert max(fills.values()) - min(fills.values()) < 0.1, fills
     finally:
         c.close()
+
+
+def test_a_new_keys_bytes_are_counted_once_while_its_write_is_in_flight():
+    """From placement to the poll that includes it, a new key's bytes count once in
+    the node's projected fill: not once as a reservation and again as bytes written."""
+    import socket
+    import tempfile
+
+    from cluster import Headroom, RedisServer, bucket_of, stop
+
+    workdir = tempfile.mkdtemp(prefix="headroom-it-")
+    main = RedisServer(workdir, "main", "0")
+    node = RedisServer(workdir, "node1", "100mb")
+    p = None
+    try:
+        # One node, polled once at start: no poll runs during the test.
+        p = Headroom(workdir, main, [node], settings={"poll_interval_ms": "60000",
+                                                       "timeouts": "{connect_ms: 1000, request_ms: 30000}"})
+        p.wait_nodes_up()
+        r = p.client(socket_timeout=30)
+
+        def projected():
+            n = r.info("nodes")["node1"]
+            return float(n["fill"]) * int(n["capacity"]) - int(n["used_memory"])
+
+        assert projected() < 64 * 1024
+        size = 10 << 20
+        node.pause()
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n%s\r\n" % (size, b"x" * size))
+        deadline = time.time() + 20
+        while main.client.hget(bucket_of("big"), "big") is None:  # placed; the write waits on the node
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.2)
+        in_flight = projected()
+        node.resume()
+        s.settimeout(30)
+        assert s.recv(5) == b"+OK\r\n"
+        s.close()
+        done = projected()
+        assert 0.9 * size < in_flight < 1.2 * size, in_flight / size
+        assert 0.9 * size < done < 1.2 * size, done / size
+    finally:
+        if p is not None:
+            p.stop()
+        node.stop()
+        main.stop()

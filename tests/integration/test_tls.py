@@ -343,6 +343,32 @@ def node_check(script, port, ca):
 # --- a TLS-only headroom, client certificates, requirepass ------------------------------
 
 
+def test_max_clients_over_tls(tls, certs):
+    # The refusal is sent once the handshake is done, then the connection closes; a
+    # client that leaves frees its place for the next one.
+    p = Headroom(tls.workdir, tls.main, tls.nodes, name="tls-max-clients", certs=certs,
+                 settings={"tls": tls_section(certs), "backend_tls": backend_section(certs),
+                           "limits": "{max_clients: 1}"})
+    tls.proxies.append(p)
+    for _ in range(3):
+        first = tls_socket(p.port, certs)
+        assert ping_on(first) == b"+PONG\r\n"
+        extra = tls_socket(p.port, certs)
+        got = b""
+        try:
+            while True:
+                chunk = extra.recv(100)
+                if not chunk:
+                    break
+                got += chunk
+        except (ssl.SSLError, ConnectionError):
+            pass
+        extra.close()
+        assert got == b"-ERR max number of clients reached\r\n", got
+        first.close()
+        wait_for(lambda: p.client(socket_timeout=10).ping(), "a place is free again")
+
+
 def test_tls_only_listen_with_required_client_certificates_and_requirepass(tls, certs):
     p = Headroom(tls.workdir, tls.main, tls.nodes, name="tls-only", certs=certs,
                  settings={"tls": tls_section(certs, auth_clients="yes"),

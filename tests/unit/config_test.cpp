@@ -158,6 +158,22 @@ TEST_CASE("addresses are IP literals; localhost is 127.0.0.1") {
         "nodes[2].address: duplicate address 127.0.0.1:5300");
 }
 
+TEST_CASE("addresses are compared as addresses, not as text") {
+  const std::string v6 =
+      "main: {name: main, address: '[::1]:5000'}\n"
+      "nodes:\n"
+      "  - {name: node1, address: '[::1]:5300'}\n";
+  CHECK(error_of(v6 + "  - {name: node2, address: '[0:0:0:0:0:0:0:1]:5300'}\n") ==
+        "nodes[1].address: duplicate address [::1]:5300");
+  CHECK(error_of(v6 + "  - {name: node2, address: '[::0001]:5000'}\n") ==
+        "nodes[1].address: duplicate address [::1]:5000");  // main's
+  // An IPv4-mapped IPv6 address is the IPv4 address.
+  CHECK(error_of(kBase + "  - {name: n5, address: '[::ffff:127.0.0.1]:5300'}\n") ==
+        "nodes[2].address: duplicate address 127.0.0.1:5300");
+  // Hosts are kept in one spelling: what logs and INFO show.
+  CHECK(parse_config(kBase + "listen: '[0:0:0:0:0:0:0:1]:6390'\n").listen.host == "::1");
+}
+
 TEST_CASE("empty optional values mean none; log levels in any case") {
   Config c = parse_config(kBase + "requirepass:\nlog: {level: WARNING, file: ~}\n");
   CHECK(c.requirepass.empty());
