@@ -17,6 +17,7 @@ WORKDIR /src
 # is built (and tests/integration/node/node_modules must not be sent along).
 COPY CMakeLists.txt ./
 COPY resp resp
+COPY net net
 COPY balancer balancer
 COPY proxy proxy
 COPY conf conf

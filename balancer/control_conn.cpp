@@ -2,33 +2,47 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "resp/reply_writer.h"
 
 namespace headroom::balancer {
 
 namespace {
+constexpr uint32_t kInitialBackoffMs = 100;
 constexpr uint32_t kMaxBackoffMs = 2000;
-constexpr uint32_t kConnectTimeoutMs = 1000;  // TCP connect and TLS handshake together
-constexpr uint64_t kCommandTimeoutMs = 3000;
+constexpr uint64_t kHealthyMs = 1000;       // a connection up this long resets the backoff
 constexpr uint32_t kProbeIntervalMs = 100;  // PING again while the server is loading
-
-// One uv_write and the bytes it sends; freed by its callback, so a write still in
-// flight when the connection is dropped (or this object destroyed) stays valid.
-struct WriteOp {
-  uv_write_t req;
-  resp::Buffer bytes;
-};
+// With request_ms 0 ("no timeout") data requests may wait for ever, but a placement
+// or a directory load must not: the control plane still gives up after this.
+constexpr uint32_t kFallbackCommandMs = 5000;
 
 template <typename H>
 void close_and_delete(H* h) {
   uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
 }
+
+bool is_pong(const redisReply* r) {
+  // In subscribed mode (RESP2) PING is answered ["pong", ""].
+  return r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+         std::string_view(r->element[0]->str, r->element[0]->len) == "pong";
+}
 }  // namespace
 
+ControlTimeouts ControlTimeouts::from(const conf::Config& c) {
+  ControlTimeouts t;
+  t.connect_ms = c.connect_timeout_ms != 0 ? c.connect_timeout_ms : kFallbackCommandMs;
+  t.command_ms = c.request_timeout_ms != 0 ? c.request_timeout_ms : kFallbackCommandMs;
+  t.keepalive_s = c.tcp_keepalive_s;
+  t.heartbeat_ms = std::clamp<uint32_t>(t.command_ms, 100, 1000);
+  return t;
+}
+
 ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint address, std::string password,
-                         const std::unique_ptr<proxy::TlsContext>& tls)
+                         const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
     : loop_(loop), label_(std::move(label)), address_(std::move(address)), password_(std::move(password)),
-      tls_context_(tls) {
+      tls_context_(tls), timeouts_(timeouts), stream_(loop, *this, in_),
+      backoff_(kInitialBackoffMs, kMaxBackoffMs, kHealthyMs) {
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -50,7 +64,8 @@ ControlConn::~ControlConn() {
 void ControlConn::start(StateFn on_state) {
   on_state_ = std::move(on_state);
   stopping_ = false;
-  uv_timer_start(watchdog_, &ControlConn::on_watchdog, 250, 250);
+  uint32_t period = std::clamp<uint32_t>(std::min(timeouts_.command_ms, timeouts_.heartbeat_ms) / 4, 10, 250);
+  uv_timer_start(watchdog_, &ControlConn::on_watchdog, period, period);
   connect_now();
 }
 
@@ -63,82 +78,27 @@ void ControlConn::stop() {
 }
 
 void ControlConn::connect_now() {
-  if (stopping_ || tcp_ != nullptr) return;
-  sockaddr_storage addr{};
-  int rc = address_.host.find(':') != std::string::npos
-               ? uv_ip6_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in6*>(&addr))
-               : uv_ip4_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) {
-    spdlog::error("{}: bad address {}", label_, address_.host);
-    return;
-  }
-  tcp_ = new uv_tcp_t;
-  uv_tcp_init(loop_, tcp_);
-  tcp_->data = this;
-  uv_tcp_nodelay(tcp_, 1);
-  reader_ = redisReaderCreate();
-  connect_req_ = new uv_connect_t;
-  connect_req_->data = this;
+  if (stopping_ || connecting_ || stream_.is_open()) return;
   connecting_ = true;
-  // Bounds the connect and, over TLS, the handshake: a server that accepts and never
-  // answers is given up on.
-  uv_timer_start(timer_, &ControlConn::on_timer, kConnectTimeoutMs, 0);
-  rc = uv_tcp_connect(connect_req_, tcp_, reinterpret_cast<const sockaddr*>(&addr), [](uv_connect_t* req, int status) {
-    auto* self = static_cast<ControlConn*>(req->data);
-    delete req;
-    if (self == nullptr) return;  // dropped meanwhile
-    self->connect_req_ = nullptr;
-    self->on_connected(status);
-  });
-  if (rc != 0) {
-    delete connect_req_;
-    connect_req_ = nullptr;
-    drop(std::string("connect failed: ") + uv_strerror(rc));
-  }
-}
-
-void ControlConn::on_connected(int status) {
-  if (status != 0) {
-    drop(std::string("connect to ") + address_.host + ":" + std::to_string(address_.port) +
-         " failed: " + uv_strerror(status));
-    return;
-  }
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(tcp_),
-      // Every read is consumed at once (fed to OpenSSL or the reader, which copy it),
-      // so the scratch buffer TLS sessions share serves plaintext reads as well.
-      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = proxy::TlsSession::read_space(); },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
-        auto* self = static_cast<ControlConn*>(s->data);
-        if (self != nullptr) self->on_read(n);
-      });
-  if (tls_context_ == nullptr) {
-    on_ready();
-    return;
-  }
-  tls_ = std::make_unique<proxy::TlsSession>(*tls_context_, address_.host);
-  if (!tls_->start_handshake()) {
-    drop(tls_->error());
-    return;
-  }
-  flush();  // the ClientHello
+  reader_ = redisReaderCreate();
+  net::StreamOptions options;
+  options.keepalive_s = timeouts_.keepalive_s;
+  options.connect_timeout_ms = timeouts_.connect_ms;
+  stream_.connect(address_, tls_context_.get(), options);
 }
 
 // Connected (and the TLS handshake done): authenticate, then wait until the server
 // is ready (probe), then report up.
-void ControlConn::on_ready() {
+void ControlConn::on_stream_open() {
   connecting_ = false;
-  connected_ = true;
-  uv_timer_stop(timer_);
+  last_read_ms_ = uv_now(loop_);
   if (!password_.empty()) {
-    send({"AUTH", password_});
-    pending_.push_back({[this](redisReply* r) {
-                          if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-                            spdlog::error("{}: AUTH refused: {}", label_, std::string_view(r->str, r->len));
-                            drop("");
-                          }
-                        },
-                        uv_now(loop_)});
+    send({"AUTH", password_}, [this](redisReply* r) {
+      if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+        spdlog::error("{}: AUTH refused: {}", label_, std::string_view(r->str, r->len));
+        drop("");
+      }
+    });
   }
   probe();
 }
@@ -147,83 +107,54 @@ void ControlConn::on_ready() {
 // every command: a directory load then would come back empty, and placements would
 // fail, so the connection is not up until PING is answered otherwise.
 void ControlConn::probe() {
-  send({"PING"});
-  pending_.push_back({[this](redisReply* r) {
-                        if (r == nullptr || up_) return;
-                        std::string_view err = r->type == REDIS_REPLY_ERROR ? std::string_view(r->str, r->len) : "";
-                        if (err.starts_with("LOADING")) {
-                          if (!loading_logged_) spdlog::info("{}: the server is loading its data; waiting", label_);
-                          loading_logged_ = true;
-                          uv_timer_start(timer_, &ControlConn::on_timer, kProbeIntervalMs, 0);
-                          return;
-                        }
-                        // Anything else (NOAUTH: a password is missing from the config)
-                        // would fail the commands the same way; they report it.
-                        if (!err.empty()) spdlog::warn("{}: PING answered: {}", label_, err);
-                        became_up();
-                      },
-                      uv_now(loop_)});
+  send({"PING"}, [this](redisReply* r) {
+    if (r == nullptr || up_) return;
+    std::string_view err = r->type == REDIS_REPLY_ERROR ? std::string_view(r->str, r->len) : "";
+    if (err.starts_with("LOADING")) {
+      if (!loading_logged_) spdlog::info("{}: the server is loading its data; waiting", label_);
+      loading_logged_ = true;
+      uv_timer_start(timer_, &ControlConn::on_timer, kProbeIntervalMs, 0);
+      return;
+    }
+    // Anything else (NOAUTH: a password is missing from the config) would fail the
+    // commands the same way; they report it.
+    if (!err.empty()) spdlog::warn("{}: PING answered: {}", label_, err);
+    became_up();
+  });
 }
 
 void ControlConn::became_up() {
   up_ = true;
   loading_logged_ = false;
   last_failure_.clear();
-  backoff_ms_ = 100;
-  spdlog::info("{}: connected to {}:{}{}", label_, address_.host, address_.port,
-               tls_ ? " (" + tls_->describe() + ")" : std::string());
+  backoff_.connected(uv_now(loop_));
+  spdlog::info("{}: connected to {}{}", label_, conf::to_string(address_),
+               stream_.tls() ? " (" + stream_.tls()->describe() + ")" : std::string());
   if (on_state_) on_state_(true);
 }
 
-void ControlConn::on_read(ssize_t n) {
-  if (n < 0) {
-    drop(n == UV_EOF ? "connection closed by the server" : uv_strerror(static_cast<int>(n)));
-    return;
-  }
-  if (n == 0) return;
-  char* scratch = proxy::TlsSession::read_space().base;
-  if (!tls_) {
-    redisReaderFeed(reader_, scratch, static_cast<size_t>(n));
-    take_replies();
-    return;
-  }
-  bool was_established = tls_->established();
-  if (!tls_->received(static_cast<size_t>(n))) {
-    drop(tls_->error());
-    return;
-  }
-  uint64_t conn = connection_;
-  if (!was_established && tls_->established()) {
-    on_ready();
-    if (conn != connection_) return;
-  }
-  for (;;) {
-    ssize_t got = tls_->decrypt(in_, 16 * 1024);
-    if (got < 0) {
-      drop(tls_->error());
-      return;
-    }
-    if (got == 0) break;
-    redisReaderFeed(reader_, in_.data(), in_.size());
-    in_.clear();
-    if (!take_replies()) return;
-  }
-  if (tls_->wants_write()) schedule_flush();
+void ControlConn::on_stream_data(size_t) {
+  last_read_ms_ = uv_now(loop_);
+  redisReaderFeed(reader_, in_.data(), in_.size());
+  in_.clear();
+  take_replies();
 }
+
+void ControlConn::on_stream_closed(std::string_view why) { drop(std::string(why)); }
 
 // Hands every complete reply to its command (or to the subscription). false when
 // the connection was dropped meanwhile (a protocol error, or a callback's doing).
 bool ControlConn::take_replies() {
-  const uint64_t conn = connection_;
+  redisReader* reader = reader_;
   for (;;) {
     void* reply = nullptr;
-    if (redisReaderGetReply(reader_, &reply) != REDIS_OK) {
-      drop(std::string("protocol error in reply: ") + reader_->errstr);
+    if (redisReaderGetReply(reader, &reply) != REDIS_OK) {
+      drop(std::string("protocol error in reply: ") + reader->errstr);
       return false;
     }
     if (reply == nullptr) return true;
     auto* r = static_cast<redisReply*>(reply);
-    if (subscription_) {
+    if (subscription_ && !(is_pong(r) && !pending_.empty())) {
       subscription_(r);
     } else if (pending_.empty()) {
       freeReplyObject(r);
@@ -235,12 +166,13 @@ bool ControlConn::take_replies() {
       fn(r);
     }
     freeReplyObject(r);
-    if (conn != connection_) return false;
+    if (reader != reader_) return false;  // dropped meanwhile: the reader is gone
   }
 }
 
-void ControlConn::send(const std::vector<std::string_view>& argv) {
+void ControlConn::send(const std::vector<std::string_view>& argv, ReplyFn fn) {
   resp::add_command(out_, std::span<const std::string_view>(argv.data(), argv.size()));
+  pending_.push_back({std::move(fn), uv_now(loop_)});
   schedule_flush();
 }
 
@@ -251,75 +183,50 @@ void ControlConn::schedule_flush() {
 
 bool ControlConn::command(const std::vector<std::string_view>& argv, ReplyFn fn) {
   if (!up_) return false;
-  send(argv);
-  pending_.push_back({std::move(fn), uv_now(loop_)});
+  send(argv, std::move(fn));
   return true;
 }
 
 bool ControlConn::command_encoded(std::string_view resp_command, ReplyFn fn) {
   if (!up_) return false;
   out_.append(resp_command);
-  schedule_flush();
   pending_.push_back({std::move(fn), uv_now(loop_)});
+  schedule_flush();
   return true;
 }
 
 bool ControlConn::subscribe(std::string_view channel, ReplyFn fn) {
   if (!up_ || !pending_.empty()) return false;  // replies still due would go to `fn`
-  send({"SUBSCRIBE", channel});
+  resp::add_command(out_, std::vector<std::string_view>{"SUBSCRIBE", channel});
   subscription_ = std::move(fn);
+  schedule_flush();
   return true;
 }
 
 void ControlConn::flush() {
   uv_idle_stop(flusher_);
-  if (tcp_ == nullptr || !(connected_ || tls_)) return;  // neither connected nor in the TLS handshake
-  auto* op = new WriteOp;
-  if (tls_) {
-    do {
-      if (!tls_->seal(out_, op->bytes)) {
-        delete op;
-        drop(tls_->error());
-        return;
-      }
-    } while (tls_->established() && !out_.empty());
-  } else {
-    op->bytes.swap(out_);
-  }
-  if (op->bytes.empty()) {
-    delete op;
-    return;
-  }
-  op->req.data = op;
-  uv_buf_t b = uv_buf_init(op->bytes.data(), static_cast<unsigned>(op->bytes.size()));
-  int rc = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1, [](uv_write_t* req, int status) {
-    auto* self = static_cast<ControlConn*>(req->handle->data);  // nullptr once dropped
-    delete static_cast<WriteOp*>(req->data);
-    if (status != 0 && self != nullptr) self->drop(uv_strerror(status));
-  });
-  if (rc != 0) {
-    delete op;
-    drop(uv_strerror(rc));
-  }
+  stream_.write(out_);  // before the stream is established, `out_` waits
 }
 
 void ControlConn::on_watchdog(uv_timer_t* t) {
   auto* self = static_cast<ControlConn*>(t->data);
-  if (!self->connected_ || self->pending_.empty()) return;
-  uint64_t waited = uv_now(self->loop_) - self->pending_.front().sent_ms;
-  if (waited <= kCommandTimeoutMs) return;
-  self->drop("no reply for " + std::to_string(waited) + " ms");
+  if (!self->stream_.established() || self->connecting_) return;
+  uint64_t now = uv_now(self->loop_);
+  if (!self->pending_.empty()) {
+    uint64_t waited = now - self->pending_.front().sent_ms;
+    if (waited > self->timeouts_.command_ms) self->drop("no reply for " + std::to_string(waited) + " ms");
+    return;
+  }
+  // Idle: a PING proves the connection still carries bytes both ways. A subscriber
+  // connection gets its reply after every message published before it, so its
+  // answer also says nothing was lost in between.
+  if (self->up_ && now - self->last_read_ms_ >= self->timeouts_.heartbeat_ms)
+    self->send({"PING"}, [](redisReply*) {});
 }
 
 void ControlConn::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ControlConn*>(t->data);
-  if (self->connecting_) {
-    // A connect or handshake that has not completed in time (a host that drops
-    // packets, a stopped server's full backlog) is abandoned and retried.
-    self->drop("connect to " + self->address_.host + ":" + std::to_string(self->address_.port) + " timed out");
-    return;
-  }
-  if (self->connected_) {
+  if (self->stream_.established()) {
     if (!self->up_) self->probe();  // still loading
     return;
   }
@@ -328,7 +235,6 @@ void ControlConn::on_timer(uv_timer_t* t) {
 
 void ControlConn::drop(const std::string& why) {
   const bool was_up = up_;
-  ++connection_;
   if (!why.empty()) {
     if (was_up) {
       spdlog::warn("{}: connection lost: {}", label_, why);
@@ -341,16 +247,10 @@ void ControlConn::drop(const std::string& why) {
     }
     last_failure_ = why;
   }
-  up_ = connected_ = connecting_ = false;
+  up_ = connecting_ = false;
   uv_timer_stop(timer_);
-  if (tcp_ != nullptr) {
-    tcp_->data = nullptr;
-    if (connect_req_ != nullptr) connect_req_->data = nullptr;
-    close_and_delete(tcp_);
-    tcp_ = nullptr;
-    connect_req_ = nullptr;
-  }
-  tls_.reset();
+  uv_idle_stop(flusher_);
+  stream_.close();
   if (reader_ != nullptr) {
     redisReaderFree(reader_);
     reader_ = nullptr;
@@ -358,17 +258,16 @@ void ControlConn::drop(const std::string& why) {
   out_.clear();
   in_.clear();
   subscription_ = nullptr;
-  std::deque<Pending> failed;
-  failed.swap(pending_);
-  for (auto& p : failed) p.fn(nullptr);
+  resp::Ring<Pending> failed;
+  std::swap(failed, pending_);
+  failed.drain([](Pending& p) { p.fn(nullptr); });
   if (was_up && on_state_ && !stopping_) on_state_(false);
   schedule_retry();
 }
 
 void ControlConn::schedule_retry() {
   if (stopping_) return;
-  uv_timer_start(timer_, &ControlConn::on_timer, backoff_ms_, 0);
-  backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  uv_timer_start(timer_, &ControlConn::on_timer, backoff_.next_delay(uv_now(loop_)), 0);
 }
 
 }  // namespace headroom::balancer

@@ -23,6 +23,7 @@ uint64_t stable_hash(std::string_view s) {
 }
 
 void Directory::set(std::string_view dir_key, NodeIndex node) {
+  ++version_;
   uint32_t h = hash_of(dir_key);
   size_t i = probe(dir_key, h);
   if (slots_[i].offset < kTombstone) {
@@ -47,11 +48,13 @@ void Directory::set(std::string_view dir_key, NodeIndex node) {
 void Directory::erase_if(std::string_view dir_key, NodeIndex node) {
   size_t i = probe(dir_key, hash_of(dir_key));
   if (slots_[i].offset >= kTombstone || node_at(slots_[i].offset) != node) return;
+  ++version_;
   slots_[i].offset = kTombstone;  // its arena bytes are reclaimed by the next rebuild
   --size_;
 }
 
 size_t Directory::end_epoch() {
+  ++version_;
   size_t erased = 0;
   for (Slot& s : slots_) {
     if (s.offset >= kTombstone || static_cast<uint8_t>(arena_[s.offset + 1]) == epoch_) continue;

@@ -58,6 +58,7 @@ class Directory {
   void begin_epoch() { ++epoch_; }
   size_t end_epoch();
   void clear() {
+    ++version_;
     slots_.assign(kMinSlots, Slot{0, kEmpty});
     slots_.shrink_to_fit();
     arena_.clear();
@@ -65,6 +66,9 @@ class Directory {
     size_ = used_ = 0;
   }
   size_t size() const { return size_; }
+  // Changes with every change to the entries: a lookup made at one version holds
+  // while the version is the same.
+  uint64_t version() const { return version_; }
 
   // Bytes of proxy memory the entries use: slots and arena, as allocated.
   size_t memory_estimate() const { return slots_.capacity() * sizeof(Slot) + arena_.capacity(); }
@@ -110,6 +114,7 @@ class Directory {
   size_t size_ = 0;
   size_t used_ = 0;  // live entries plus tombstones
   uint8_t epoch_ = 0;
+  uint64_t version_ = 0;
 };
 
 }  // namespace headroom::balancer

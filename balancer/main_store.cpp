@@ -109,15 +109,16 @@ constexpr uint64_t kLoadRetryMs = 1000;  // after a load that failed
 }  // namespace
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
-                     const std::unique_ptr<proxy::TlsContext>& tls)
+                     const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
     : loop_(loop),
       config_(main),
       nodes_(nodes),
       dir_(dir),
       origin_(random_origin()),
       layout_("buckets=" + std::to_string(kBuckets) + " hash=fnv1a64") {
-  cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls);
-  sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls);
+  cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls, timeouts);
+  sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls,
+                                       timeouts);
   retry_timer_ = new uv_timer_t;
   uv_timer_init(loop_, retry_timer_);
   retry_timer_->data = this;
@@ -435,20 +436,33 @@ bool MainStore::overtaken(std::string_view dir_key, uint64_t sent_at) const {
 void MainStore::remove(std::string_view dir_key, NodeIndex node) {
   dir_.erase_if(dir_key, node);
   const uint64_t at = ++sent_;
-  const std::string bucket = bucket_name(dir_key);
-  const std::vector<std::string_view> argv{"EVAL", kRemoveScript, "1", bucket, dir_key, nodes_[node].name(),
-                                           kEventsChannel, origin_};
+  // Encoded into a reused buffer: a DEL through the proxy allocates nothing here.
+  remove_call_.clear();
+  resp::add_array_header(remove_call_, 8);
+  resp::add_bulk(remove_call_, "EVAL");
+  resp::add_bulk(remove_call_, kRemoveScript);
+  resp::add_bulk(remove_call_, "1");
+  resp::add_bulk(remove_call_, bucket_name(dir_key));
+  resp::add_bulk(remove_call_, dir_key);
+  resp::add_bulk(remove_call_, nodes_[node].name());
+  resp::add_bulk(remove_call_, kEventsChannel);
+  resp::add_bulk(remove_call_, origin_);
   if (batches_in_flight_ == 0 && load_in_flight_ == 0) {
-    cmd_->command(argv, [](redisReply*) {});  // nothing earlier is unanswered
+    cmd_->command_encoded(remove_call_.view(), [](redisReply*) {});  // nothing earlier is unanswered
     return;
   }
-  std::string key(dir_key);
-  if (!cmd_->command(argv, [this, at, key](redisReply*) {
-        auto it = removed_at_.find(key);
-        if (it != removed_at_.end() && it->second == at) removed_at_.erase(it);
-      }))
-    return;
-  removed_at_[std::move(key)] = at;
+  if (!cmd_->command_encoded(remove_call_.view(), [this, at](redisReply*) { forget_removal(at); })) return;
+  removed_at_[std::string(dir_key)] = at;
+  removals_.push_back({std::string(dir_key), at});
+}
+
+// The removal sent as command `at` is answered: every command sent before it is too.
+void MainStore::forget_removal(uint64_t at) {
+  while (!removals_.empty() && removals_.front().second <= at) {
+    auto it = removed_at_.find(removals_.front().first);
+    if (it != removed_at_.end() && it->second == removals_.front().second) removed_at_.erase(it);
+    removals_.pop_front();
+  }
 }
 
 void MainStore::flush(std::function<void(std::string_view)> fn) {

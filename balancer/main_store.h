@@ -53,7 +53,7 @@ class MainStore {
   using PlaceFn = std::function<void(const PlaceResult&)>;
 
   MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
-            const std::unique_ptr<proxy::TlsContext>& tls);
+            const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
   ~MainStore();
 
   // Connects, subscribes to changes, then loads every entry into the Directory.
@@ -113,6 +113,7 @@ class MainStore {
   void fail_placements();
   bool overtaken(std::string_view dir_key, uint64_t sent_at) const;
   void apply_placed(std::string_view entries);
+  void forget_removal(uint64_t at);
 
   uv_loop_t* loop_;
   conf::BackendConfig config_;
@@ -141,6 +142,8 @@ class MainStore {
   // Keys removed while earlier commands were still unanswered, with the removal's
   // number (see overtaken()); each is dropped at its removal's reply.
   std::unordered_map<std::string, uint64_t> removed_at_;
+  std::deque<std::pair<std::string, uint64_t>> removals_;  // removed_at_'s entries, in order
+  resp::Buffer remove_call_;  // the removal being encoded, reused
   resp::Buffer script_call_;  // the EVAL being encoded, reused
   std::string event_;         // the change message it publishes, reused
   uv_timer_t* retry_timer_ = nullptr;  // restarts a directory load that failed; owned

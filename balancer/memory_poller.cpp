@@ -22,16 +22,17 @@ uint64_t field_u64(std::string_view info, std::string_view key) {
 }
 }  // namespace
 
-void apply_info(NodeState& node, std::string_view info) {
-  node.used_memory = field_u64(info, "used_memory:");
-  node.maxmemory = field_u64(info, "maxmemory:");
-  node.keys = field_u64(info, "db0:keys=");
-  node.polled = true;
+NodeFigures parse_info(std::string_view info) {
+  NodeFigures f;
+  f.used_memory = field_u64(info, "used_memory:");
+  f.maxmemory = field_u64(info, "maxmemory:");
+  f.keys = field_u64(info, "db0:keys=");
+  return f;
 }
 
-MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms,
-                           const std::unique_ptr<proxy::TlsContext>& tls)
-    : loop_(loop), nodes_(nodes), interval_ms_(interval_ms), tls_(tls) {
+MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, Ledger& ledger, uint32_t interval_ms,
+                           const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
+    : loop_(loop), nodes_(nodes), ledger_(ledger), interval_ms_(interval_ms), tls_(tls), timeouts_(timeouts) {
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -47,7 +48,8 @@ void MemoryPoller::start() {
   in_flight_.assign(nodes_.size(), false);
   sent_ms_.assign(nodes_.size(), 0);
   for (auto& n : nodes_.all()) {
-    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_);
+    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_,
+                                              timeouts_);
     NodeIndex i = n.index;
     conn->start([this, i](bool up) {
       nodes_[i].reachable = up;
@@ -80,18 +82,19 @@ void MemoryPoller::on_tick(uv_timer_t* t) {
 
 void MemoryPoller::poll(NodeIndex i) {
   if (in_flight_[i] || !conns_[i]->up()) return;
-  uint64_t written_at_send = nodes_[i].written_total;
-  bool sent = conns_[i]->command({"INFO", "memory", "keyspace"}, [this, i, written_at_send](redisReply* r) {
+  bool sent = conns_[i]->command({"INFO", "memory", "keyspace"}, [this, i](redisReply* r) {
     in_flight_[i] = false;
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     NodeState& n = nodes_[i];
     if (!n.reachable) spdlog::info("node {}: answering again", n.name());
     n.reachable = true;
-    apply_info(n, std::string_view(r->str, r->len));
-    n.written_since_poll = n.written_total - written_at_send;
+    ledger_.poll_answered(i, parse_info(std::string_view(r->str, r->len)));
   });
   in_flight_[i] = sent;
-  if (sent) sent_ms_[i] = uv_now(loop_);
+  if (sent) {
+    sent_ms_[i] = uv_now(loop_);
+    ledger_.poll_sent(i);
+  }
 }
 
 }  // namespace headroom::balancer

@@ -1,28 +1,25 @@
 // Polls `INFO memory keyspace` on every data node every poll_interval_ms, on one
-// control connection per node, and keeps NodeState's figures current. A node whose
-// poll goes unanswered for three intervals (a hung node: SIGSTOP, a full kernel
+// control connection per node, and gives the figures to the placement ledger. A node
+// whose poll goes unanswered for three intervals (a hung node: SIGSTOP, a full kernel
 // buffer) is marked unreachable, so it gets no new keys, until it answers again.
-//
-// The correction window: written_since_poll counts bytes sent to a node after the
-// poll request whose answer is in used_memory. When a poll is sent we remember the
-// node's written_total; when its answer arrives, written_since_poll becomes what was
-// written after that moment.
 #pragma once
 
 #include <uv.h>
 
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "balancer/control_conn.h"
+#include "balancer/ledger.h"
 #include "balancer/node_registry.h"
 
 namespace headroom::balancer {
 
 class MemoryPoller {
  public:
-  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, uint32_t interval_ms,
-               const std::unique_ptr<proxy::TlsContext>& tls);
+  MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, Ledger& ledger, uint32_t interval_ms,
+               const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
   ~MemoryPoller();
 
   void start();
@@ -34,15 +31,17 @@ class MemoryPoller {
 
   uv_loop_t* loop_;
   NodeRegistry& nodes_;
+  Ledger& ledger_;
   uint32_t interval_ms_;
-  const std::unique_ptr<proxy::TlsContext>& tls_;  // backend_tls's slot (empty: plaintext)
+  const std::unique_ptr<net::TlsContext>& tls_;  // backend_tls's slot (empty: plaintext)
+  ControlTimeouts timeouts_;
   uv_timer_t* timer_;  // owned; freed in its close callback
   std::vector<std::unique_ptr<ControlConn>> conns_;
   std::vector<bool> in_flight_;
   std::vector<uint64_t> sent_ms_;  // when the poll in flight was sent
 };
 
-// Parses the figures out of an INFO reply (exposed for tests).
-void apply_info(NodeState& node, std::string_view info);
+// The figures in an INFO reply (exposed for tests).
+NodeFigures parse_info(std::string_view info);
 
 }  // namespace headroom::balancer

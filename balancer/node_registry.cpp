@@ -18,10 +18,4 @@ std::optional<NodeIndex> NodeRegistry::find(std::string_view name) const {
   return std::nullopt;
 }
 
-uint64_t NodeRegistry::fallback_capacity() const {
-  uint64_t best = 0;
-  for (const auto& n : nodes_) best = std::max(best, n.capacity(0));
-  return best != 0 ? best : (1ull << 30);
-}
-
 }  // namespace headroom::balancer

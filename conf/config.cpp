@@ -60,14 +60,21 @@ uint64_t parse_size_node(const YAML::Node& n, const std::string& field, uint64_t
   return v;
 }
 
-bool is_ip_literal(const std::string& host) {
+// The one spelling of an IP literal (inet_ntop's), so that addresses compare as
+// addresses: "0:0:0:0:0:0:0:1" is "::1", and an IPv4-mapped IPv6 address is the IPv4
+// address. Returns false when `host` is not an IP literal.
+bool canonical_ip(const std::string& host, std::string& out) {
   unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-std::string to_string(const Endpoint& e) {
-  bool v6 = e.host.find(':') != std::string::npos;
-  return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+  char text[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1) {
+    out = inet_ntop(AF_INET, buf, text, sizeof text);
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), buf) != 1) return false;
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(buf, kMapped, sizeof kMapped) == 0) out = inet_ntop(AF_INET, buf + 12, text, sizeof text);
+  else out = inet_ntop(AF_INET6, buf, text, sizeof text);
+  return true;
 }
 
 // "host:port", "[v6]:port" or a bare port (listen only). No DNS: addresses are IP
@@ -92,8 +99,10 @@ Endpoint parse_endpoint(const YAML::Node& n, const std::string& field, bool bare
   }
   if (host.empty()) fail(field, "expected host:port, got \"" + s + "\"");
   if (host == "localhost") host = "127.0.0.1";
-  if (!is_ip_literal(host))
+  std::string canonical;
+  if (!canonical_ip(host, canonical))
     fail(field, "\"" + host + "\" is not an IP address (headroom does no DNS lookups; use an IP)");
+  host = canonical;
   uint32_t p = 0;
   auto r = std::from_chars(port.data(), port.data() + port.size(), p);
   if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p == 0 || p > 65535)
@@ -179,10 +188,11 @@ void parse_nodes(const YAML::Node& nodes, Config& c) {
 }
 
 void parse_timeouts(const YAML::Node& t, Config& c) {
-  check_keys(t, "timeouts", {"connect_ms", "request_ms", "client_idle_s"});
+  check_keys(t, "timeouts", {"connect_ms", "request_ms", "client_idle_s", "tcp_keepalive_s"});
   if (t["connect_ms"]) c.connect_timeout_ms = parse_u32(t["connect_ms"], "timeouts.connect_ms", 0, 3600000);
   if (t["request_ms"]) c.request_timeout_ms = parse_u32(t["request_ms"], "timeouts.request_ms", 0, 3600000);
   if (t["client_idle_s"]) c.client_idle_timeout_s = parse_u32(t["client_idle_s"], "timeouts.client_idle_s", 0, 86400 * 365);
+  if (t["tcp_keepalive_s"]) c.tcp_keepalive_s = parse_u32(t["tcp_keepalive_s"], "timeouts.tcp_keepalive_s", 0, 86400);
 }
 
 void parse_limits(const YAML::Node& l, Config& c) {
@@ -292,6 +302,11 @@ void parse_backend_tls(const YAML::Node& t, Config& c) {
 }
 
 }  // namespace
+
+std::string to_string(const Endpoint& e) {
+  bool v6 = e.host.find(':') != std::string::npos;
+  return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+}
 
 uint64_t parse_size(const std::string& text, const std::string& field) {
   std::string s = lower(text);

@@ -15,9 +15,14 @@ struct ConfigError : std::runtime_error {
 };
 
 struct Endpoint {
-  std::string host;  // an IP address literal (no DNS on the loop); "localhost" is accepted as 127.0.0.1
+  // An IP address literal in its one canonical spelling (no DNS on the loop;
+  // "localhost" is accepted as 127.0.0.1), so equal addresses compare equal.
+  std::string host;
   uint16_t port = 0;
 };
+
+// "127.0.0.1:6380", "[::1]:6380": for errors and logs.
+std::string to_string(const Endpoint& e);
 
 struct BackendConfig {
   std::string name;        // unique, [A-Za-z0-9_-]+, used in errors, INFO and the directory
@@ -60,6 +65,10 @@ struct Config {
   uint32_t connect_timeout_ms = 1000;
   uint32_t request_timeout_ms = 5000;
   uint32_t client_idle_timeout_s = 0;
+  // TCP keepalive on every connection (clients, data nodes, the main server): the
+  // first probe after this many idle seconds, then every third of it, three probes;
+  // a peer that vanished without a FIN is found within about twice this. 0: off.
+  uint32_t tcp_keepalive_s = 60;
 
   // limits
   uint32_t max_clients = 10000;

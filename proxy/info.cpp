@@ -6,7 +6,6 @@
 #include <cctype>
 #include <string>
 
-#include "balancer/placement.h"
 #include "proxy/local_commands.h"
 #include "proxy/server.h"
 #include "resp/ascii.h"
@@ -84,7 +83,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
   auto& nodes = server.nodes();
   if (want("keyspace")) {
     uint64_t keys = 0;
-    for (const auto& n : nodes.all()) keys += n.keys;
+    for (const auto& n : nodes.all()) keys += server.ledger().figures(n.index).keys;
     out += "# Keyspace\r\n";
     if (keys > 0) out += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
     out += "\r\n";
@@ -92,17 +91,18 @@ std::string build_info(Server& server, std::string_view section_arg) {
   if (want("nodes")) {
     out += "# Nodes\r\n";
     const auto& main = server.main_store().config();
-    line(out, "main", "name=" + main.name + ",address=" + main.address.host + ":" + std::to_string(main.address.port) +
+    line(out, "main", "name=" + main.name + ",address=" + conf::to_string(main.address) +
                           ",status=" + (server.main_store().up() ? "up" : "down"));
-    uint64_t fallback = nodes.fallback_capacity();
+    const auto& ledger = server.ledger();
     for (const auto& n : nodes.all()) {
       char fill[32];
-      std::snprintf(fill, sizeof fill, "%.4f", balancer::projected_fill(n, fallback));
+      std::snprintf(fill, sizeof fill, "%.4f", ledger.projected_fill(n.index));
+      const auto& f = ledger.figures(n.index);
       line(out, n.name(),
-           "address=" + n.config.address.host + ":" + std::to_string(n.config.address.port) +
+           "address=" + conf::to_string(n.config.address) +
                ",status=" + (server.node_available(n.index) && n.reachable ? "up" : "down") +
-               ",used_memory=" + std::to_string(n.used_memory) + ",maxmemory=" + std::to_string(n.maxmemory) +
-               ",capacity=" + std::to_string(n.capacity(fallback)) + ",keys=" + std::to_string(n.keys) +
+               ",used_memory=" + std::to_string(f.used_memory) + ",maxmemory=" + std::to_string(f.maxmemory) +
+               ",capacity=" + std::to_string(ledger.capacity(n.index)) + ",keys=" + std::to_string(f.keys) +
                ",fill=" + fill);
     }
     out += "\r\n";

@@ -113,24 +113,6 @@ void hello(Server& server, Request& req) {
   (void)server;
 }
 
-void client_command(Request& req) {
-  auto& argv = req.argv;
-  resp::Buffer& out = req.reply;
-  std::string_view sub = argv[1];
-  if (iequals(sub, "setname")) {
-    if (set_client_name(req, argv[2], out)) resp::add_simple(out, "OK");
-  } else if (iequals(sub, "getname")) {
-    if (req.client->name().empty()) resp::add_nil(out);
-    else resp::add_bulk(out, req.client->name());
-  } else if (iequals(sub, "id")) {
-    resp::add_integer(out, static_cast<int64_t>(req.client->id()));
-  } else if (iequals(sub, "setinfo")) {
-    resp::add_simple(out, "OK");
-  } else {
-    resp::add_error(out, "ERR command 'client " + std::string(sub) + "' is not supported by headroom");
-  }
-}
-
 // SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: headroom stops gracefully (it stops
 // reading, delivers every reply in flight, then exits); the options concern a Redis
 // server's data, which headroom does not hold, and are accepted for compatibility.
@@ -164,43 +146,66 @@ void shutdown_command(Server& server, Request& req) {
 void run_local_command(Server& server, Request& req) {
   auto& argv = req.argv;
   resp::Buffer& out = req.reply;
-  std::string_view name = req.cmd->name;
-  if (name == "ping") {
-    if (argv.size() > 1) resp::add_bulk(out, argv[1]);
-    else resp::add_simple(out, "PONG");
-  } else if (name == "echo") {
-    resp::add_bulk(out, argv[1]);
-  } else if (name == "quit") {
-    resp::add_simple(out, "OK");
-    req.client->close_after_replies();
-  } else if (name == "select") {
-    int64_t db = 0;
-    if (!parse_i64(argv[1], db)) resp::add_error(out, "ERR value is not an integer or out of range");
-    else if (db != 0) resp::add_error(out, "ERR headroom serves database 0 only");
-    else resp::add_simple(out, "OK");
-  } else if (name == "hello") {
-    hello(server, req);
-  } else if (name == "auth") {
-    if (argv.size() == 2 && server.config().requirepass.empty()) {
-      resp::add_error(out,
-                      "ERR AUTH <password> called without any password configured for the default user. Are you "
-                      "sure your configuration is correct?");
-    } else if (argv.size() > 3) {
-      resp::add_error(out, "ERR syntax error");
-    } else if (authenticate(server, req, argv.size() == 3 ? argv[1] : "default", argv.back(), out)) {
+  using resp::LocalCommand;
+  switch (req.cmd->local) {
+    case LocalCommand::Ping:
+      if (argv.size() > 1) resp::add_bulk(out, argv[1]);
+      else resp::add_simple(out, "PONG");
+      break;
+    case LocalCommand::Echo:
+      resp::add_bulk(out, argv[1]);
+      break;
+    case LocalCommand::Quit:
       resp::add_simple(out, "OK");
+      req.client->close_after_replies();
+      break;
+    case LocalCommand::Select: {
+      int64_t db = 0;
+      if (!parse_i64(argv[1], db)) resp::add_error(out, "ERR value is not an integer or out of range");
+      else if (db != 0) resp::add_error(out, "ERR headroom serves database 0 only");
+      else resp::add_simple(out, "OK");
+      break;
     }
-  } else if (name.starts_with("client")) {
-    client_command(req);
-  } else if (name == "shutdown") {
-    shutdown_command(server, req);
-  } else if (name == "monitor") {
-    server.add_monitor(req.client);
-    resp::add_simple(out, "OK");
-  } else if (name == "info") {
-    resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
-  } else {
-    resp::add_error(out, "ERR command '" + std::string(name) + "' is not supported by headroom");
+    case LocalCommand::Hello:
+      hello(server, req);
+      break;
+    case LocalCommand::Auth:
+      if (argv.size() == 2 && server.config().requirepass.empty()) {
+        resp::add_error(out,
+                        "ERR AUTH <password> called without any password configured for the default user. Are you "
+                        "sure your configuration is correct?");
+      } else if (argv.size() > 3) {
+        resp::add_error(out, "ERR syntax error");
+      } else if (authenticate(server, req, argv.size() == 3 ? argv[1] : "default", argv.back(), out)) {
+        resp::add_simple(out, "OK");
+      }
+      break;
+    case LocalCommand::ClientSetname:
+      if (set_client_name(req, argv[2], out)) resp::add_simple(out, "OK");
+      break;
+    case LocalCommand::ClientGetname:
+      if (req.client->name().empty()) resp::add_nil(out);
+      else resp::add_bulk(out, req.client->name());
+      break;
+    case LocalCommand::ClientId:
+      resp::add_integer(out, static_cast<int64_t>(req.client->id()));
+      break;
+    case LocalCommand::ClientSetinfo:
+      resp::add_simple(out, "OK");
+      break;
+    case LocalCommand::Shutdown:
+      shutdown_command(server, req);
+      break;
+    case LocalCommand::Monitor:
+      server.add_monitor(req.client);
+      resp::add_simple(out, "OK");
+      break;
+    case LocalCommand::Info:
+      resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+      break;
+    case LocalCommand::None:
+      resp::add_error(out, "ERR command '" + std::string(req.cmd->name) + "' is not supported by headroom");
+      break;
   }
 }
 

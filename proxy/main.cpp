@@ -57,9 +57,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Certificates and keys are loaded now, so -t reports a bad one too.
-  proxy::TlsContexts tls;
+  net::TlsContexts tls;
   std::string tls_error;
-  if (!proxy::make_tls_contexts(cfg, tls, tls_error)) {
+  if (!net::make_tls_contexts(cfg, tls, tls_error)) {
     std::fprintf(stderr, "headroom: %s: %s\n", opts.config_path.c_str(), tls_error.c_str());
     return 1;
   }

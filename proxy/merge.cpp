@@ -4,7 +4,6 @@
 #include <random>
 
 #include "proxy/request.h"
-#include "proxy/server.h"
 #include "resp/reply_framer.h"
 #include "resp/reply_writer.h"
 
@@ -18,17 +17,23 @@ std::string_view fragment_reply(const Request& req, const Fragment& f) {
   return std::string_view(req.fragment_replies.data() + f.reply_offset, f.reply_length);
 }
 
+// Fragment f carries the key groups g with group_fragment[g] == f, in client order;
+// its reply has one element per group, in that order.
 void merge_ordered(Request& req) {
   thread_local std::vector<std::string_view> elements;
   thread_local std::vector<std::string_view> merged;
   size_t groups = req.keys.size();
   merged.assign(groups, std::string_view());
-  for (const auto& f : req.fragments) {
-    if (!resp::split_array_reply(fragment_reply(req, f), elements) || elements.size() != f.groups.size()) {
+  for (uint32_t f = 0; f < req.fragments.size(); ++f) {
+    size_t mine = 0;
+    for (size_t g = 0; g < groups; ++g) mine += req.group_fragment[g] == f;
+    if (!resp::split_array_reply(fragment_reply(req, req.fragments[f]), elements) || elements.size() != mine) {
       resp::add_error(req.reply, "ERR unexpected reply from a node to a split command");
       return;
     }
-    for (size_t j = 0; j < f.groups.size(); ++j) merged[f.groups[j]] = elements[j];
+    size_t j = 0;
+    for (size_t g = 0; g < groups; ++g)
+      if (req.group_fragment[g] == f) merged[g] = elements[j++];
   }
   resp::add_array_header(req.reply, static_cast<int64_t>(groups));
   for (auto e : merged) req.reply.append(e);
@@ -89,7 +94,7 @@ void merge_random(Request& req) {
   req.reply.append(found[rng() % found.size()]);
 }
 
-void merge_scan(Server& server, Request& req) {
+void merge_scan(Request& req, size_t node_count) {
   thread_local std::vector<std::string_view> elements;
   const Fragment& f = req.fragments[0];
   std::string_view r = fragment_reply(req, f);
@@ -109,7 +114,7 @@ void merge_scan(Server& server, Request& req) {
       return;
     }
     client_cursor = (next << 8) | f.node;
-  } else if (f.node + 1u < server.nodes().size()) {
+  } else if (f.node + 1u < node_count) {
     client_cursor = f.node + 1u;  // cursor 0 on the next node
   }
   char num[24];
@@ -121,7 +126,7 @@ void merge_scan(Server& server, Request& req) {
 
 }  // namespace
 
-void merge_fragments(Server& server, Request& req) {
+void merge_fragments(Request& req, size_t node_count) {
   req.reply.clear();
   for (const auto& f : req.fragments) {
     std::string_view r = fragment_reply(req, f);
@@ -136,7 +141,7 @@ void merge_fragments(Server& server, Request& req) {
     case Merge::AllOk: merge_all_ok(req); break;
     case Merge::Concat: merge_concat(req); break;
     case Merge::Random: merge_random(req); break;
-    case Merge::Scan: merge_scan(server, req); break;
+    case Merge::Scan: merge_scan(req, node_count); break;
     case Merge::None: req.reply.append(fragment_reply(req, req.fragments[0])); break;
   }
 }

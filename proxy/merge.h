@@ -3,13 +3,15 @@
 // is forwarded as raw bytes.
 #pragma once
 
+#include <cstddef>
+
 namespace headroom::proxy {
 
-class Server;
 struct Request;
 
 // Every fragment of `req` has answered: fills req.reply. If any fragment answered
 // with an error, the client gets the first such error (in fragment order).
-void merge_fragments(Server& server, Request& req);
+// `node_count`: how many data nodes there are (a SCAN cursor moves on to the next).
+void merge_fragments(Request& req, size_t node_count);
 
 }  // namespace headroom::proxy

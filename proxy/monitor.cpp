@@ -2,7 +2,6 @@
 
 #include <cstdio>
 
-#include "resp/ascii.h"
 
 namespace headroom::proxy {
 
@@ -35,15 +34,14 @@ void append_quoted(std::string& out, std::string_view s) {
 
 }  // namespace
 
-std::string monitor_line(uint64_t unix_us, std::string_view peer, std::span<const std::string_view> argv) {
+std::string monitor_line(uint64_t unix_us, std::string_view peer, std::span<const std::string_view> argv,
+                         bool redact) {
   char head[64];
   int n = std::snprintf(head, sizeof head, "+%llu.%06llu [0 ", static_cast<unsigned long long>(unix_us / 1000000),
                         static_cast<unsigned long long>(unix_us % 1000000));
   std::string out(head, static_cast<size_t>(n));
   out += peer;
   out += ']';
-  // Passwords never reach a monitor: AUTH's and HELLO's arguments are redacted, as Redis does.
-  bool redact = !argv.empty() && (resp::iequals(argv[0], "auth") || resp::iequals(argv[0], "hello"));
   for (size_t i = 0; i < argv.size(); ++i) {
     out += ' ';
     if (redact && i > 0) out += "\"(redacted)\"";

@@ -12,6 +12,9 @@
 namespace headroom::proxy {
 
 // One monitor line for `argv` sent by the client at `peer`, at `unix_us` microseconds.
-std::string monitor_line(uint64_t unix_us, std::string_view peer, std::span<const std::string_view> argv);
+// `redact`: the arguments after the name are shown as "(redacted)" (passwords never
+// reach a monitor: the command table marks AUTH and HELLO so, as Redis redacts them).
+std::string monitor_line(uint64_t unix_us, std::string_view peer, std::span<const std::string_view> argv,
+                         bool redact);
 
 }  // namespace headroom::proxy

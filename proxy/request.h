@@ -2,33 +2,42 @@
 //
 // The queues (the whole request lifecycle in one picture):
 //
-//   client socket ──read──▶ ClientConn::in_ ──RequestParser──▶ Request
+//   client socket ──read──▶ ClientConn::in_ ──RequestFramer──▶ Request (argv and raw
+//        bytes are views into in_; nothing is copied while the request goes at once)
 //                                                                │ pushed on
 //                                                                ▼
 //   ClientConn::queue_   [r1 done][r2 in flight][r3 waiting placement][r4 queued] ...
 //        head ▲ replies are written from the head, only once the head is done,
 //             │ so the client sees replies in its request order.
 //             │
-//   Router: each request becomes one fragment (single key, any node), several (one per
-//   node for MGET/DEL/MSET..., every node for fan-out), or none (answered locally).
-//   A request that must place a new key first waits for the main server; requests
-//   behind it on the same client wait too, so one client's commands reach the nodes
-//   in the order it sent them.
+//   Router::prepare: command row, access checks, key positions, each key's node from
+//   the directory, and placements started for keys that are new (so a pipeline of new
+//   keys shares main-server round trips). Router::dispatch, in queue order: one
+//   fragment (single key, any node), one per node (MGET/DEL/MSET..., every node for
+//   fan-out), or none (answered locally). A request that waits for a placement copies
+//   its bytes into `owned`; requests behind it on the same client wait too, so one
+//   client's commands reach the nodes in the order it sent them.
 //
-//   BackendConn::out_  ──one uv_write per loop turn──▶ node socket
+//   BackendConn::out_  ──written once per loop turn──▶ node socket
 //   BackendConn::inflight_  FIFO [(r1,frag0)(r2,frag1)(r5,frag0)...]
-//        each framed reply pairs with the FIFO head (Redis answers in order).
+//        each framed reply pairs with the FIFO head (Redis answers in order). A client
+//        always uses the same connection to a node, whatever backend_connections
+//        says, so its commands to that node stay in order.
 //
-//   A fragment's reply completes its request (or is kept until its siblings arrive
-//   and are merged). A client that goes away leaves its requests "orphaned": they
-//   stay alive until every outstanding fragment and placement has answered, and
-//   their replies are dropped.
+//   A fragment's reply completes its request (forwarded as is when it is the only
+//   one, else kept until its siblings arrive and are merged in the client's key
+//   order). Who frees a request: RequestPool, once the client is done with it (its
+//   reply written, or the client gone) and nothing is outstanding (no fragment or
+//   placement still to answer). A client that goes away leaves its requests
+//   orphaned: they live until their last answer, which is dropped.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "balancer/ledger.h"
 #include "balancer/node_registry.h"
 #include "resp/buffer.h"
 #include "resp/command_table.h"
@@ -43,82 +52,83 @@ struct Fragment {
   NodeIndex node = 0;
   uint32_t reply_offset = 0;  // where its reply lies in Request::fragment_replies
   uint32_t reply_length = 0;
-  bool done = false;
-  std::vector<uint32_t> groups;  // Split: key groups (in client order) this fragment carries
 };
 
 struct Request {
   ClientConn* client = nullptr;  // nullptr once the client has gone: replies are dropped
   const resp::CommandInfo* cmd = nullptr;
 
-  // The request's bytes and arguments. `argv` points into the client's input buffer
-  // while the request is dispatched straight from the read; a request that waits
-  // (for a placement, or behind one) first copies them into `owned_*`.
+  // The request's bytes and arguments (every argument lies inside `raw`). They point
+  // into the client's input buffer while the request goes at once; one that waits
+  // copies `raw` into `owned` first (take_ownership).
   std::vector<std::string_view> argv;
   std::string_view raw;
-  resp::Buffer owned_raw;
-  resp::Buffer owned_args;
+  resp::Buffer owned;
 
-  std::vector<resp::KeyRef> keys;         // resolved key positions
+  std::vector<resp::KeyRef> keys;  // resolved key positions
+  // Each key's node as the directory gave it (-1: no entry), as of directory version
+  // `lookup_version`: looked up once, again only if the directory changed meanwhile.
+  std::vector<int32_t> key_nodes;
+  uint64_t lookup_version = UINT64_MAX;
+
   std::vector<Fragment> fragments;
-  resp::Buffer fragment_replies;          // replies of fragments, until merged
+  std::vector<uint16_t> group_fragment;  // Split: the fragment carrying each key group
+  resp::Buffer fragment_replies;         // replies of fragments, until merged
   uint32_t fragments_pending = 0;
   uint32_t placements_pending = 0;
-  int target_node = -1;                   // SameNode: the node every key must be on
-  bool keys_invalid = false;              // arguments Redis will reject (numkeys too large, ...)
-  std::string placement_error;            // first placement failure, if any
+  int target_node = -1;        // SameNode: the node every new key is placed on
+  bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
+  std::string error;           // a placement's failure, replied when the request goes
 
-  bool dispatched = false;  // forwarded, or answered
   bool done = false;        // `reply` holds the complete reply
-  // Bytes reserved on nodes by this request's placements (see Server::free_request).
-  struct Reservation {
-    NodeIndex node;
-    uint64_t bytes;
+  bool owner_done = false;  // the client wrote the reply or left (RequestPool)
+
+  // Bytes reserved in the ledger for the keys this request places, each ended once
+  // (balancer::Ledger::write_done) when its node answers or the request ends.
+  struct Placed {
+    balancer::Reservation reservation;
+    bool ended = false;
   };
-  std::vector<Reservation> reservations;
+  std::vector<Placed> placed;
   resp::Buffer reply;
+
+  uint32_t outstanding() const { return fragments_pending + placements_pending; }
+
+  // Copies the raw bytes into `owned` and points argv there, so the request outlives
+  // the input buffer it was framed from.
+  void take_ownership() {
+    if (!owned.empty() || raw.empty()) return;
+    owned.append(raw);
+    const char* from = raw.data();
+    const char* to = owned.data();
+    for (auto& a : argv) a = std::string_view(to + (a.data() - from), a.size());
+    raw = owned.view();
+  }
 
   void reset() {
     client = nullptr;
     cmd = nullptr;
     argv.clear();
     raw = {};
-    owned_raw.clear();
-    owned_args.clear();
+    owned.clear();
     keys.clear();
+    key_nodes.clear();
+    lookup_version = UINT64_MAX;
     fragments.clear();
+    group_fragment.clear();
     fragment_replies.clear();
     fragments_pending = placements_pending = 0;
     target_node = -1;
     keys_invalid = false;
-    placement_error.clear();
-    dispatched = done = false;
-    reservations.clear();
+    error.clear();
+    done = owner_done = false;
+    placed.clear();
     reply.clear();
-    // Pooled requests keep small buffers only: a large reply's memory goes back.
+    // Pooled requests keep small buffers only: a large request's memory goes back.
     constexpr size_t kKeep = 16 * 1024;
-    owned_raw.shrink_if_idle(kKeep);
-    owned_args.shrink_if_idle(kKeep);
+    owned.shrink_if_idle(kKeep);
     fragment_replies.shrink_if_idle(kKeep);
     reply.shrink_if_idle(kKeep);
-  }
-
-  // Copies raw bytes and arguments into owned storage so they outlive the input buffer.
-  void take_ownership() {
-    if (!owned_raw.empty() || raw.empty()) return;
-    owned_raw.append(raw);
-    raw = owned_raw.view();
-    size_t total = 0;
-    for (auto a : argv) total += a.size();
-    owned_args.clear();
-    owned_args.writable(total + 1);
-    const char* base = owned_args.data();
-    size_t off = 0;
-    for (auto& a : argv) {
-      owned_args.append(a);
-      a = std::string_view(base + off, a.size());
-      off += a.size();
-    }
   }
 };
 

@@ -1,72 +1,88 @@
-// The request lifecycle after framing: route by the command table, place new keys,
-// forward (raw bytes for one node, rebuilt fragments for several), and complete the
-// request when its replies are in (merging fragments, in the client's key order).
+// The request lifecycle after framing, driven by the command table: access checks,
+// key positions and each key's node, placement of new keys, then the route the row
+// names (each route kind in a file of its own), and the replies back: forwarded as
+// they are from one node, merged in the client's key order from several.
+//
+//   router.cpp           prepare, dispatch, placements, replies, what routes share
+//   route_single.cpp     Single (a key's node) and AnyNode (keyless, any node)
+//   route_split.cpp      Split: one fragment per node, merged by the row's Merge
+//   route_same_node.cpp  SameNode: every key on one node, else CROSSNODE
+//   route_fan_out.cpp    FanOut: every node (SCAN walks them; FLUSHALL flushes the directory too)
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "balancer/main_store.h"
 #include "proxy/request.h"
 
 namespace headroom::proxy {
 
+class BackendConn;
 class Server;
 
 class Router {
  public:
   explicit Router(Server& server);
 
-  // Called once per request, right after framing: looks the command up, resolves its
-  // keys, and starts placing new keys (so a pipeline of new keys needs one round
-  // trip to the main server, not one per key). Never completes the request.
+  // Called once per request, right after framing: looks the command up, checks
+  // access, resolves its keys and their nodes, and starts placing new keys (so a
+  // pipeline of new keys needs one round trip to the main server, not one per key).
+  // May complete the request (with an error); never sends it anywhere.
   void prepare(Request* req);
 
-  // Forwards the request, or answers it. Returns false when it must wait (a
-  // placement is in flight); the client calls again (pump) when it may go on.
+  // Forwards the request, or answers it. false: it must wait (a placement is in
+  // flight); the client calls again (pump) when it may go on.
   bool dispatch(Request* req);
 
   // A node's reply (or the proxy's error in its place) for one fragment.
   void on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply);
 
  private:
-  enum class Lookup { kFound, kAbsent, kPlacing };
-  // Where `key` lives. kAbsent: no entry (and none is being made for this request).
-  Lookup lookup(Request* req, const resp::KeyRef& key, NodeIndex& node);
-  // Starts placing `key` on `node` for `req`. false: the main server is unreachable.
-  bool place(Request* req, std::string_view key, NodeIndex node);
-  void placement_done(Request* req, const std::string& error);
+  // --- routes (one file each)
+  bool route_single(Request* req);
+  void route_any(Request* req);
+  bool route_split(Request* req);
+  bool route_same_node(Request* req);
+  void route_fan_out(Request* req);
+  void route_scan(Request* req);
 
-  bool dispatch_single(Request* req);
-  bool dispatch_split(Request* req);
-  bool dispatch_same_node(Request* req);
-  void dispatch_fan_out(Request* req);
-  void dispatch_scan(Request* req);
-  void dispatch_any(Request* req);
-
-  // Sends `req`'s raw bytes to `node` as fragment 0.
+  // --- shared by the routes (router.cpp)
+  // Fills req->key_nodes from the directory, unless it did so since the directory
+  // last changed.
+  void look_up_keys(Request* req);
+  // The one placement path: every key that may be created and has no entry gets a
+  // placement (SameNode: all on one node). true when none is needed, so the request
+  // may go; false when it waits for placements, or failed (then it is done).
+  bool place_new_keys(Request* req);
+  void on_placed(Request* req, const balancer::PlaceResult& result);
+  // The connection `req`'s client uses to `node`, when it can take a command now
+  // (connected, under max_backend_inflight); else completes `req` with the reason.
+  BackendConn* ready_backend(Request* req, NodeIndex node);
+  // Sends `req`'s raw bytes to `node` as its only fragment.
   void forward_raw(Request* req, NodeIndex node);
-  // Allocates a fragment for `node`; returns its index. Sends nothing.
   uint32_t add_fragment(Request* req, NodeIndex node);
-  // True when `node` can take another command: connected, and under the in-flight
-  // bound. Otherwise `error` says why (naming the node).
-  bool backend_ready(NodeIndex node, std::string& error);
-
-  void finish(Request* req);   // every fragment answered: merge and complete
-  void complete(Request* req); // req->reply is set
-  void reply_error(Request* req, std::string_view msg);
-  void count_write(Request* req, NodeIndex node);
+  // A fragment was sent on `b`.
+  void sent(Request* req, BackendConn& b, uint32_t fragment);
+  // The ledger learns what a fragment's write did to its node.
+  void account(Request* req, const Fragment& f, std::string_view reply);
+  // Entries of the keys a kDeletesKeys command removes leave the directory.
   void forget_deleted_keys(Request* req);
   bool any_node(NodeIndex& node);
   // A key with no entry has been placed by no proxy only while the directory is
   // current; otherwise (main server unreachable, reloading) this replies an error
   // and returns false: a nil read, or a DEL that deletes nothing, could be wrong.
   bool absence_known(Request* req);
-  bool dangerous_allowed(std::string_view name) const;
+  void finish(Request* req);  // every fragment answered: merge and complete
+  void complete(Request* req) { req->done = true; }
+  void reply_error(Request* req, std::string_view msg);
+  std::string main_unavailable(std::string_view what) const;
 
   Server& server_;
   uint32_t any_rr_ = 0;
-  std::vector<int> node_fragment_;  // scratch: node -> fragment index while splitting
+  std::vector<bool> allowed_dangerous_;  // per command row: named by allow_dangerous_commands
+  std::vector<BackendConn*> fan_out_conns_;  // scratch: one connection per node
 };
 
 }  // namespace headroom::proxy

@@ -4,30 +4,34 @@
 
 #include <chrono>
 
+#include "net/address.h"
 #include "proxy/client_conn.h"
 #include "proxy/monitor.h"
 #include "proxy/router.h"
-#include "resp/reply_writer.h"
 
 namespace headroom::proxy {
 
 namespace {
 constexpr uint64_t kShutdownGraceMs = 5000;
-}
 
-Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, TlsContexts tls)
+template <typename H>
+void close_and_delete(H* h) {
+  uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
+}
+}  // namespace
+
+Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, net::TlsContexts tls)
     : loop_(loop), config_(std::move(config)), config_path_(std::move(config_path)), nodes_(config_.nodes),
-      tls_(std::move(tls)) {
-  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends);
-  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, config_.poll_interval_ms, tls_.backends);
+      ledger_(nodes_), requests_(ledger_), tls_(std::move(tls)) {
+  const auto control = balancer::ControlTimeouts::from(config_);
+  main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends, control);
+  poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, ledger_, config_.poll_interval_ms, tls_.backends,
+                                                     control);
   router_ = std::make_unique<Router>(*this);
-  uint32_t per_node = std::max<uint32_t>(1, config_.backend_connections);
-  for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) {
-    backends_.emplace_back();
-    for (uint32_t c = 0; c < per_node; ++c)
-      backends_.back().push_back(std::make_unique<BackendConn>(*this, i, config_.nodes[i]));
-  }
-  backend_rr_.assign(nodes_.size(), 0);
+  pools_.resize(nodes_.size());
+  for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
+    for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
+      pools_[i].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i]));
   prepare_ = new uv_prepare_t;
   uv_prepare_init(loop_, prepare_);
   prepare_->data = this;
@@ -40,44 +44,39 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, Tl
 }
 
 Server::~Server() {
-  // Stop everything that may still call back into requests while all members live:
-  // hiredis answers pending commands with a null reply when its context is freed.
+  // Stop everything that may still call back into requests while all members live.
   main_store_->stop();
   poller_->stop();
-  for (auto& node : backends_)
-    for (auto& b : node) b->shutdown();
-  backends_.clear();
-  for (Request* r : free_requests_) delete r;
-  free_requests_.clear();
-  auto close_delete = [](auto* h) {
-    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<decltype(h)>(x); });
-  };
-  close_delete(prepare_);
-  close_delete(shutdown_timer_);
-  close_delete(timeout_timer_);
+  for (auto& pool : pools_)
+    for (auto& b : pool.all()) b->shutdown();
+  std::vector<ClientConn*> all(clients_.begin(), clients_.end());
+  for (ClientConn* c : all) c->close();
+  delete_closed_clients();
+  pools_.clear();
+  close_and_delete(prepare_);
+  close_and_delete(shutdown_timer_);
+  close_and_delete(timeout_timer_);
   for (auto& l : listeners_)
-    if (l.tcp != nullptr) close_delete(l.tcp);
+    if (l.tcp != nullptr) close_and_delete(l.tcp);
 }
 
 int Server::start() {
   start_time_ms_ = uv_now(loop_);
   uv_prepare_start(prepare_, &Server::on_prepare);
-  uint32_t shortest = std::min(config_.connect_timeout_ms ? config_.connect_timeout_ms : 1000u,
-                               config_.request_timeout_ms ? config_.request_timeout_ms : 1000u);
+  uint32_t shortest = config_.request_timeout_ms ? config_.request_timeout_ms : 1000u;
   uint64_t period = std::clamp<uint64_t>(shortest / 4, 10, 250);
   uv_timer_start(
       timeout_timer_,
       [](uv_timer_t* t) {
         auto* self = static_cast<Server*>(t->data);
         uint64_t now = uv_now(self->loop_);
-        for (auto& node : self->backends_)
-          for (auto& b : node)
-            b->check_timeouts(now, self->config_.connect_timeout_ms, self->config_.request_timeout_ms);
+        for (auto& pool : self->pools_)
+          for (auto& b : pool.all()) b->check_timeouts(now, self->config_.request_timeout_ms);
         self->close_idle_clients(now);
       },
       period, period);
-  for (auto& node : backends_)
-    for (auto& b : node) b->start();
+  for (auto& pool : pools_)
+    for (auto& b : pool.all()) b->start();
   poller_->start();
   // Listen only once the directory is loaded: from then on a key missing from the
   // local cache is known to be absent.
@@ -88,29 +87,25 @@ int Server::start() {
         if (listen() != 0) fail("cannot listen");
       },
       [this](const std::string& why) { fail(why); });
-  spdlog::info("waiting for the main server {}:{} to load the directory", config_.main.address.host,
-               config_.main.address.port);
+  spdlog::info("waiting for the main server {} to load the directory", conf::to_string(config_.main.address));
   return 0;
 }
 
 // Binds now, so that a port in use is reported at startup; listens once the directory
 // has loaded.
 int Server::bind_listeners() {
-  const TlsContext* client_tls = tls_.clients.get();  // replaced by reload_certificates
+  const net::TlsContext* client_tls = tls_.clients.get();  // replaced by reload_certificates
   listeners_.push_back({nullptr, config_.listen, config_.tls.separate_port ? nullptr : client_tls});
   if (config_.tls.separate_port) listeners_.push_back({nullptr, config_.tls.listen, client_tls});
   for (auto& l : listeners_) {
     l.tcp = new uv_tcp_t;
     uv_tcp_init(loop_, l.tcp);
     l.tcp->data = this;
-    sockaddr_storage addr{};
-    const conf::Endpoint& e = l.address;
-    int rc = e.host.find(':') != std::string::npos
-                 ? uv_ip6_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in6*>(&addr))
-                 : uv_ip4_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in*>(&addr));
+    sockaddr_storage addr;
+    int rc = net::to_sockaddr(l.address, addr);
     if (rc == 0) rc = uv_tcp_bind(l.tcp, reinterpret_cast<const sockaddr*>(&addr), 0);
     if (rc != 0) {
-      spdlog::critical("cannot listen on {}:{}: {}", e.host, e.port, uv_strerror(rc));
+      spdlog::critical("cannot listen on {}: {}", conf::to_string(l.address), uv_strerror(rc));
       return rc;
     }
   }
@@ -121,11 +116,11 @@ int Server::listen() {
   for (auto& l : listeners_) {
     int rc = uv_listen(reinterpret_cast<uv_stream_t*>(l.tcp), 511, &Server::on_connection);
     if (rc != 0) {
-      spdlog::critical("cannot listen on {}:{}: {}", l.address.host, l.address.port, uv_strerror(rc));
+      spdlog::critical("cannot listen on {}: {}", conf::to_string(l.address), uv_strerror(rc));
       return rc;
     }
-    spdlog::info("headroom {} listening on {}:{}{} ({} data nodes, {} directory entries)", HEADROOM_VERSION,
-                 l.address.host, l.address.port, l.tls ? " (TLS)" : "", nodes_.size(), directory_.size());
+    spdlog::info("headroom {} listening on {}{} ({} data nodes, {} directory entries)", HEADROOM_VERSION,
+                 conf::to_string(l.address), l.tls ? " (TLS)" : "", nodes_.size(), directory_.size());
   }
   listening_ = true;
   return 0;
@@ -134,32 +129,22 @@ int Server::listen() {
 void Server::on_connection(uv_stream_t* listener, int status) {
   auto* self = static_cast<Server*>(listener->data);
   if (status < 0 || self->stopping_) return;
-  const TlsContext* tls = nullptr;
+  const net::TlsContext* tls = nullptr;
   for (const auto& l : self->listeners_)
     if (reinterpret_cast<uv_stream_t*>(l.tcp) == listener) tls = l.tls;
   auto* c = new ClientConn(*self, self->next_client_id());
+  self->clients_.insert(c);
   if (!c->accept(listener, tls)) {
     c->close();
-    self->clients_.insert(c);
     return;
   }
-  self->clients_.insert(c);
   ++self->stats_.connections_received;
   if (self->clients_.size() > self->config_.max_clients) {
-    // As Redis: tell the client why, then close.
+    // As Redis: tell the client why, then close (over TLS, once the handshake is done).
     ++self->stats_.rejected_connections;
-    Request* r = self->new_request();
-    r->client = c;
-    r->dispatched = r->done = true;
-    resp::add_error(r->reply, "ERR max number of clients reached");
-    c->queue_.push_back(r);
-    ++c->dispatched_count_;
-    c->close_after_replies();
-    c->write_ready_replies();
+    c->refuse("ERR max number of clients reached");
   }
 }
-
-void Server::mark_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
 
 // As Redis's `timeout`: a client that sent nothing for client_idle_s and waits for
 // no reply is closed.
@@ -169,61 +154,21 @@ void Server::close_idle_clients(uint64_t now_ms) {
   last_idle_check_ms_ = now_ms;
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_)
-    if (c->idle() && now_ms - c->last_read_ms() > limit_ms) idle.push_back(c);
+    if (!c->closed() && c->idle() && now_ms - c->last_read_ms() > limit_ms) idle.push_back(c);
   for (ClientConn* c : idle) c->close();
 }
 
-void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->flush_dirty(); }
+void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->end_of_turn(); }
 
 // Once per loop turn, before the loop waits for I/O: everything queued for a socket
-// goes out in one write.
-void Server::flush_dirty() {
+// goes out in one write, then the clients that closed during the turn are deleted.
+void Server::end_of_turn() {
   for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
   dirty_backends_.clear();
   for (size_t i = 0; i < dirty_clients_.size(); ++i) dirty_clients_[i]->flush();
   dirty_clients_.clear();
+  if (!closed_clients_.empty()) delete_closed_clients();
   if (stopping_) maybe_finish_shutdown();
-}
-
-BackendConn& Server::backend(balancer::NodeIndex node) {
-  auto& conns = backends_[node];
-  if (conns.size() == 1) return *conns[0];
-  uint32_t& rr = backend_rr_[node];
-  for (size_t i = 0; i < conns.size(); ++i) {
-    BackendConn& b = *conns[(rr + i) % conns.size()];
-    if (b.connected()) {
-      rr = static_cast<uint32_t>((rr + i + 1) % conns.size());
-      return b;
-    }
-  }
-  return *conns[0];
-}
-
-bool Server::node_available(balancer::NodeIndex node) const {
-  for (const auto& b : backends_[node])
-    if (b->connected()) return true;
-  return false;
-}
-
-Request* Server::new_request() {
-  if (!free_requests_.empty()) {
-    Request* r = free_requests_.back();
-    free_requests_.pop_back();
-    return r;
-  }
-  return new Request;
-}
-
-void Server::free_request(Request* r) {
-  // The request's writes have reached their nodes (or failed): the poller's figures
-  // and written_since_poll account for them now, so its reservations end.
-  for (const auto& res : r->reservations) {
-    auto& n = nodes_[res.node];
-    n.reserved_bytes -= std::min(n.reserved_bytes, res.bytes);
-  }
-  r->reset();
-  if (free_requests_.size() < 4096) free_requests_.push_back(r);
-  else delete r;
 }
 
 void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply) {
@@ -231,20 +176,26 @@ void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view
 }
 
 void Server::client_closed(ClientConn* c) {
-  // Its requests become orphans: those still waiting on a node or the main server
-  // are freed when the last answer arrives; the rest now.
-  for (Request* r : c->queue_) {
-    r->client = nullptr;
-    if (r->fragments_pending == 0 && r->placements_pending == 0) free_request(r);
-  }
-  c->queue_.clear();
-  for (auto& d : dirty_clients_)
-    if (d == c) d = nullptr;
-  std::erase(dirty_clients_, nullptr);
-  clients_.erase(c);
+  closed_clients_.push_back(c);
   std::erase(monitors_, c);
-  delete c;
-  if (stopping_) maybe_finish_shutdown();
+}
+
+void Server::delete_closed_clients() {
+  // The dirty list may name them (flushing a closed client does nothing); drop them
+  // from it before they go.
+  std::vector<ClientConn*> closed;
+  closed.swap(closed_clients_);
+  for (ClientConn* c : closed) {
+    std::erase(dirty_clients_, c);
+    // Its requests become orphans: those still waiting on a node or the main server
+    // are freed when the last answer arrives; the rest now.
+    c->queue_.drain([this](Request* r) {
+      r->client = nullptr;
+      requests_.release(r);
+    });
+    clients_.erase(c);
+    delete c;
+  }
 }
 
 void Server::reload_certificates() {
@@ -252,9 +203,9 @@ void Server::reload_certificates() {
     spdlog::info("SIGHUP: no tls or backend_tls in the config: no certificates to reload");
     return;
   }
-  TlsContexts fresh;
+  net::TlsContexts fresh;
   std::string error;
-  if (!make_tls_contexts(config_, fresh, error)) {
+  if (!net::make_tls_contexts(config_, fresh, error)) {
     spdlog::error("SIGHUP: certificates not reloaded, the current ones stay: {}", error);
     return;
   }
@@ -268,10 +219,12 @@ void Server::reload_certificates() {
 
 void Server::feed_monitors(const ClientConn& from, std::span<const std::string_view> argv) {
   auto now = std::chrono::system_clock::now().time_since_epoch();
+  const resp::CommandInfo* cmd = resp::lookup_command(argv);
   std::string line = monitor_line(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count()),
-                                  from.peer(), argv);
-  // A monitor closed for its output limit leaves the list from client_closed, later.
-  for (size_t i = 0; i < monitors_.size(); ++i) monitors_[i]->feed_monitor(line);
+                                  from.peer(), argv, cmd != nullptr && cmd->has(resp::kRedactArgs));
+  // A monitor closed for its output limit leaves the list in client_closed.
+  std::vector<ClientConn*> targets(monitors_);
+  for (ClientConn* m : targets) m->feed_monitor(line);
 }
 
 // Something headroom cannot serve through: stop, and exit with a failure status.
@@ -286,11 +239,10 @@ void Server::shutdown() {
   stopping_ = true;
   spdlog::info("shutting down: delivering in-flight replies to {} clients", clients_.size());
   for (auto& l : listeners_)
-    if (l.tcp != nullptr)
-      uv_close(reinterpret_cast<uv_handle_t*>(l.tcp), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    if (l.tcp != nullptr) close_and_delete(l.tcp);
   listeners_.clear();
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
-  for (ClientConn* c : all) c->drain();
+  for (ClientConn* c : all) c->close_after_replies();
   uv_timer_start(
       shutdown_timer_,
       [](uv_timer_t* t) {
@@ -310,8 +262,8 @@ void Server::maybe_finish_shutdown() {
   uv_prepare_stop(prepare_);
   poller_->stop();
   main_store_->stop();
-  for (auto& node : backends_)
-    for (auto& b : node) b->shutdown();
+  for (auto& pool : pools_)
+    for (auto& b : pool.all()) b->shutdown();
   // With every handle stopped, the loop ends and main() tears the rest down.
 }
 

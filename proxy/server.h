@@ -1,7 +1,7 @@
-// The proxy process: one libuv loop, the listener, client and backend connections,
-// the balancer's parts (node registry, memory poller, directory, main store), and the
-// once-per-loop-turn flush that batches writes (every dirty backend and client gets
-// one uv_write of everything queued for it).
+// The proxy process: one libuv loop, the listeners, client and backend connections,
+// the balancer's parts (node registry, placement ledger, memory poller, directory,
+// main store), and the once-per-loop-turn flush that batches writes (every dirty
+// backend and client gets one write of everything queued for it).
 #pragma once
 
 #include <uv.h>
@@ -15,14 +15,16 @@
 #include <vector>
 
 #include "balancer/directory.h"
+#include "balancer/ledger.h"
 #include "balancer/main_store.h"
 #include "balancer/memory_poller.h"
 #include "balancer/node_registry.h"
 #include "conf/config.h"
-#include "proxy/backend_conn.h"
+#include "net/tls.h"
+#include "proxy/backend_pool.h"
 #include "proxy/request.h"
+#include "proxy/request_pool.h"
 #include "proxy/stats.h"
-#include "proxy/tls.h"
 
 namespace headroom::proxy {
 
@@ -31,7 +33,7 @@ class Router;
 
 class Server {
  public:
-  Server(uv_loop_t* loop, conf::Config config, std::string config_path, TlsContexts tls = {});
+  Server(uv_loop_t* loop, conf::Config config, std::string config_path, net::TlsContexts tls = {});
   ~Server();
 
   // Connects to the nodes and the main server; starts listening once the directory
@@ -54,30 +56,30 @@ class Server {
   const conf::Config& config() const { return config_; }
   const std::string& config_path() const { return config_path_; }
   balancer::NodeRegistry& nodes() { return nodes_; }
+  balancer::Ledger& ledger() { return ledger_; }
   balancer::Directory& directory() { return directory_; }
   balancer::MainStore& main_store() { return *main_store_; }
   Router& router() { return *router_; }
+  RequestPool& requests() { return requests_; }
   Stats& stats() { return stats_; }
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
   // TLS towards backends (data nodes, main server), or nullptr when off.
-  const TlsContext* backend_tls() const { return tls_.backends.get(); }
+  const net::TlsContext* backend_tls() const { return tls_.backends.get(); }
 
-  // The connection that carries commands to `node` (round-robin over its connections).
-  BackendConn& backend(balancer::NodeIndex node);
-  bool node_available(balancer::NodeIndex node) const;
+  // The connections to `node`.
+  BackendPool& backends(balancer::NodeIndex node) { return pools_[node]; }
+  bool node_available(balancer::NodeIndex node) const { return pools_[node].any_connected(); }
   // A backend connection to `node` went up or down: placement follows.
   void backend_state_changed(balancer::NodeIndex node) { nodes_[node].backend_up = node_available(node); }
 
   void mark_dirty(BackendConn* b) { dirty_backends_.push_back(b); }
-  void mark_dirty(ClientConn* c);
-
-  Request* new_request();
-  void free_request(Request* r);
+  void mark_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
 
   // A backend's reply for (req, fragment); the Router takes it from there.
   void on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply);
 
+  // `c` has closed: it is deleted at the end of this loop turn, its requests orphaned.
   void client_closed(ClientConn* c);
 
   // MONITOR (proxy/monitor.h): `c` now gets a line for every command received.
@@ -91,7 +93,8 @@ class Server {
  private:
   static void on_connection(uv_stream_t* server, int status);
   static void on_prepare(uv_prepare_t* p);
-  void flush_dirty();
+  void end_of_turn();
+  void delete_closed_clients();
   int bind_listeners();
   int listen();
   void maybe_finish_shutdown();
@@ -101,31 +104,32 @@ class Server {
   conf::Config config_;
   std::string config_path_;
   balancer::NodeRegistry nodes_;
+  balancer::Ledger ledger_;
   balancer::Directory directory_;
+  RequestPool requests_;  // before the connections: their requests return here
   std::unique_ptr<balancer::MainStore> main_store_;
   std::unique_ptr<balancer::MemoryPoller> poller_;
-  std::vector<std::vector<std::unique_ptr<BackendConn>>> backends_;  // [node][connection]
-  std::vector<uint32_t> backend_rr_;
+  std::vector<BackendPool> pools_;  // [node]
   std::unique_ptr<Router> router_;
   Stats stats_;
 
-  TlsContexts tls_;
+  net::TlsContexts tls_;
   // The client ports: `listen` (TLS when tls is on without its own port), and
   // tls.listen when given. Each handle's data is the Server; tls says which is which.
   struct Listener {
     uv_tcp_t* tcp;
     conf::Endpoint address;
-    const TlsContext* tls;  // nullptr: plaintext
+    const net::TlsContext* tls;  // nullptr: plaintext
   };
   std::vector<Listener> listeners_;
   uv_prepare_t* prepare_ = nullptr;
   uv_timer_t* shutdown_timer_ = nullptr;
-  uv_timer_t* timeout_timer_ = nullptr;  // checks backend connect and request timeouts
+  uv_timer_t* timeout_timer_ = nullptr;  // checks request timeouts and idle clients
   std::unordered_set<ClientConn*> clients_;
+  std::vector<ClientConn*> closed_clients_;  // deleted at the end of the loop turn
   std::vector<BackendConn*> dirty_backends_;
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> monitors_;
-  std::vector<Request*> free_requests_;
   uint64_t last_client_id_ = 0;
   uint64_t start_time_ms_ = 0;
   uint64_t last_idle_check_ms_ = 0;

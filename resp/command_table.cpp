@@ -130,8 +130,23 @@ const CommandInfo* lookup_command(std::span<const std::string_view> argv, bool* 
     buf[len++] = '|';
     if (append_lower(buf, len, argv[1])) sub = kIndex.find(std::string_view(buf, len));
   }
+  if (sub == nullptr && cmd->has(kOpenContainer)) return cmd;
   if (sub == nullptr && unknown_subcommand != nullptr) *unknown_subcommand = true;
   return sub;
+}
+
+bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv) {
+  if (!cmd.has(kBlocking)) return false;
+  if (!cmd.has(kBlockingOption)) return true;
+  for (size_t i = 1; i < argv.size();) {
+    const OptionSpec* opt = nullptr;
+    for (const OptionSpec& o : cmd.options)
+      if (iequals(argv[i], o.keyword)) opt = &o;
+    if (opt == nullptr) return false;  // past the options: STREAMS and the keys
+    if (iequals(opt->keyword, "BLOCK")) return true;
+    i += 1 + static_cast<size_t>(opt->values);
+  }
+  return false;
 }
 
 bool arity_ok(const CommandInfo& cmd, size_t argc) {

@@ -47,6 +47,25 @@ enum CommandFlag : uint32_t {
   kDangerous = 1u << 7, // ours: refused unless the config allows it (FLUSHALL, KEYS, ...)
   kContainer = 1u << 8, // ours: has subcommands (OBJECT, XINFO, CLIENT, ...); never routed itself
   kMovableKeys = 1u << 9, // Redis "movablekeys": key positions depend on arguments
+  kNoAuth = 1u << 10,     // Redis "no_auth": allowed before AUTH (AUTH, HELLO, QUIT)
+  kDeletesKeys = 1u << 11,    // ours: removes its keys (DEL, UNLINK): their directory entries go
+  kFlushes = 1u << 12,        // ours: empties the nodes (FLUSHALL, FLUSHDB): the directory is flushed too
+  kBlockingOption = 1u << 13, // ours: blocks only with the BLOCK option (XREAD, XREADGROUP); see blocks()
+  kOpenContainer = 1u << 14,  // ours: a container whose unlisted subcommands use its own row (DEBUG)
+  kRedactArgs = 1u << 15,     // ours: MONITOR shows its arguments as "(redacted)" (AUTH, HELLO)
+};
+
+// The proxy's own implementation of a Route::Local command.
+enum class LocalCommand : uint8_t {
+  None, Ping, Echo, Quit, Select, Hello, Auth, Info,
+  ClientSetname, ClientGetname, ClientId, ClientSetinfo, Shutdown, Monitor,
+};
+
+// An option that may precede a command's keys, with the number of values it takes
+// (XREAD's COUNT n, XREADGROUP's GROUP g c): how blocks() walks the options.
+struct OptionSpec {
+  std::string_view keyword;
+  int16_t values = 0;
 };
 
 // One key spec in Redis 7's vocabulary.
@@ -79,6 +98,8 @@ struct CommandInfo {
   Route route = Route::Refused;
   Merge merge = Merge::None;
   std::span<const KeySpec> key_specs;  // empty for keyless commands
+  LocalCommand local = LocalCommand::None;  // Route::Local: which one answers
+  std::span<const OptionSpec> options;      // kBlockingOption: the options before the keys
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
 };
@@ -91,7 +112,8 @@ struct KeyRef {
 
 // Finds the row for argv[0] (and argv[1] for container commands), case-insensitively,
 // without allocating. Returns nullptr for an unknown command (or unknown subcommand:
-// then `*unknown_subcommand` is set to true if given). argv must not be empty.
+// then `*unknown_subcommand` is set to true if given; an open container's unlisted
+// subcommands get the container's row). argv must not be empty.
 const CommandInfo* lookup_command(std::span<const std::string_view> argv,
                                   bool* unknown_subcommand = nullptr);
 
@@ -104,6 +126,11 @@ bool arity_ok(const CommandInfo& cmd, size_t argc);
 // then forwards nothing and replies with Redis's error for that command.
 bool resolve_keys(const CommandInfo& cmd, std::span<const std::string_view> argv,
                   std::vector<KeyRef>& out);
+
+// True when this call blocks: a kBlocking command, unless it is kBlockingOption and
+// its options (walked as `options` says, up to the first argument that is not one of
+// them) hold no BLOCK. `XREAD COUNT 1 STREAMS block 0` reads a stream named "block".
+bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv);
 
 // Every row, for COMMAND and for the table test.
 std::span<const CommandInfo> all_commands();

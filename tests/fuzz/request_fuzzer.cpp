@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "resp/command_table.h"
-#include "resp/request_parser.h"
+#include "resp/request_framer.h"
 
 using namespace headroom::resp;
 
@@ -21,20 +21,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_bulk_bytes = 1 << 16;
   limits.max_request_bytes = 1 << 20;
   limits.max_args = 1024;
-  RequestParser parser(limits);
+  RequestFramer framer(limits);
   Buffer in;
   std::vector<KeyRef> keys;
   for (size_t pos = 0; pos < size; pos += chunk) {
     size_t n = std::min(chunk, size - pos);
     char* w = in.writable(n);
     std::memcpy(w, data + pos, n);
-    parser.feed(w, n);
     in.commit(n);
     for (;;) {
       RequestView v;
-      auto r = parser.next(in, v);
-      if (r == RequestParser::Result::kNeedMore) break;
-      if (r == RequestParser::Result::kError) return 0;  // the connection would close
+      auto r = framer.next(in, v);
+      if (r == RequestFramer::Result::kNeedMore) break;
+      if (r == RequestFramer::Result::kError) return 0;  // the connection would close
+      for (auto a : v.argv)  // every argument lies inside the raw bytes forwarded
+        if (a.data() < v.raw.data() || a.data() + a.size() > v.raw.data() + v.raw.size()) __builtin_trap();
       if (!v.argv.empty()) {
         bool unknown_sub = false;
         if (const CommandInfo* cmd = lookup_command(v.argv, &unknown_sub); cmd && arity_ok(*cmd, v.argv.size())) {
@@ -42,6 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (resolve_keys(*cmd, v.argv, keys))
             for (const KeyRef& k : keys)
               if (k.argv_index >= v.argv.size()) __builtin_trap();  // a key outside argv
+          (void)blocks(*cmd, v.argv);
         }
       }
       in.consume(v.consumed);

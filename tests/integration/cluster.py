@@ -200,7 +200,7 @@ def yaml_value(v):
 
 class Headroom:
     def __init__(self, workdir, main, nodes, name="headroom", settings=None, backend_password=None, client_kw=None,
-                 certs=None):
+                 certs=None, env=None):
         """`client_kw`: what a redis-py client needs to reach the listen port. Without
         it, when `settings` has a `tls` section given as a dict and `certs` is given:
         with tls.listen, `listen` stays plaintext and `tls_port`/`tls_client()` reach
@@ -236,12 +236,14 @@ class Headroom:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.log = os.path.join(self.dir, "headroom.log")
+        self.env = {**os.environ, **(env or {})}
         self.proc = None
         self.start()
 
     def start(self):
         self.logf = open(self.log, "a")
-        self.proc = subprocess.Popen([headroom_bin(), "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([headroom_bin(), "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=self.env)
         try:
             wait_ping(self.port, proc=self.proc, log=self.log, password=self.password, client_kw=self.client_kw)
         except BaseException:
@@ -302,12 +304,13 @@ class Cluster:
     """main + node1..node4 (+ a reference server) and one headroom in front."""
 
     def __init__(self, maxmemory=("256mb",) * 4, settings=None, main_extra=(), certs=None, node_extra=(),
-                 proxy_client_kw=None):
+                 proxy_client_kw=None, proxy_env=None):
         """`certs`: every server speaks TLS only, with certificates from it.
         `proxy_client_kw`: how clients reach headroom (when its listen port is TLS)."""
         self.settings = settings
         self.certs = certs
         self.proxy_client_kw = proxy_client_kw
+        self.proxy_env = proxy_env
         self.workdir = tempfile.mkdtemp(prefix="headroom-it-")
         self.servers = []
         self.proxies = []
@@ -327,7 +330,7 @@ class Cluster:
 
     def add_proxy(self, name):
         p = Headroom(self.workdir, self.main, self.nodes, name=name, settings=self.settings,
-                     client_kw=self.proxy_client_kw, certs=self.certs)
+                     client_kw=self.proxy_client_kw, certs=self.certs, env=self.proxy_env)
         self.proxies.append(p)
         return p
 

@@ -15,11 +15,14 @@ from cluster import ROOT, RedisServer
 
 # CommandFlag bits (resp/command_table.h) and the Redis flags they mirror.
 FLAG_BITS = {"write": 1 << 0, "readonly": 1 << 1, "denyoom": 1 << 2, "admin": 1 << 3, "noscript": 1 << 4,
-             "blocking": 1 << 5, "pubsub": 1 << 6, "movablekeys": 1 << 9}
+             "blocking": 1 << 5, "pubsub": 1 << 6, "movablekeys": 1 << 9, "no_auth": 1 << 10}
 DANGEROUS, CONTAINER = 1 << 7, 1 << 8
+# headroom's own flags: what the router does with a command, as data.
+DELETES_KEYS, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15
 REDIS_BITS = sum(FLAG_BITS.values())
-# Rows headroom keeps although this server's COMMAND does not list them.
-EXTRA_ROWS = {"client|setinfo"}  # Redis 7.2's; clients send it on connect
+# Rows headroom keeps although this server's COMMAND does not list them: Redis 7.2's
+# CLIENT SETINFO (clients send it on connect), and the DEBUG subcommands that name a key.
+EXTRA_ROWS = {"client|setinfo", "debug|object", "debug|listpack"}
 SCRIPT_WRITERS = {"eval", "evalsha", "fcall"}
 
 
@@ -133,9 +136,21 @@ def test_flags_are_redis(live, table):
         want = sum(bit for f, bit in FLAG_BITS.items() if f in {s(x) for x in c[2]})
         if row["flags"] & REDIS_BITS != want:
             problems.append(f"{name}: flags {row['flags'] & REDIS_BITS:#x} != {want:#x}")
-        if bool(row["flags"] & CONTAINER) != container:
+        # An open container (DEBUG) has rows for the subcommands that name a key.
+        if bool(row["flags"] & CONTAINER) != (container or bool(row["flags"] & OPEN_CONTAINER)):
             problems.append(f"{name}: container mark {bool(row['flags'] & CONTAINER)} != {container}")
     assert not problems, "\n".join(problems)
+
+
+def test_headroom_behaviour_is_marked_in_the_table(table):
+    def marked(bit):
+        return {n for n, r in table.items() if r["flags"] & bit}
+    assert marked(DELETES_KEYS) == {"del", "unlink"}
+    assert marked(FLUSHES) == {"flushall", "flushdb"}
+    assert marked(BLOCKING_OPTION) == {"xread", "xreadgroup"}
+    assert marked(OPEN_CONTAINER) == {"debug"}
+    assert marked(REDACT) == {"auth", "hello"}
+    assert marked(FLAG_BITS["no_auth"]) == {"auth", "hello", "quit", "reset"}
 
 
 def test_may_create_follows_the_key_spec_flags(live, table):
@@ -186,6 +201,8 @@ def test_routing_of_the_commands_the_design_names(table):
         assert route[n] == REFUSED, n
     for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug"):
         assert route[n] == ANY, n
+    for n in ("debug|object", "debug|listpack"):  # they name a key: its node answers
+        assert route[n] == SINGLE, n
     # A multi-key command that is not Split must run on one node.
     for n, r in table.items():
         if r["route"] == SINGLE:

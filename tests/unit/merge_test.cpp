@@ -1,44 +1,17 @@
 // Merging fragments: replies of a split command come back in any order and are put
 // back in the client's key order; sums, all-OK, concatenation, SCAN cursors, errors.
+// The merge takes the request and the node count only: no server is needed.
 #include <doctest/doctest.h>
-#include <uv.h>
 
 #include "proxy/merge.h"
 #include "proxy/request.h"
-#include "proxy/server.h"
 
 using namespace headroom;
 using namespace headroom::proxy;
 
 namespace {
 
-conf::Config four_nodes() {
-  conf::Config c;
-  c.main.name = "main";
-  c.main.address = {"127.0.0.1", 1};
-  for (int i = 1; i <= 4; ++i) {
-    conf::BackendConfig n;
-    n.name = "node" + std::to_string(i);
-    n.address = {"127.0.0.1", static_cast<uint16_t>(i + 1)};
-    c.nodes.push_back(n);
-  }
-  return c;
-}
-
-// A Server that is never started: merge only reads its node list.
-struct Fixture {
-  uv_loop_t loop;
-  std::unique_ptr<Server> server;
-  Fixture() {
-    uv_loop_init(&loop);
-    server = std::make_unique<Server>(&loop, four_nodes(), "test");
-  }
-  ~Fixture() {
-    server.reset();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-  }
-};
+constexpr size_t kNodes = 4;
 
 // Stores fragment replies in the order given by `arrival` (indices into fragments).
 void arrive(Request& req, const std::vector<std::string>& replies, const std::vector<size_t>& arrival) {
@@ -60,7 +33,6 @@ resp::CommandInfo info(resp::Merge merge) {
 }  // namespace
 
 TEST_CASE("MGET fragments returning out of order are merged in key order") {
-  Fixture fx;
   auto cmd = info(resp::Merge::Ordered);
   // MGET k0 k1 k2 k3 k4: node0 has k0,k3; node1 has k1; node2 has k2,k4.
   for (auto arrival : std::vector<std::vector<size_t>>{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}}) {
@@ -68,23 +40,20 @@ TEST_CASE("MGET fragments returning out of order are merged in key order") {
     req.cmd = &cmd;
     for (uint32_t i = 0; i < 5; ++i) req.keys.push_back({i + 1, false});
     req.fragments.resize(3);
-    req.fragments[0].groups = {0, 3};
-    req.fragments[1].groups = {1};
-    req.fragments[2].groups = {2, 4};
+    req.group_fragment = {0, 1, 2, 0, 2};
     arrive(req, {"*2\r\n$2\r\nv0\r\n$2\r\nv3\r\n", "*1\r\n$-1\r\n", "*2\r\n$2\r\nv2\r\n$2\r\nv4\r\n"}, arrival);
-    merge_fragments(*fx.server, req);
+    merge_fragments(req, kNodes);
     CHECK(req.reply.view() == "*5\r\n$2\r\nv0\r\n$-1\r\n$2\r\nv2\r\n$2\r\nv3\r\n$2\r\nv4\r\n");
   }
 }
 
 TEST_CASE("DEL/EXISTS sum, MSET all-OK, KEYS concatenation") {
-  Fixture fx;
   auto sum = info(resp::Merge::Sum);
   Request a;
   a.cmd = &sum;
   a.fragments.resize(2);
   arrive(a, {":2\r\n", ":1\r\n"}, {1, 0});
-  merge_fragments(*fx.server, a);
+  merge_fragments(a, kNodes);
   CHECK(a.reply.view() == ":3\r\n");
 
   auto ok = info(resp::Merge::AllOk);
@@ -92,7 +61,7 @@ TEST_CASE("DEL/EXISTS sum, MSET all-OK, KEYS concatenation") {
   b.cmd = &ok;
   b.fragments.resize(2);
   arrive(b, {"+OK\r\n", "+OK\r\n"}, {0, 1});
-  merge_fragments(*fx.server, b);
+  merge_fragments(b, kNodes);
   CHECK(b.reply.view() == "+OK\r\n");
 
   auto concat = info(resp::Merge::Concat);
@@ -100,26 +69,23 @@ TEST_CASE("DEL/EXISTS sum, MSET all-OK, KEYS concatenation") {
   c.cmd = &concat;
   c.fragments.resize(3);
   arrive(c, {"*1\r\n$1\r\na\r\n", "*0\r\n", "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"}, {2, 0, 1});
-  merge_fragments(*fx.server, c);
+  merge_fragments(c, kNodes);
   CHECK(c.reply.view() == "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
 }
 
 TEST_CASE("an error from any fragment is the reply") {
-  Fixture fx;
   auto cmd = info(resp::Merge::Ordered);
   Request req;
   req.cmd = &cmd;
   req.keys = {{1, false}, {2, false}};
   req.fragments.resize(2);
-  req.fragments[0].groups = {0};
-  req.fragments[1].groups = {1};
+  req.group_fragment = {0, 1};
   arrive(req, {"*1\r\n$1\r\na\r\n", "-ERR node node2 (127.0.0.1:3) is unavailable\r\n"}, {0, 1});
-  merge_fragments(*fx.server, req);
+  merge_fragments(req, kNodes);
   CHECK(req.reply.view() == "-ERR node node2 (127.0.0.1:3) is unavailable\r\n");
 }
 
 TEST_CASE("SCAN cursors walk the nodes in turn") {
-  Fixture fx;
   auto cmd = info(resp::Merge::Scan);
   auto scan = [&](NodeIndex node, const std::string& reply) {
     Request req;
@@ -127,7 +93,7 @@ TEST_CASE("SCAN cursors walk the nodes in turn") {
     req.fragments.resize(1);
     req.fragments[0].node = node;
     arrive(req, {reply}, {0});
-    merge_fragments(*fx.server, req);
+    merge_fragments(req, kNodes);
     return std::string(req.reply.view());
   };
   // node 1 has more: cursor 17 on node 1 -> 17 << 8 | 1

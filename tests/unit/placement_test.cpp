@@ -1,8 +1,10 @@
-// Placement arithmetic: lowest projected fill wins; bytes written since the last poll
-// count; unreachable or unpolled nodes never get new keys; sizes fill in proportion.
+// Placement arithmetic: the ledger's projected fill (a new key counted exactly once
+// from placement to the poll that includes it), lowest fill wins, unreachable or
+// unpolled nodes never get new keys, sizes fill in proportion.
 #include <doctest/doctest.h>
 
 #include "balancer/directory.h"
+#include "balancer/ledger.h"
 #include "balancer/memory_poller.h"
 #include "balancer/placement.h"
 
@@ -10,86 +12,125 @@ using namespace headroom;
 using namespace headroom::balancer;
 
 namespace {
-NodeRegistry make(std::initializer_list<std::pair<uint64_t, uint64_t>> used_max) {
-  std::vector<conf::BackendConfig> cfg;
-  int i = 0;
-  for (auto [u, m] : used_max) {
-    (void)u;
-    (void)m;
-    conf::BackendConfig c;
-    c.name = "node" + std::to_string(++i);
-    cfg.push_back(c);
+// Nodes with (used_memory, maxmemory) as their last poll gave them, all reachable.
+struct Nodes {
+  NodeRegistry reg;
+  Ledger ledger;
+  explicit Nodes(std::initializer_list<std::pair<uint64_t, uint64_t>> used_max)
+      : reg(configs(used_max.size())), ledger(reg) {
+    NodeIndex i = 0;
+    for (auto [u, m] : used_max) {
+      reg[i].reachable = reg[i].backend_up = true;
+      ledger.poll_sent(i);
+      ledger.poll_answered(i, {u, m, 0});
+      ++i;
+    }
   }
-  NodeRegistry reg(cfg);
-  i = 0;
-  for (auto [u, m] : used_max) {
-    auto& n = reg[static_cast<NodeIndex>(i++)];
-    n.used_memory = u;
-    n.maxmemory = m;
-    n.polled = n.reachable = n.backend_up = true;
+  static std::vector<conf::BackendConfig> configs(size_t n) {
+    std::vector<conf::BackendConfig> cfg(n);
+    for (size_t i = 0; i < n; ++i) cfg[i].name = "node" + std::to_string(i + 1);
+    return cfg;
   }
-  return reg;
-}
+  std::optional<NodeIndex> choose() const { return choose_node(reg, ledger); }
+};
 }  // namespace
 
 TEST_CASE("the node with the most free memory gets the new key") {
-  auto reg = make({{80, 100}, {30, 100}, {50, 100}, {90, 100}});
-  CHECK(choose_node(reg) == NodeIndex{1});
+  Nodes n({{80, 100}, {30, 100}, {50, 100}, {90, 100}});
+  CHECK(n.choose() == NodeIndex{1});
 }
 
-TEST_CASE("bytes written since the last poll are counted") {
-  auto reg = make({{50, 100}, {40, 100}});
-  reg[1].written_since_poll = 20;  // 60% projected
-  CHECK(choose_node(reg) == NodeIndex{0});
+TEST_CASE("growth answered since the last poll is counted") {
+  Nodes n({{50, 100}, {40, 100}});
+  n.ledger.grown(1, 20);  // 60% projected
+  CHECK(n.choose() == NodeIndex{0});
 }
 
 TEST_CASE("bytes reserved for placed keys still on their way are counted") {
-  auto reg = make({{50, 100}, {40, 100}});
-  reg[1].reserved_bytes = 20;  // 60% projected
-  CHECK(choose_node(reg) == NodeIndex{0});
+  Nodes n({{50, 100}, {40, 100}});
+  n.ledger.reserve(1, 20);  // 60% projected
+  CHECK(n.choose() == NodeIndex{0});
+}
+
+TEST_CASE("a new key's bytes count once, from placement to the poll that includes them") {
+  Nodes n({{1000, 100000}});
+  CHECK(n.ledger.projected_bytes(0) == 1000);
+  auto r = n.ledger.reserve(0, 500);  // placed: the write is on its way
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+  n.ledger.write_done(r, true);  // answered: no longer reserved, now growth
+  CHECK(n.ledger.reserved(0) == 0);
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+  n.ledger.poll_sent(0);  // a poll sent after the write was answered includes it
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+  n.ledger.poll_answered(0, {1500, 100000, 1});
+  CHECK(n.ledger.growth_since_poll(0) == 0);
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+}
+
+TEST_CASE("a write answered while a poll is out counts until the next poll") {
+  Nodes n({{1000, 100000}});
+  auto r = n.ledger.reserve(0, 500);
+  n.ledger.poll_sent(0);
+  n.ledger.write_done(r, true);  // the poll may or may not have seen it
+  n.ledger.poll_answered(0, {1000, 100000, 0});  // it did not
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {1500, 100000, 1});  // the next one does
+  CHECK(n.ledger.projected_bytes(0) == 1500);
+}
+
+TEST_CASE("a reservation whose write failed, or never went, counts nothing") {
+  Nodes n({{1000, 100000}});
+  auto a = n.ledger.reserve(0, 500);
+  auto b = n.ledger.reserve(0, 300);
+  n.ledger.write_done(a, false);  // OOM, or the request was refused
+  CHECK(n.ledger.projected_bytes(0) == 1300);
+  n.ledger.write_done(b, false);
+  CHECK(n.ledger.projected_bytes(0) == 1000);
 }
 
 TEST_CASE("nodes of different sizes fill in proportion") {
-  auto reg = make({{100, 1000}, {150, 2000}});  // 10% vs 7.5%
-  CHECK(choose_node(reg) == NodeIndex{1});
-  // Simulate a burst of equal writes: fills stay within one write of each other.
-  for (int i = 0; i < 1000; ++i) {
-    auto n = choose_node(reg);
-    reg[*n].written_since_poll += 1;
-  }
-  double f0 = projected_fill(reg[0], 0), f1 = projected_fill(reg[1], 0);
-  CHECK(std::abs(f0 - f1) < 0.002);
+  Nodes n({{100, 1000}, {150, 2000}});  // 10% vs 7.5%
+  CHECK(n.choose() == NodeIndex{1});
+  // A burst of equal writes: fills stay within one write of each other.
+  for (int i = 0; i < 1000; ++i) n.ledger.write_done(n.ledger.reserve(*n.choose(), 1), true);
+  CHECK(std::abs(n.ledger.projected_fill(0) - n.ledger.projected_fill(1)) < 0.002);
 }
 
 TEST_CASE("a full node gets no new keys") {
-  auto reg = make({{99, 100}, {90, 100}});
-  CHECK(choose_node(reg) == NodeIndex{1});
-  reg[1].written_since_poll = 9;  // 99% projected: full too
-  CHECK_FALSE(choose_node(reg).has_value());
+  Nodes n({{99, 100}, {90, 100}});
+  CHECK(n.choose() == NodeIndex{1});
+  n.ledger.grown(1, 9);  // 99% projected: full too
+  CHECK_FALSE(n.choose().has_value());
 }
 
-TEST_CASE("unreachable and unpolled nodes get no new keys") {
-  auto reg = make({{90, 100}, {10, 100}, {20, 100}});
+TEST_CASE("unreachable, unpolled and disconnected nodes get no new keys") {
+  NodeRegistry reg(Nodes::configs(3));
+  Ledger ledger(reg);
+  for (NodeIndex i = 0; i < 3; ++i) reg[i].reachable = reg[i].backend_up = true;
+  ledger.poll_answered(0, {90, 100, 0});
+  ledger.poll_answered(1, {10, 100, 0});
+  CHECK(choose_node(reg, ledger) == NodeIndex{1});  // node 2 was never polled
   reg[1].reachable = false;
-  reg[2].polled = false;
-  CHECK(choose_node(reg) == NodeIndex{0});
+  CHECK(choose_node(reg, ledger) == NodeIndex{0});
   reg[0].backend_up = false;
-  CHECK_FALSE(choose_node(reg).has_value());
+  CHECK_FALSE(choose_node(reg, ledger).has_value());
 }
 
-TEST_CASE("capacity: maxmemory, else configured capacity, else the fallback") {
-  auto reg = make({{10, 0}, {10, 0}});
-  reg[0].config.capacity = 1000;
-  CHECK(reg[0].capacity(reg.fallback_capacity()) == 1000);
-  CHECK(reg[1].capacity(reg.fallback_capacity()) == 1000);
+TEST_CASE("capacity: maxmemory, else configured capacity, else the largest known") {
+  Nodes n({{10, 0}, {10, 0}});
+  n.reg[0].config.capacity = 1000;
+  CHECK(n.ledger.capacity(0) == 1000);
+  CHECK(n.ledger.capacity(1) == 1000);
+  Nodes none({{10, 0}});
+  CHECK(none.ledger.capacity(0) == 1ull << 30);
 }
 
 TEST_CASE("INFO figures are read") {
-  NodeState n;
-  apply_info(n, "# Memory\r\nused_memory:12345\r\nused_memory_human:12K\r\nmaxmemory:999\r\n# Keyspace\r\ndb0:keys=42,expires=0\r\n");
-  CHECK(n.used_memory == 12345);
-  CHECK(n.maxmemory == 999);
-  CHECK(n.keys == 42);
+  auto f = parse_info("# Memory\r\nused_memory:12345\r\nused_memory_human:12K\r\nmaxmemory:999\r\n# Keyspace\r\ndb0:keys=42,expires=0\r\n");
+  CHECK(f.used_memory == 12345);
+  CHECK(f.maxmemory == 999);
+  CHECK(f.keys == 42);
 }
 
 TEST_CASE("hash tags: keys sharing a tag share a directory key") {

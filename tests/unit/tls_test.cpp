@@ -8,10 +8,10 @@
 #include <memory>
 #include <string>
 
-#include "proxy/tls.h"
+#include "net/tls.h"
 
-using headroom::proxy::TlsContext;
-using headroom::proxy::TlsSession;
+using headroom::net::TlsContext;
+using headroom::net::TlsSession;
 using headroom::resp::Buffer;
 namespace conf = headroom::conf;
 

@@ -1,4 +1,4 @@
-#include "proxy/tls.h"
+#include "net/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <climits>
 
-namespace headroom::proxy {
+namespace headroom::net {
 
 namespace {
 
@@ -238,4 +238,4 @@ std::string TlsSession::describe() const {
   return std::string(SSL_get_version(ssl_)) + " " + SSL_get_cipher_name(ssl_);
 }
 
-}  // namespace headroom::proxy
+}  // namespace headroom::net

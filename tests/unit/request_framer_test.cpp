@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "resp/request_parser.h"
+#include "resp/request_framer.h"
 
 using headroom::resp::Buffer;
-using headroom::resp::RequestParser;
+using headroom::resp::RequestFramer;
 using headroom::resp::RequestView;
 
 namespace {
@@ -21,21 +21,20 @@ struct Parsed {
 
 // Feeds `input` in chunks of at most `chunk` bytes, collecting every request.
 Parsed parse_all(const std::string& input, size_t chunk, headroom::resp::RequestLimits limits = {}) {
-  RequestParser parser(limits);
+  RequestFramer framer(limits);
   Buffer in;
   Parsed out;
   for (size_t pos = 0; pos < input.size(); pos += chunk) {
     size_t n = std::min(chunk, input.size() - pos);
     char* w = in.writable(n);
     std::memcpy(w, input.data() + pos, n);
-    parser.feed(w, n);
     in.commit(n);
     for (;;) {
       RequestView v;
-      auto r = parser.next(in, v);
-      if (r == RequestParser::Result::kNeedMore) break;
-      if (r == RequestParser::Result::kError) {
-        out.error = parser.error();
+      auto r = framer.next(in, v);
+      if (r == RequestFramer::Result::kNeedMore) break;
+      if (r == RequestFramer::Result::kError) {
+        out.error = framer.error();
         return out;
       }
       if (!v.argv.empty()) {
@@ -71,8 +70,9 @@ TEST_CASE("RESP arrays of bulk strings, split at every byte boundary") {
   }
 }
 
-TEST_CASE("views stay right when the reader compacts its own buffer") {
-  // Over 1 KiB of requests in one feed makes hiredis discard consumed bytes.
+TEST_CASE("views stay right over many requests per read, and when the buffer moves") {
+  // The input buffer grows (and moves) while a request is half framed: progress is
+  // kept as offsets from its head.
   std::string input;
   for (int i = 0; i < 200; ++i) input += "*2\r\n$3\r\nGET\r\n$6\r\nkey" + std::to_string(100 + i) + "\r\n";
   for (size_t chunk : {size_t(7), size_t(1000), input.size()}) {
@@ -102,10 +102,21 @@ TEST_CASE("inline commands, as typed into nc") {
   CHECK(q.requests[2] == std::vector<std::string>{"GET", "x"});
 }
 
-TEST_CASE("empty multibulk requests are skipped, as Redis does") {
-  Parsed p = parse_all("*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", 1);
+TEST_CASE("empty and negative multibulk requests are skipped, as Redis does") {
+  Parsed p = parse_all("*0\r\n*-1\r\n*-10\r\n*1\r\n$4\r\nPING\r\n", 1);
   REQUIRE(p.error.empty());
   REQUIRE(p.requests.size() == 1);
+  CHECK(p.requests[0] == std::vector<std::string>{"PING"});
+}
+
+TEST_CASE("a large argument arriving in many reads is framed once, in place") {
+  std::string value(300000, 'v');
+  std::string input = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$300000\r\n" + value + "\r\n*1\r\n$4\r\nPING\r\n";
+  Parsed p = parse_all(input, 4096);
+  REQUIRE(p.error.empty());
+  REQUIRE(p.requests.size() == 2);
+  CHECK(p.requests[0][2] == value);
+  CHECK(p.raws[0].size() == input.size() - 14);
 }
 
 TEST_CASE("malformed requests get Redis's protocol errors") {

@@ -25,7 +25,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
 
-namespace headroom::proxy {
+namespace headroom::net {
 
 // An SSL_CTX built from the config, for one side: accepting clients, or connecting
 // to backends. Built once at startup; certificate problems are reported then.
@@ -80,8 +80,9 @@ class TlsSession {
   // Decrypts into `plain`. Returns the bytes appended (0: nothing more for now), or
   // -1 on a fatal error or the peer's close_notify (see error(), closed()).
   ssize_t decrypt(resp::Buffer& plain, size_t chunk);
-  // Once established, encrypts all of `plain` (and empties it); in any state, moves
-  // every ciphertext byte waiting to be sent into `cipher`. false: fatal.
+  // Once established, encrypts up to kSealSliceBytes of `plain` (consuming them), so
+  // a huge reply goes out in slices and the ciphertext buffers stay small; in any
+  // state, moves every ciphertext byte waiting to be sent into `cipher`. false: fatal.
   bool seal(resp::Buffer& plain, resp::Buffer& cipher);
 
   bool established() const { return established_; }
@@ -103,4 +104,4 @@ class TlsSession {
   std::string error_;
 };
 
-}  // namespace headroom::proxy
+}  // namespace headroom::net

@@ -1,0 +1,80 @@
+// The placement ledger: the one owner of each data node's projected fill, the figure
+// placement compares. For each node:
+//
+//   projected bytes = used_memory from the last answered poll
+//                   + growth: bytes of writes answered since that poll was sent
+//                   + reserved: bytes of new keys placed whose writes are not answered yet
+//
+// A new key's bytes are reserved when it is placed and move to growth when its
+// write is answered, so from placement to the poll that includes them they count
+// exactly once. A poll's answer may or may not include a write answered after the
+// poll was sent (the poll travels on another connection), so such writes stay in
+// growth until the next poll: they are never left out, at worst counted once
+// more for one poll interval.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "balancer/node_registry.h"
+
+namespace headroom::balancer {
+
+// A node's figures as its INFO gives them.
+struct NodeFigures {
+  uint64_t used_memory = 0;
+  uint64_t maxmemory = 0;
+  uint64_t keys = 0;
+};
+
+// Bytes reserved on a node for a new key; given back to Ledger::write_done.
+struct Reservation {
+  NodeIndex node = 0;
+  uint64_t bytes = 0;
+};
+
+class Ledger {
+ public:
+  explicit Ledger(const NodeRegistry& nodes);
+
+  // --- the memory poller
+  // A poll of `node` is sent now.
+  void poll_sent(NodeIndex node);
+  // The answer to the last poll sent: the node's figures at some moment after it left.
+  void poll_answered(NodeIndex node, const NodeFigures& figures);
+
+  // --- placement and the data path
+  // A new key of about `bytes` is being placed on `node`.
+  Reservation reserve(NodeIndex node, uint64_t bytes);
+  // The write that creates a reserved key was answered (`stored`: not an error), or
+  // will never be sent (false): the reservation ends.
+  void write_done(const Reservation& r, bool stored);
+  // A write that may have grown `node` by `bytes` was answered.
+  void grown(NodeIndex node, uint64_t bytes);
+
+  // --- reading
+  bool polled(NodeIndex node) const { return fills_[node].polled; }
+  const NodeFigures& figures(NodeIndex node) const { return fills_[node].figures; }
+  uint64_t reserved(NodeIndex node) const { return fills_[node].reserved; }
+  uint64_t growth_since_poll(NodeIndex node) const;
+  uint64_t projected_bytes(NodeIndex node) const;
+  // What the node may hold: maxmemory, else the configured capacity, else the largest
+  // capacity known for any node, else 1 GiB.
+  uint64_t capacity(NodeIndex node) const;
+  double projected_fill(NodeIndex node) const;
+  size_t size() const { return fills_.size(); }
+
+ private:
+  struct Fill {
+    bool polled = false;
+    NodeFigures figures;
+    uint64_t reserved = 0;
+    uint64_t growth_total = 0;    // every byte of growth ever answered
+    uint64_t growth_base = 0;     // growth_total when the poll behind `figures` was sent
+    uint64_t growth_at_send = 0;  // growth_total when the poll in flight was sent
+  };
+  const NodeRegistry& nodes_;
+  std::vector<Fill> fills_;
+};
+
+}  // namespace headroom::balancer

@@ -1,0 +1,32 @@
+#include "net/address.h"
+
+#include <netinet/in.h>
+
+namespace headroom::net {
+
+int to_sockaddr(const conf::Endpoint& e, sockaddr_storage& out) {
+  out = {};
+  if (e.host.find(':') != std::string::npos)
+    return uv_ip6_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in6*>(&out));
+  return uv_ip4_addr(e.host.c_str(), e.port, reinterpret_cast<sockaddr_in*>(&out));
+}
+
+std::string peer_of(const uv_tcp_t* tcp) {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  char ip[64] = {0};
+  if (addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    uv_ip4_name(a, ip, sizeof ip);
+    return std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    uv_ip6_name(a, ip, sizeof ip);
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "";
+}
+
+}  // namespace headroom::net

@@ -1,0 +1,71 @@
+// Route::FanOut: commands with no key asked of every data node (DBSIZE, KEYS,
+// RANDOMKEY, FLUSHALL, CONFIG SET), merged by the row's Merge; a kFlushes command
+// flushes the directory on the main server as one more fragment. SCAN walks the
+// nodes one after another, its cursor naming the node.
+#include <charconv>
+
+#include "proxy/backend_conn.h"
+#include "proxy/router.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+
+namespace headroom::proxy {
+
+void Router::route_fan_out(Request* req) {
+  const size_t n = server_.nodes().size();
+  std::vector<BackendConn*>& conns = fan_out_conns_;
+  conns.resize(n);
+  for (NodeIndex i = 0; i < n; ++i) {
+    conns[i] = ready_backend(req, i);
+    if (conns[i] == nullptr) return;
+  }
+  for (NodeIndex i = 0; i < n; ++i) add_fragment(req, i);
+  for (NodeIndex i = 0; i < n; ++i) {
+    conns[i]->out().append(req->raw);
+    sent(req, *conns[i], i);
+  }
+  if (req->cmd->has(resp::kFlushes)) {
+    // The directory is flushed with the nodes: one more fragment, answered by the
+    // main store (at once when it is unreachable, hence after the nodes' are counted).
+    uint32_t f = add_fragment(req, 0);
+    ++req->fragments_pending;
+    server_.main_store().flush([this, req, f](std::string_view error) {
+      resp::Buffer r;
+      if (error.empty()) resp::add_simple(r, "OK");
+      else resp::add_error(r, error);
+      on_fragment_reply(req, f, r.view());
+    });
+  }
+  ++server_.stats().commands_forwarded;
+}
+
+// SCAN's cursor names the node: client cursor = node cursor << 8 | node index. A full
+// scan walks node 0 to the end, then node 1, ... so it visits every data node once.
+void Router::route_scan(Request* req) {
+  uint64_t cursor = 0;
+  std::string_view c = req->argv[1];
+  auto r = std::from_chars(c.data(), c.data() + c.size(), cursor);
+  if (r.ec != std::errc() || r.ptr != c.data() + c.size()) {
+    reply_error(req, "ERR invalid cursor");
+    return;
+  }
+  NodeIndex node = static_cast<NodeIndex>(cursor & 0xff);
+  if (node >= server_.nodes().size()) {
+    reply_error(req, "ERR invalid cursor");
+    return;
+  }
+  BackendConn* b = ready_backend(req, node);
+  if (b == nullptr) return;
+  uint32_t f = add_fragment(req, node);
+  char num[24];
+  auto end = std::to_chars(num, num + sizeof num, cursor >> 8).ptr;
+  resp::Buffer& out = b->out();
+  resp::add_array_header(out, static_cast<int64_t>(req->argv.size()));
+  resp::add_bulk(out, req->argv[0]);
+  resp::add_bulk(out, std::string_view(num, static_cast<size_t>(end - num)));
+  for (size_t i = 2; i < req->argv.size(); ++i) resp::add_bulk(out, req->argv[i]);
+  sent(req, *b, f);
+  ++server_.stats().commands_forwarded;
+}
+
+}  // namespace headroom::proxy

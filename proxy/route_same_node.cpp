@@ -1,0 +1,50 @@
+// Route::SameNode: several keys Redis must run together (RENAME, SMOVE, SUNIONSTORE,
+// EVAL with keys, MSETNX, ...). Allowed when every key lives, or will be placed, on
+// one node; otherwise a CROSSNODE error that names the nodes. Keys that share a
+// hash tag always share a node.
+#include "proxy/router.h"
+#include "proxy/server.h"
+#include "resp/ascii.h"
+
+namespace headroom::proxy {
+
+bool Router::route_same_node(Request* req) {
+  look_up_keys(req);
+  int target = -1;
+  std::string nodes_seen;
+  bool cross = false;
+  for (size_t i = 0; i < req->keys.size(); ++i) {
+    int n = req->key_nodes[i];
+    if (n >= 0) {
+      if (target < 0) {
+        target = n;
+        nodes_seen = server_.nodes()[static_cast<NodeIndex>(n)].name();
+      } else if (target != n) {
+        cross = true;
+        nodes_seen += ", " + server_.nodes()[static_cast<NodeIndex>(n)].name();
+      }
+    } else if (!req->keys[i].may_create && !absence_known(req)) {
+      return true;
+    }
+  }
+  if (cross) {
+    ++server_.stats().crossnode_errors;
+    reply_error(req, "CROSSNODE keys of '" + resp::to_lower(req->argv[0]) + "' live on different nodes (" +
+                         nodes_seen + "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
+    return true;
+  }
+  // New keys go to the existing keys' node; once placed this runs again, and a key
+  // another proxy placed elsewhere meanwhile gives CROSSNODE above.
+  if (!place_new_keys(req)) return req->done;
+  NodeIndex node = 0;
+  if (target >= 0) {
+    node = static_cast<NodeIndex>(target);
+  } else if (!any_node(node)) {
+    reply_error(req, "ERR no data node is available");
+    return true;
+  }
+  forward_raw(req, node);
+  return true;
+}
+
+}  // namespace headroom::proxy
