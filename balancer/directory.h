@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "balancer/node_registry.h"
+#include "resp/bytes.h"
 
 namespace headroom::balancer {
 
@@ -104,7 +105,7 @@ class Directory {
     for (size_t i = h & mask;; i = (i + 1) & mask) {
       const Slot& s = slots_[i];
       if (s.offset == kEmpty) return i;
-      if (s.offset != kTombstone && s.hash == h && key_at(s.offset) == key) return i;
+      if (s.offset != kTombstone && s.hash == h && resp::same_bytes(key_at(s.offset), key)) return i;
     }
   }
   void rebuild(size_t slots);

@@ -2,6 +2,8 @@
 
 #include <netinet/in.h>
 
+#include <cstdio>
+
 namespace headroom::net {
 
 int to_sockaddr(const conf::Endpoint& e, sockaddr_storage& out) {
@@ -16,15 +18,18 @@ std::string peer_of(const uv_tcp_t* tcp) {
   int len = sizeof addr;
   if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
   char ip[64] = {0};
+  char text[96];
   if (addr.ss_family == AF_INET) {
     auto* a = reinterpret_cast<sockaddr_in*>(&addr);
     uv_ip4_name(a, ip, sizeof ip);
-    return std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+    std::snprintf(text, sizeof text, "%s:%u", ip, static_cast<unsigned>(ntohs(a->sin_port)));
+    return text;
   }
   if (addr.ss_family == AF_INET6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
     uv_ip6_name(a, ip, sizeof ip);
-    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+    std::snprintf(text, sizeof text, "[%s]:%u", ip, static_cast<unsigned>(ntohs(a->sin6_port)));
+    return text;
   }
   return "";
 }

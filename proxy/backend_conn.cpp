@@ -160,8 +160,8 @@ void BackendConn::schedule_reconnect() {
 void BackendConn::shutdown() {
   stopping_ = true;
   uv_timer_stop(retry_timer_);
+  ready_ = false;  // a planned close: nothing to warn about
   if (stream_.is_open() || !inflight_.empty()) fail("shutting down", unavailable_error(), false);
-  uv_timer_stop(retry_timer_);
 }
 
 }  // namespace headroom::proxy

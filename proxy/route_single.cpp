@@ -9,7 +9,11 @@ bool Router::route_single(Request* req) {
     route_any(req);
     return true;
   }
-  if (!place_new_keys(req)) return req->done;  // waits for the key's placement, or failed
+  if (req->keys[0].may_create) {
+    if (!place_new_keys(req)) return req->done;  // waits for the key's placement, or failed
+  } else {
+    look_up_keys(req);
+  }
   NodeIndex node = 0;
   if (req->key_nodes[0] >= 0) {
     node = static_cast<NodeIndex>(req->key_nodes[0]);

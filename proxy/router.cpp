@@ -111,7 +111,12 @@ void Router::prepare(Request* req) {
     return;
   }
   // Start placing new keys now, so a pipeline of new keys shares main-server round trips.
-  if (!req->keys.empty()) place_new_keys(req);
+  for (const auto& k : req->keys) {
+    if (k.may_create) {
+      place_new_keys(req);
+      return;
+    }
+  }
 }
 
 bool Router::dispatch(Request* req) {

@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "resp/ascii.h"
+#include "resp/bytes.h"
 
 namespace headroom::resp {
 
@@ -27,8 +28,10 @@ constexpr size_t longest_name() {
 // it, so the stack buffer below is all the room a lookup ever needs.
 constexpr size_t kMaxName = longest_name();
 
+constexpr uint32_t kNameHashSeed = 2166136261u;
+
 constexpr uint32_t name_hash(std::string_view s) {
-  uint32_t h = 2166136261u;  // FNV-1a: short names, a few bytes each, no need for more
+  uint32_t h = kNameHashSeed;  // FNV-1a: short names, a few bytes each, no need for more
   for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
   return h;
 }
@@ -47,11 +50,12 @@ class NameIndex {
     }
   }
 
-  const CommandInfo* find(std::string_view lower_name) const {
-    size_t h = name_hash(lower_name) & kMask;
+  // `hash` is name_hash(lower_name), computed by the caller as it lowers the name.
+  const CommandInfo* find(std::string_view lower_name, uint32_t hash) const {
+    size_t h = hash & kMask;
     while (slots_[h] >= 0) {
       const CommandInfo& c = kRows[slots_[h]];
-      if (c.name == lower_name) return &c;
+      if (same_bytes(c.name, lower_name)) return &c;
       h = (h + 1) & kMask;
     }
     return nullptr;
@@ -66,14 +70,17 @@ class NameIndex {
 
 constexpr NameIndex kIndex;
 
-// Appends `s` lowercased to buf[0..len). False when the result would not fit (no row
-// is that long) or `s` holds '|': that character only joins a container to its
-// subcommand in row names, so "object|encoding" typed as one word is unknown, as in Redis.
-bool append_lower(char* buf, size_t& len, std::string_view s) {
+// Appends `s` lowercased to buf[0..len), carrying on the name's hash. False when the
+// result would not fit (no row is that long) or `s` holds '|': that character only
+// joins a container to its subcommand in row names, so "object|encoding" typed as one
+// word is unknown, as in Redis.
+bool append_lower(char* buf, size_t& len, std::string_view s, uint32_t& hash) {
   if (s.size() > kMaxName - len) return false;
   for (char c : s) {
     if (c == '|') return false;
-    buf[len++] = ascii_lower(c);
+    char l = ascii_lower(c);
+    buf[len++] = l;
+    hash = (hash ^ static_cast<unsigned char>(l)) * 16777619u;
   }
   return true;
 }
@@ -120,24 +127,24 @@ const CommandInfo* lookup_command(std::span<const std::string_view> argv, bool* 
   if (argv.empty()) return nullptr;
   char buf[kMaxName];
   size_t len = 0;
-  if (!append_lower(buf, len, argv[0])) return nullptr;
-  const CommandInfo* cmd = kIndex.find(std::string_view(buf, len));
+  uint32_t hash = kNameHashSeed;
+  if (!append_lower(buf, len, argv[0], hash)) return nullptr;
+  const CommandInfo* cmd = kIndex.find(std::string_view(buf, len), hash);
   // A container named alone returns its own row: its arity (-2) then gives Redis's
   // "wrong number of arguments for 'object' command".
   if (cmd == nullptr || !cmd->has(kContainer) || argv.size() < 2) return cmd;
   const CommandInfo* sub = nullptr;
   if (len < kMaxName) {
     buf[len++] = '|';
-    if (append_lower(buf, len, argv[1])) sub = kIndex.find(std::string_view(buf, len));
+    hash = (hash ^ static_cast<unsigned char>('|')) * 16777619u;
+    if (append_lower(buf, len, argv[1], hash)) sub = kIndex.find(std::string_view(buf, len), hash);
   }
   if (sub == nullptr && cmd->has(kOpenContainer)) return cmd;
   if (sub == nullptr && unknown_subcommand != nullptr) *unknown_subcommand = true;
   return sub;
 }
 
-bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv) {
-  if (!cmd.has(kBlocking)) return false;
-  if (!cmd.has(kBlockingOption)) return true;
+bool blocks_with_options(const CommandInfo& cmd, std::span<const std::string_view> argv) {
   for (size_t i = 1; i < argv.size();) {
     const OptionSpec* opt = nullptr;
     for (const OptionSpec& o : cmd.options)
@@ -162,6 +169,13 @@ bool arity_ok(const CommandInfo& cmd, size_t argc) {
 // since Redis runs such commands and they must still go to their other keys' node.
 bool resolve_keys(const CommandInfo& cmd, std::span<const std::string_view> argv, std::vector<KeyRef>& out) {
   const int argc = static_cast<int>(argv.size());
+  if (cmd.key_specs.size() == 1) {  // the common row: one key at a fixed place (GET, SET, HSET, ...)
+    const KeySpec& s = cmd.key_specs[0];
+    if (s.begin == KeySpec::Begin::Index && s.find == KeySpec::Find::Range && s.lastkey == 0) {
+      if (s.index < argc) out.push_back({static_cast<uint32_t>(s.index), s.may_create});
+      return true;
+    }
+  }
   for (const KeySpec& spec : cmd.key_specs) {
     int first = 0;
     if (spec.begin == KeySpec::Begin::Index) {

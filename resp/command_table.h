@@ -130,7 +130,10 @@ bool resolve_keys(const CommandInfo& cmd, std::span<const std::string_view> argv
 // True when this call blocks: a kBlocking command, unless it is kBlockingOption and
 // its options (walked as `options` says, up to the first argument that is not one of
 // them) hold no BLOCK. `XREAD COUNT 1 STREAMS block 0` reads a stream named "block".
-bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv);
+bool blocks_with_options(const CommandInfo& cmd, std::span<const std::string_view> argv);
+inline bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv) {
+  return cmd.has(kBlocking) && (!cmd.has(kBlockingOption) || blocks_with_options(cmd, argv));
+}
 
 // Every row, for COMMAND and for the table test.
 std::span<const CommandInfo> all_commands();

@@ -14,59 +14,92 @@ bool parse_len(const char* b, const char* e, int64_t& out) {
   auto r = std::from_chars(b, e, out);
   return r.ec == std::errc() && r.ptr == e;
 }
+
+// The number that starts at `q` and ends its line ("-12\r\n"), scanned in one pass
+// (headers are read on every reply: no memchr, no from_chars). 1: `v` is set and
+// `line_end` is just past the "\n"; 0: the line is not all here yet; -1: malformed.
+int scan_number(const char* q, const char* end, int64_t& v, const char*& line_end) {
+  bool negative = q < end && *q == '-';
+  if (negative) ++q;
+  const char* digits = q;
+  uint64_t u = 0;
+  while (q < end && *q >= '0' && *q <= '9') {
+    if (q - digits == 19) return -1;  // more digits than an int64 holds
+    u = u * 10 + static_cast<uint64_t>(*q - '0');
+    ++q;
+  }
+  if (q == end) return 0;
+  const uint64_t limit = static_cast<uint64_t>(INT64_MAX) + (negative ? 1 : 0);  // INT64_MIN is an integer reply too
+  if (*q != '\r' || q == digits || u > limit) return -1;
+  if (q + 1 == end) return 0;
+  if (q[1] != '\n') return -1;
+  v = negative ? static_cast<int64_t>(0 - u) : static_cast<int64_t>(u);
+  line_end = q + 2;
+  return 1;
+}
 }  // namespace
 
 int64_t ReplyFramer::next(const char* data, size_t len) {
   if (owed_ == 0) owed_ = 1;  // a new reply: one item owed
+  const char* const end = data + len;
   while (scanned_ < len) {
     const char* p = data + scanned_;
-    const char* nl = static_cast<const char*>(std::memchr(p, '\n', len - scanned_));
-    if (nl == nullptr) return 0;
-    if (nl == p || nl[-1] != '\r') {
-      error_ = "line not terminated by CRLF";
-      return -1;
-    }
-    size_t line_end = static_cast<size_t>(nl - data) + 1;
-    const char* body = p + 1;
-    const char* body_end = nl - 1;
+    const char* after = nullptr;  // just past this item's header line
     int64_t n = 0;
     switch (*p) {
       case '+':
-      case '-':
-        scanned_ = line_end;
+      case '-': {
+        const char* nl = static_cast<const char*>(std::memchr(p, '\n', len - scanned_));
+        if (nl == nullptr) return 0;
+        if (nl == p || nl[-1] != '\r') {
+          error_ = "line not terminated by CRLF";
+          return -1;
+        }
+        scanned_ = static_cast<size_t>(nl - data) + 1;
         break;
-      case ':':
-        if (!parse_len(body, body_end, n)) {
+      }
+      case ':': {
+        int r = scan_number(p + 1, end, n, after);
+        if (r <= 0) {
+          if (r == 0) return 0;
           error_ = "bad integer";
           return -1;
         }
-        scanned_ = line_end;
+        scanned_ = static_cast<size_t>(after - data);
         break;
-      case '$':
-        if (!parse_len(body, body_end, n) || n < -1) {
+      }
+      case '$': {
+        int r = scan_number(p + 1, end, n, after);
+        if (r == 0) return 0;
+        if (r < 0 || n < -1) {
           error_ = "bad bulk length";
           return -1;
         }
+        size_t line_end = static_cast<size_t>(after - data);
         if (n >= 0) {
           // compared without overflow: n may be any 63-bit number a broken peer sends
           if (static_cast<uint64_t>(n) + 2 > len - line_end) return 0;  // header read again later
-          size_t end = line_end + static_cast<size_t>(n) + 2;
-          if (data[end - 2] != '\r' || data[end - 1] != '\n') {
+          size_t stop = line_end + static_cast<size_t>(n) + 2;
+          if (data[stop - 2] != '\r' || data[stop - 1] != '\n') {
             error_ = "bulk string not terminated by CRLF";
             return -1;
           }
-          line_end = end;
+          line_end = stop;
         }
         scanned_ = line_end;
         break;
-      case '*':
-        if (!parse_len(body, body_end, n) || n < -1 || n > kMaxArrayLength) {
+      }
+      case '*': {
+        int r = scan_number(p + 1, end, n, after);
+        if (r == 0) return 0;
+        if (r < 0 || n < -1 || n > kMaxArrayLength) {
           error_ = "bad array length";
           return -1;
         }
-        scanned_ = line_end;
+        scanned_ = static_cast<size_t>(after - data);
         if (n > 0) owed_ += n;  // cannot overflow: kMaxArrayLength bounds each step
         break;
+      }
       default:
         error_ = std::string("unknown reply type byte '") + *p + "'";
         return -1;

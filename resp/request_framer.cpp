@@ -1,5 +1,6 @@
 #include "resp/request_framer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "resp/inline_split.h"
@@ -42,6 +43,19 @@ bool parse_ll(const char* p, size_t n, int64_t& out) {
   return true;
 }
 
+// The common header: a short run of digits, then "\r\n". Returns the position of
+// the '\r' and sets `value`, or 0 when the line is anything else (or incomplete):
+// header_end and parse_ll then give the exact outcome.
+inline size_t quick_number(const char* p, size_t n, size_t at, int64_t& value) {
+  int64_t v = 0;
+  size_t i = at;
+  const size_t last = std::min(n, at + 18);  // 18 digits cannot overflow
+  while (i < last && p[i] >= '0' && p[i] <= '9') v = v * 10 + (p[i++] - '0');
+  if (i == at || i + 1 >= n || p[i] != '\r' || (p[at] == '0' && i - at > 1)) return 0;
+  value = v;
+  return i;
+}
+
 // The header line starting at `at`: the position of its '\r' once "\r\n" is there,
 // 0 when more bytes are needed, SIZE_MAX when it is too long to be a header.
 size_t header_end(const char* p, size_t n, size_t at) {
@@ -76,12 +90,15 @@ RequestFramer::Result RequestFramer::next_multibulk(const Buffer& in, RequestVie
   const char* p = in.data();
   const size_t n = in.size();
   if (args_expected_ < 0) {
-    size_t cr = header_end(p, n, 1);
-    if (cr == SIZE_MAX) return fail("ERR Protocol error: too big mbulk count string");
-    if (cr == 0) return Result::kNeedMore;
     int64_t count = 0;
-    if (!parse_ll(p + 1, cr - 1, count) || count > INT32_MAX)
-      return fail("ERR Protocol error: invalid multibulk length");
+    size_t cr = quick_number(p, n, 1, count);
+    if (cr == 0) {
+      cr = header_end(p, n, 1);
+      if (cr == SIZE_MAX) return fail("ERR Protocol error: too big mbulk count string");
+      if (cr == 0) return Result::kNeedMore;
+      if (!parse_ll(p + 1, cr - 1, count) || count > INT32_MAX)
+        return fail("ERR Protocol error: invalid multibulk length");
+    }
     pos_ = cr + 2;
     if (count <= 0) {  // "*0", "*-1", "*-10": nothing to run, as in Redis
       out = RequestView{};
@@ -97,13 +114,16 @@ RequestFramer::Result RequestFramer::next_multibulk(const Buffer& in, RequestVie
     if (bulk_len_ < 0) {
       if (pos_ >= n) break;
       if (p[pos_] != '$') return fail(std::string("ERR Protocol error: expected '$', got '") + p[pos_] + "'");
-      size_t cr = header_end(p, n, pos_ + 1);
-      if (cr == SIZE_MAX) return fail("ERR Protocol error: too big bulk count string");
-      if (cr == 0) break;
       int64_t len = 0;
-      if (!parse_ll(p + pos_ + 1, cr - pos_ - 1, len) || len < 0 ||
-          static_cast<uint64_t>(len) > limits_.max_bulk_bytes)
-        return fail("ERR Protocol error: invalid bulk length");
+      size_t cr = quick_number(p, n, pos_ + 1, len);
+      if (cr == 0) {
+        cr = header_end(p, n, pos_ + 1);
+        if (cr == SIZE_MAX) return fail("ERR Protocol error: too big bulk count string");
+        if (cr == 0) break;
+        if (!parse_ll(p + pos_ + 1, cr - pos_ - 1, len) || len < 0)
+          return fail("ERR Protocol error: invalid bulk length");
+      }
+      if (static_cast<uint64_t>(len) > limits_.max_bulk_bytes) return fail("ERR Protocol error: invalid bulk length");
       pos_ = cr + 2;
       bulk_len_ = len;
     }

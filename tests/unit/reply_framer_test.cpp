@@ -114,5 +114,13 @@ TEST_CASE("integer replies") {
   int64_t n = 0;
   CHECK(headroom::resp::parse_integer_reply(":123\r\n", n));
   CHECK(n == 123);
+  // Integer replies span all of int64 (INCRBY can reach either end).
+  headroom::resp::ReplyFramer f;
+  std::string ends = ":-9223372036854775808\r\n";
+  CHECK(f.next(ends.data(), ends.size()) == static_cast<int64_t>(ends.size()));
+  ends = ":9223372036854775807\r\n";
+  CHECK(f.next(ends.data(), ends.size()) == static_cast<int64_t>(ends.size()));
+  ends = ":9223372036854775808\r\n";
+  CHECK(f.next(ends.data(), ends.size()) == -1);
   CHECK_FALSE(headroom::resp::parse_integer_reply("+123\r\n", n));
 }
