@@ -195,9 +195,11 @@ bool ControlConn::command_encoded(std::string_view resp_command, ReplyFn fn) {
   return true;
 }
 
-bool ControlConn::subscribe(std::string_view channel, ReplyFn fn) {
+bool ControlConn::subscribe(const std::vector<std::string_view>& channels, ReplyFn fn) {
   if (!up_ || !pending_.empty()) return false;  // replies still due would go to `fn`
-  resp::add_command(out_, std::vector<std::string_view>{"SUBSCRIBE", channel});
+  std::vector<std::string_view> argv{"SUBSCRIBE"};
+  argv.insert(argv.end(), channels.begin(), channels.end());
+  resp::add_command(out_, std::span<const std::string_view>(argv.data(), argv.size()));
   subscription_ = std::move(fn);
   schedule_flush();
   return true;

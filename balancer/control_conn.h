@@ -70,9 +70,9 @@ class ControlConn final : private net::Stream::Owner {
   bool command_encoded(std::string_view resp_command, ReplyFn fn);
 
   // For subscriber connections: SUBSCRIBE, then `fn` gets every message pushed on
-  // this connection (the subscribe confirmation, then each message); heartbeat
+  // this connection (the subscribe confirmations, then each message); heartbeat
   // replies are kept from it.
-  bool subscribe(std::string_view channel, ReplyFn fn);
+  bool subscribe(const std::vector<std::string_view>& channels, ReplyFn fn);
 
  private:
   struct Pending {

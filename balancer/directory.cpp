@@ -22,14 +22,16 @@ uint64_t stable_hash(std::string_view s) {
   return h;
 }
 
-void Directory::set(std::string_view dir_key, NodeIndex node) {
-  ++version_;
+bool Directory::apply(std::string_view dir_key, NodeIndex node, uint64_t version, bool retiring) {
   uint32_t h = hash_of(dir_key);
   size_t i = probe(dir_key, h);
   if (slots_[i].offset < kTombstone) {
-    put_node(slots_[i].offset, node);
-    return;
+    if (version_at(slots_[i].offset) > version) return false;
+    ++version_;
+    put(slots_[i].offset, node, version, retiring);
+    return true;
   }
+  ++version_;
   if ((used_ + 1) * 4 > slots_.size() * 3 || arena_.size() + kHeader + dir_key.size() >= kTombstone) {
     rebuild(std::max(kMinSlots, std::bit_ceil((size_ + 1) * 2)));
     i = probe(dir_key, h);
@@ -37,17 +39,18 @@ void Directory::set(std::string_view dir_key, NodeIndex node) {
   uint32_t off = static_cast<uint32_t>(arena_.size());
   uint32_t len = static_cast<uint32_t>(dir_key.size());
   arena_.resize(arena_.size() + kHeader + len);
-  put_node(off, node);
-  std::memcpy(arena_.data() + off + 2, &len, sizeof len);
+  put(off, node, version, retiring);
+  std::memcpy(arena_.data() + off + kLength, &len, sizeof len);
   std::memcpy(arena_.data() + off + kHeader, dir_key.data(), len);
   slots_[i] = {h, off};
   ++size_;
   ++used_;
+  return true;
 }
 
-void Directory::erase_if(std::string_view dir_key, NodeIndex node) {
+void Directory::erase(std::string_view dir_key, uint64_t version) {
   size_t i = probe(dir_key, hash_of(dir_key));
-  if (slots_[i].offset >= kTombstone || node_at(slots_[i].offset) != node) return;
+  if (slots_[i].offset >= kTombstone || version_at(slots_[i].offset) > version) return;
   ++version_;
   slots_[i].offset = kTombstone;  // its arena bytes are reclaimed by the next rebuild
   --size_;
@@ -57,12 +60,19 @@ size_t Directory::end_epoch() {
   ++version_;
   size_t erased = 0;
   for (Slot& s : slots_) {
-    if (s.offset >= kTombstone || static_cast<uint8_t>(arena_[s.offset + 1]) == epoch_) continue;
+    if (s.offset >= kTombstone || static_cast<uint8_t>(arena_[s.offset + kEpoch]) == epoch_) continue;
     s.offset = kTombstone;
     --size_;
     ++erased;
   }
   return erased;
+}
+
+size_t Directory::count_on(NodeIndex node) const {
+  size_t n = 0;
+  for (const Slot& s : slots_)
+    if (s.offset < kTombstone && static_cast<unsigned char>(arena_[s.offset + kNode]) == node) ++n;
+  return n;
 }
 
 // Moves the live entries into a table of `slots` slots and a compacted arena.
@@ -76,7 +86,7 @@ void Directory::rebuild(size_t slots) {
   for (const Slot& s : old_slots) {
     if (s.offset >= kTombstone) continue;
     uint32_t len;
-    std::memcpy(&len, old_arena.data() + s.offset + 2, sizeof len);
+    std::memcpy(&len, old_arena.data() + s.offset + kLength, sizeof len);
     uint32_t off = static_cast<uint32_t>(arena_.size());
     arena_.insert(arena_.end(), old_arena.begin() + s.offset, old_arena.begin() + s.offset + kHeader + len);
     size_t i = s.hash & mask;

@@ -1,16 +1,22 @@
 // The key-to-node directory, as this proxy knows it: a local cache of the shared
-// store on the main server (see main_store.h). Once loaded it is complete: a key it
-// does not hold has been placed by no proxy, so misses cost no round trip.
+// directory on the main server (docs/directory.md is the contract; main_store.h keeps
+// this cache in step with it). Once loaded it is complete: a key it does not hold has
+// been placed by no proxy, so misses cost no round trip.
+//
+// Every entry carries the version (the change-stream sequence number) that last wrote
+// it, and whether it is retiring. Changes are applied only when newer than what is
+// held, so the order in which the command replies and the change stream arrive does
+// not matter.
 //
 // Directory keys: a key with a hash tag ("{user:42}:cart") is placed by its tag, so
 // every key with that tag shares one entry and one node.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <cstring>
 #include <vector>
 
 #include "balancer/node_registry.h"
@@ -31,29 +37,48 @@ inline bool is_tag(std::string_view dir_key) {
 // builds, machines or versions.
 uint64_t stable_hash(std::string_view s);
 
+struct Entry {
+  NodeIndex node = 0;
+  uint64_t version = 0;
+  bool retiring = false;  // marked, or older than the last FLUSHALL
+};
+
 // The cache: an open-addressing table whose slots hold a 32-bit hash and an offset
-// into one byte arena, where each entry is [node:1][epoch:1][key length:4][key bytes]. About
-// 8 bytes of slot (at most 3/4 full) plus 6 bytes and the key itself per entry, in
-// two allocations, where a node-based map costs a heap node, a std::string and a
-// bucket per entry. Erased entries leave tombstones and dead arena bytes, both
+// into one byte arena, where each entry is
+//   [node:1][epoch:1][retiring:1][version:8][key length:4][key bytes].
+// About 8 bytes of slot (at most 3/4 full) plus 15 bytes and the key itself per
+// entry, in two allocations, where a node-based map costs a heap node, a std::string
+// and a bucket per entry. Erased entries leave tombstones and dead arena bytes, both
 // reclaimed when the table is rebuilt.
 class Directory {
  public:
   Directory() { clear(); }
 
-  std::optional<NodeIndex> find(std::string_view dir_key) const {
+  std::optional<Entry> find(std::string_view dir_key) const {
     size_t i = probe(dir_key, hash_of(dir_key));
-    if (slots_[i].offset < kTombstone) return node_at(slots_[i].offset);
-    return std::nullopt;
+    if (slots_[i].offset >= kTombstone) return std::nullopt;
+    return entry_at(slots_[i].offset);
   }
-  // Inserts or updates (the entry then belongs to the current epoch).
-  void set(std::string_view dir_key, NodeIndex node);
-  // Erases the entry when it still names `node`.
-  void erase_if(std::string_view dir_key, NodeIndex node);
 
-  // A full reload from the main server runs as an epoch: begin_epoch(), then set()
+  // Sets the entry to (node, version, retiring) unless the entry held is newer
+  // (a higher version). Returns whether it was set. The entry then belongs to the
+  // current epoch.
+  bool apply(std::string_view dir_key, NodeIndex node, uint64_t version, bool retiring);
+  // Erases the entry unless it is newer than `version`.
+  void erase(std::string_view dir_key, uint64_t version);
+
+  // FLUSHALL at version `seq`: every entry older than it is retiring from now on.
+  void flushed(uint64_t seq) {
+    if (seq > flushed_) {
+      flushed_ = seq;
+      ++version_;
+    }
+  }
+  uint64_t flushed_seq() const { return flushed_; }
+
+  // A full reload from the main server runs as an epoch: begin_epoch(), then apply()
   // for every entry the main server has (and for changes meanwhile), then
-  // end_epoch() erases the entries nothing set since, i.e. keys deleted while this
+  // end_epoch() erases the entries nothing set since, i.e. keys removed while this
   // proxy was not listening. Until then the old entries keep serving. Returns the
   // number erased.
   void begin_epoch() { ++epoch_; }
@@ -65,11 +90,15 @@ class Directory {
     arena_.clear();
     arena_.shrink_to_fit();
     size_ = used_ = 0;
+    flushed_ = 0;
   }
   size_t size() const { return size_; }
   // Changes with every change to the entries: a lookup made at one version holds
   // while the version is the same.
   uint64_t version() const { return version_; }
+
+  // Every entry naming `node` (the config check at load).
+  size_t count_on(NodeIndex node) const;
 
   // Bytes of proxy memory the entries use: slots and arena, as allocated.
   size_t memory_estimate() const { return slots_.capacity() * sizeof(Slot) + arena_.capacity(); }
@@ -82,7 +111,9 @@ class Directory {
   static constexpr uint32_t kEmpty = 0xffffffffu;
   static constexpr uint32_t kTombstone = 0xfffffffeu;
   static constexpr size_t kMinSlots = 1024;
-  static constexpr size_t kHeader = 2 + sizeof(uint32_t);  // node, epoch, key length
+  // Offsets in an entry's header.
+  static constexpr size_t kNode = 0, kEpoch = 1, kRetiring = 2, kVersion = 3, kLength = 11;
+  static constexpr size_t kHeader = kLength + sizeof(uint32_t);
 
   static uint32_t hash_of(std::string_view s) {
     uint64_t h = std::hash<std::string_view>{}(s);
@@ -90,14 +121,27 @@ class Directory {
   }
   std::string_view key_at(uint32_t off) const {
     uint32_t len;
-    std::memcpy(&len, arena_.data() + off + 2, sizeof len);
+    std::memcpy(&len, arena_.data() + off + kLength, sizeof len);
     return {arena_.data() + off + kHeader, len};
   }
+  uint64_t version_at(uint32_t off) const {
+    uint64_t v;
+    std::memcpy(&v, arena_.data() + off + kVersion, sizeof v);
+    return v;
+  }
   // Nodes are at most 255 (conf), so a node fits the entry's first byte.
-  NodeIndex node_at(uint32_t off) const { return static_cast<unsigned char>(arena_[off]); }
-  void put_node(uint32_t off, NodeIndex node) {
-    arena_[off] = static_cast<char>(node);
-    arena_[off + 1] = static_cast<char>(epoch_);
+  Entry entry_at(uint32_t off) const {
+    Entry e;
+    e.node = static_cast<unsigned char>(arena_[off + kNode]);
+    e.version = version_at(off);
+    e.retiring = arena_[off + kRetiring] != 0 || e.version < flushed_;
+    return e;
+  }
+  void put(uint32_t off, NodeIndex node, uint64_t version, bool retiring) {
+    arena_[off + kNode] = static_cast<char>(node);
+    arena_[off + kEpoch] = static_cast<char>(epoch_);
+    arena_[off + kRetiring] = retiring ? 1 : 0;
+    std::memcpy(arena_.data() + off + kVersion, &version, sizeof version);
   }
   // The slot holding `key`, or the empty slot where the search for it ended.
   size_t probe(std::string_view key, uint32_t h) const {
@@ -116,6 +160,7 @@ class Directory {
   size_t used_ = 0;  // live entries plus tombstones
   uint8_t epoch_ = 0;
   uint64_t version_ = 0;
+  uint64_t flushed_ = 0;
 };
 
 }  // namespace headroom::balancer

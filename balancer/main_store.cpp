@@ -6,54 +6,14 @@
 #include <cstdio>
 #include <random>
 
+#include "balancer/directory_scripts.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::balancer {
 
-namespace {
+using scripts::Script;
 
-// Places a batch of keys, each unless it has an entry already. The reply lists only
-// the exceptions, as {i, node, ...} for each KEYS[i] that had an entry (naming its
-// node): the common case, every key placed as asked, is an empty reply. One PUBLISH
-// tells the other proxies of every key it placed: 'B' origin, then per key
-// "<key length>:<node>\n<key>" (keys are binary-safe; node names hold no '\n').
-// The proxy sends that message ready-made for the common case, because building it
-// here costs the main server more than the placements themselves (Lua formats each
-// length with sprintf and interns each piece); the script rebuilds it only when some
-// keys had an entry.
-// KEYS: the keys' buckets; ARGV: channel, 'B' origin, the message naming every key,
-// the layout marker's key and this build's layout (see kLayoutScript), then key, node
-// for each KEYS[i].
-constexpr std::string_view kPlaceScript = R"(
-local layout = redis.call('GET', ARGV[4])
-if not layout then
-  redis.call('SET', ARGV[4], ARGV[5])
-elseif layout ~= ARGV[5] then
-  return redis.error_reply('LAYOUT the directory has layout ' .. layout .. ', this proxy uses ' .. ARGV[5])
-end
-local taken = {}
-for i = 1, #KEYS do
-  if redis.call('HSETNX', KEYS[i], ARGV[2 * i + 4], ARGV[2 * i + 5]) == 0 then
-    taken[#taken + 1] = i
-    taken[#taken + 1] = redis.call('HGET', KEYS[i], ARGV[2 * i + 4])
-  end
-end
-if #taken == 0 then
-  redis.call('PUBLISH', ARGV[1], ARGV[3])
-elseif #taken < 2 * #KEYS then
-  local placed, t = {ARGV[2]}, 1
-  for i = 1, #KEYS do
-    if taken[t] == i then
-      t = t + 2
-    else
-      local key = ARGV[2 * i + 4]
-      placed[#placed + 1] = #key .. ':' .. ARGV[2 * i + 5] .. '\n' .. key
-    end
-  end
-  redis.call('PUBLISH', ARGV[1], table.concat(placed))
-end
-return taken
-)";
+namespace {
 
 // Placements per script call, and script calls in flight: a burst of new keys is
 // placed in a few calls rather than one per key (the main server's per-call cost
@@ -63,75 +23,74 @@ constexpr uint32_t kMaxBatchesInFlight = 2;
 constexpr size_t kMaxSpareBatches = 4;
 constexpr std::string_view kPlacementCutOff = "ERR main server unavailable: cannot place new keys";
 
-// KEYS[1] bucket; ARGV: dir_key, node, channel, origin.
-constexpr std::string_view kRemoveScript = R"(
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], 'D' .. ARGV[4] .. ARGV[2] .. '\n' .. ARGV[1])
-  return 1
-end
-return 0
-)";
+constexpr uint32_t kLoadWindow = 256;      // bucket loads in flight
+constexpr uint64_t kLoadRetryMs = 1000;    // after a load that failed
+constexpr uint64_t kHeartbeatMs = 200;     // registration and acknowledgements
 
-// ARGV: bucket count, channel, origin.
-constexpr std::string_view kFlushScript = R"(
-for i = 0, tonumber(ARGV[1]) - 1 do redis.call('UNLINK', 'hr:dir:' .. i) end
-redis.call('PUBLISH', ARGV[2], 'F' .. ARGV[3])
-return 1
-)";
-
-// The directory's layout (bucket count and hash), recorded on the main server: a
-// proxy built with another layout would look for every entry in the wrong bucket, so
-// it refuses to start, and its placements are refused, rather than misroute. Whoever
-// finds no marker (a new main server, or one flushed directly) records its own.
-constexpr std::string_view kLayoutKey = "hr:dir:layout";
-// KEYS[1] marker; ARGV[1] this build's layout. Returns the directory's layout.
-constexpr std::string_view kLayoutScript = R"(
-local layout = redis.call('GET', KEYS[1])
-if layout then return layout end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-)";
-
-constexpr size_t kOriginLen = 16;
+using scripts::kLayout;
+using scripts::kUnversionedLayout;
 
 std::string random_origin() {
   std::random_device rd;
   uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(uv_hrtime());
-  char buf[kOriginLen + 1];
+  char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return std::string(buf, kOriginLen);
+  return std::string(buf, 16);
 }
 
-constexpr uint32_t kLoadWindow = 256;  // HGETALLs in flight while loading
-constexpr uint64_t kLoadRetryMs = 1000;  // after a load that failed
+bool parse_u64(std::string_view s, uint64_t& out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+std::string_view str(const redisReply* r) { return {r->str, r->len}; }
+
+// An entry's value: "<node> <version>[ R]" ("<node>" before versioned entries).
+bool parse_value(std::string_view v, std::string_view& node, uint64_t& version, bool& retiring) {
+  size_t sp = v.find(' ');
+  node = v.substr(0, sp);
+  version = 0;
+  retiring = false;
+  if (sp == std::string_view::npos) return !node.empty();
+  std::string_view rest = v.substr(sp + 1);
+  if (rest.ends_with(" R")) {
+    retiring = true;
+    rest.remove_suffix(2);
+  }
+  return !node.empty() && parse_u64(rest, version);
+}
 
 }  // namespace
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
                      const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
-    : loop_(loop),
-      config_(main),
-      nodes_(nodes),
-      dir_(dir),
-      origin_(random_origin()),
-      layout_("buckets=" + std::to_string(kBuckets) + " hash=fnv1a64") {
+    : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()), layout_(kLayout),
+      loaded_at_(kBuckets, 0) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls, timeouts);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls,
                                        timeouts);
   retry_timer_ = new uv_timer_t;
   uv_timer_init(loop_, retry_timer_);
   retry_timer_->data = this;
+  heartbeat_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, heartbeat_timer_);
+  heartbeat_timer_->data = this;
 }
 
 MainStore::~MainStore() {
   stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  auto close = [](uv_timer_t* t) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  };
+  close(retry_timer_);
+  close(heartbeat_timer_);
 }
 
-std::string MainStore::bucket_name(std::string_view dir_key) {
-  return bucket_name(static_cast<uint32_t>(stable_hash(dir_key) % kBuckets));
+uint32_t MainStore::bucket_of(std::string_view dir_key) {
+  return static_cast<uint32_t>(stable_hash(dir_key) % kBuckets);
 }
+
+std::string MainStore::bucket_name(std::string_view dir_key) { return bucket_name(bucket_of(dir_key)); }
 
 std::string MainStore::bucket_name(uint32_t bucket) {
   char name[24] = "hr:dir:";  // short enough for std::string's inline storage: no allocation
@@ -139,32 +98,62 @@ std::string MainStore::bucket_name(uint32_t bucket) {
   return std::string(name, r.ptr);
 }
 
+void MainStore::encode_eval(resp::Buffer& out, size_t script, std::initializer_list<std::string_view> keys,
+                            std::initializer_list<std::string_view> args) {
+  scripts::encode(out, static_cast<Script>(script), std::span<const std::string_view>(keys.begin(), keys.size()),
+                  std::span<const std::string_view>(args.begin(), args.size()));
+}
+
 void MainStore::start(std::function<void()> on_loaded, std::function<void(const std::string&)> on_fatal) {
   on_loaded_ = std::move(on_loaded);
   on_fatal_ = std::move(on_fatal);
   // Subscribed first, loaded second, every time either connection comes back: a
-  // change made during the load arrives as an event, and one made while either was
+  // change made during the load arrives as a message, and one made while either was
   // down is in the load.
   sub_->start([this](bool up) {
     subscribed_ = false;
-    current_ = false;
-    if (up) sub_->subscribe(kEventsChannel, [this](redisReply* r) { on_event(r); });
-  });
-  cmd_->start([this](bool up) {
     if (up) {
-      start_load();
+      sub_->subscribe({kEventsChannel}, [this](redisReply* r) { on_event(r); });
     } else {
-      current_ = false;
-      fail_placements();
+      stream_lost("the subscription to the change stream was lost");
     }
   });
+  cmd_->start([this](bool up) { on_cmd_state(up); });
+  uv_timer_start(heartbeat_timer_, [](uv_timer_t* t) { static_cast<MainStore*>(t->data)->heartbeat(); },
+                 kHeartbeatMs, kHeartbeatMs);
+}
+
+void MainStore::on_cmd_state(bool up) {
+  if (up) {
+    scripts::load_all(*cmd_);  // first on the connection: everything after finds the scripts
+    start_load();
+    return;
+  }
+  current_ = false;
+  beat_in_flight_ = false;
+  fail_placements();
 }
 
 void MainStore::stop() {
   uv_timer_stop(retry_timer_);
+  uv_timer_stop(heartbeat_timer_);
   cmd_->stop();
   sub_->stop();
   fail_placements();  // cmd_ reports no state change when stopped
+}
+
+void MainStore::leave(std::function<void()> done) {
+  leaving_ = true;
+  uv_timer_stop(heartbeat_timer_);
+  if (!registered_ || !cmd_->up()) {
+    done();
+    return;
+  }
+  registered_ = false;
+  resp::Buffer call;
+  encode_eval(call, static_cast<size_t>(Script::Heartbeat), {}, {origin_, "0", "leave"});
+  ++sent_;
+  if (!cmd_->command_encoded(call.view(), [done](redisReply*) { done(); })) done();
 }
 
 // The connection is gone: batches in flight got a null reply already; whatever is
@@ -174,30 +163,37 @@ void MainStore::fail_placements() {
   batches_.clear();
   batches_in_flight_ = 0;
   for (auto& b : failed)
-    for (auto& item : b.items) item.fn(PlaceResult{-1, std::string(kPlacementCutOff)});
+    for (auto& item : b.items) item.fn(PlaceResult{-1, 0, std::string(kPlacementCutOff)});
 }
+
+// --- loading ---------------------------------------------------------------------
 
 void MainStore::start_load() {
   if (!cmd_->up() || !subscribed_) return;  // the other one's arrival starts it
+  current_ = false;
   const uint64_t gen = ++load_generation_;
   load_next_bucket_ = 0;
   load_in_flight_ = 0;
-  cmd_->command({"EVAL", kLayoutScript, "1", kLayoutKey, layout_}, [this, gen](redisReply* r) {
-    if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
-    if (r->type == REDIS_REPLY_ERROR) {
-      retry_load("checking the directory's layout answered " + std::string(r->str, r->len));
-      return;
-    }
-    std::string_view theirs = r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : "unreadable";
-    if (theirs != layout_) {
-      if (on_fatal_)
-        on_fatal_("the directory on main server " + config_.name + " has layout '" + std::string(theirs) +
-                  "' and this headroom reads '" + layout_ + "': it would not find the keys placed there");
-      return;
-    }
-    dir_.begin_epoch();
-    load_next();
-  });
+  removed_during_load_.clear();
+  unknown_nodes_.clear();
+  ++sent_;
+  cmd_->command({"EVALSHA", scripts::sha(Script::Layout), "1", scripts::kLayoutKey, layout_, kUnversionedLayout},
+                [this, gen](redisReply* r) {
+                  if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
+                  if (r->type == REDIS_REPLY_ERROR) {
+                    retry_load("checking the directory's layout answered " + std::string(str(r)));
+                    return;
+                  }
+                  std::string_view theirs = r->type == REDIS_REPLY_STRING ? str(r) : "unreadable";
+                  if (theirs != layout_) {
+                    if (on_fatal_)
+                      on_fatal_("the directory on main server " + config_.name + " has layout '" + std::string(theirs) +
+                                "' and this headroom reads '" + layout_ + "': it would not find the keys placed there");
+                    return;
+                  }
+                  dir_.begin_epoch();
+                  load_next();
+                });
 }
 
 // A load that cannot complete: start over in a while.
@@ -210,95 +206,264 @@ void MainStore::retry_load(const std::string& why) {
 }
 
 void MainStore::load_next() {
-  uint64_t gen = load_generation_;
+  const uint64_t gen = load_generation_;
   while (load_in_flight_ < kLoadWindow && load_next_bucket_ < kBuckets) {
-    std::string bucket = bucket_name(load_next_bucket_++);
-    const uint64_t at = ++sent_;
-    bool sent = cmd_->command({"HGETALL", bucket}, [this, gen, at](redisReply* r) {
-      if (gen != load_generation_) return;  // a newer load took over
-      --load_in_flight_;
-      if (r == nullptr) return;  // connection lost; a new load starts on reconnect
-      if (r->type == REDIS_REPLY_ERROR) {
-        // A bucket that does not load makes the whole load worthless: its end would
-        // drop every entry of that bucket.
-        retry_load("HGETALL answered " + std::string(r->str, r->len));
-        return;
-      }
-      if (r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-          std::string_view key(r->element[i]->str, r->element[i]->len);
-          std::string_view node(r->element[i + 1]->str, r->element[i + 1]->len);
-          if (auto idx = nodes_.find(node)) {
-            if (!overtaken(key, at)) dir_.set(key, *idx);
-          } else {
-            spdlog::warn("directory names unknown node '{}' for a key; entry ignored", node);
-          }
-        }
-      }
-      if (load_next_bucket_ < kBuckets) {
-        load_next();
-      } else if (load_in_flight_ == 0) {
-        size_t gone = dir_.end_epoch();
-        current_ = subscribed_ && cmd_->up();
-        spdlog::info("directory loaded: {} entries{}", dir_.size(),
-                     gone ? " (" + std::to_string(gone) + " deleted meanwhile dropped)" : std::string());
-        if (!loaded_) {
-          loaded_ = true;
-          if (on_loaded_) on_loaded_();
-        }
-      }
-    });
+    const uint32_t bucket = load_next_bucket_++;
+    const std::string name = bucket_name(bucket);
+    ++sent_;
+    bool sent = cmd_->command({"EVALSHA", scripts::sha(Script::LoadBucket), "1", name},
+                              [this, gen, bucket](redisReply* r) {
+                                if (gen != load_generation_) return;  // a newer load took over
+                                --load_in_flight_;
+                                if (r == nullptr) return;  // connection lost; a new load starts on reconnect
+                                on_bucket(bucket, r);
+                              });
     if (!sent) return;
     ++load_in_flight_;
   }
 }
 
+void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
+  if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_ARRAY) {
+    // A bucket that does not load makes the whole load worthless: its end would drop
+    // every entry of that bucket.
+    retry_load(r->type == REDIS_REPLY_ERROR ? "a bucket load answered " + std::string(str(r))
+                                            : std::string("a bucket load gave an unexpected reply"));
+    return;
+  }
+  const auto at = static_cast<uint64_t>(r->element[0]->integer);
+  if (at < loaded_at_[bucket]) {
+    // Older than this bucket's last load: the main server went back (see on_event).
+    spdlog::warn("directory: the main server's directory went back (flushed or restored?); reloading it all");
+    dir_.clear();
+    std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+    stream_lost("the directory went back");
+    start_load();
+    return;
+  }
+  if (r->element[1]->type == REDIS_REPLY_INTEGER) dir_.flushed(static_cast<uint64_t>(r->element[1]->integer));
+  const redisReply* fields = r->element[2];
+  for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+    std::string_view key = str(fields->element[i]);
+    std::string_view node_name;
+    uint64_t version = 0;
+    bool retiring = false;
+    if (!parse_value(str(fields->element[i + 1]), node_name, version, retiring)) continue;
+    auto node = nodes_.find(node_name);
+    if (!node) {
+      ++unknown_nodes_[std::string(node_name)];
+      continue;
+    }
+    if (!removed_during_load_.empty()) {
+      auto it = removed_during_load_.find(std::string(key));
+      if (it != removed_during_load_.end() && it->second > at) continue;  // removed after this snapshot
+    }
+    dir_.apply(key, *node, version, retiring);
+  }
+  loaded_at_[bucket] = std::max(loaded_at_[bucket], at);
+  if (load_next_bucket_ < kBuckets) load_next();
+  else if (load_in_flight_ == 0) finish_load();
+}
+
+void MainStore::finish_load() {
+  if (!unknown_nodes_.empty()) {
+    std::string names;
+    size_t keys = 0;
+    for (const auto& [name, n] : unknown_nodes_) {
+      names += (names.empty() ? "'" : ", '") + name + "'";
+      keys += n;
+    }
+    std::string why = "the directory names node " + names + " for " + std::to_string(keys) +
+                      " keys, and the config has no such node: put it back in the config, or drain it first";
+    if (!loaded_) {
+      if (on_fatal_) on_fatal_(why);
+      return;
+    }
+    spdlog::error("{} (those keys are not served)", why);
+  }
+  size_t gone = dir_.end_epoch();
+  removed_during_load_.clear();
+  current_ = subscribed_ && cmd_->up();
+  spdlog::info("directory loaded: {} entries{} (change stream at {})", dir_.size(),
+               gone ? " (" + std::to_string(gone) + " removed meanwhile dropped)" : std::string(), applied_seq_);
+  beat_now();  // registers, or confirms the registration
+  if (!loaded_) {
+    loaded_ = true;
+    if (on_loaded_) on_loaded_();
+  }
+}
+
+// --- the change stream -------------------------------------------------------------
+
+void MainStore::stream_lost(const std::string& why) {
+  if (current_) spdlog::warn("directory: {}; reloading", why);
+  current_ = false;
+  applied_seq_ = 0;
+  checkpoints_.clear();
+}
+
 void MainStore::on_event(redisReply* r) {
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
-  std::string_view kind(r->element[0]->str, r->element[0]->len);
+  std::string_view kind = str(r->element[0]);
   if (kind == "subscribe") {
     subscribed_ = true;
     start_load();
     return;
   }
   if (kind != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
-  std::string_view msg(r->element[2]->str, r->element[2]->len);
-  if (msg.size() < 1 + kOriginLen) return;
-  if (msg.substr(1, kOriginLen) == origin_) return;  // ours: applied already, in order
-  if (msg[0] == 'F') {
+  std::string_view msg = str(r->element[2]);
+  // "<type><seq> <origin>\n<entries>"
+  size_t sp = msg.find(' ');
+  size_t nl = msg.find('\n');
+  uint64_t seq = 0;
+  if (msg.size() < 2 || sp == std::string_view::npos || nl == std::string_view::npos || nl < sp ||
+      !parse_u64(msg.substr(1, sp - 1), seq)) {
+    spdlog::error("directory: unreadable change message; reloading");
+    stream_lost("an unreadable change message");
+    start_load();
+    return;
+  }
+  if (applied_seq_ != 0 && seq <= applied_seq_) {
+    // The stream went back: the main server's directory was flushed (or restored)
+    // behind headroom's back. Nothing cached can be trusted against its new numbers.
+    spdlog::warn("directory: change stream went back from {} to {} (the main server was flushed?); reloading it all",
+                 applied_seq_, seq);
     dir_.clear();
-    return;
+    std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+    stream_lost("the change stream went back");
+    applied_seq_ = seq;
+    start_load();
+  } else if (applied_seq_ != 0 && seq != applied_seq_ + 1) {
+    // A message was lost (the subscription dropped and came back between two): the
+    // cache may lack a change, so it is loaded again.
+    spdlog::warn("directory: change stream jumped from {} to {}; reloading", applied_seq_, seq);
+    stream_lost("a gap in the change stream");
+    applied_seq_ = seq;
+    start_load();
   }
-  std::string_view rest = msg.substr(1 + kOriginLen);
-  if (msg[0] == 'B') {
-    apply_placed(rest);
-    return;
+  applied_seq_ = seq;
+  const char type = msg[0];
+  std::string_view entries = msg.substr(nl + 1);
+  switch (type) {
+    case 'P':
+    case 'R':
+    case 'D':
+      apply_entries(type, seq, entries);
+      break;
+    case 'F':
+      dir_.flushed(seq);
+      if (on_change_) on_change_('F', seq, {}, 0);
+      break;
+    default:
+      spdlog::warn("directory: change message of unknown type '{}'", type);
+      return;
   }
-  size_t nl = rest.find('\n');
-  if (nl == std::string_view::npos) return;
-  std::string_view node = rest.substr(0, nl);
-  std::string_view key = rest.substr(nl + 1);
-  if (auto idx = nodes_.find(node); idx && msg[0] == 'D') dir_.erase_if(key, *idx);
+  if ((type == 'R' || type == 'F') && tracker_ != nullptr) {
+    // Acknowledged once every write this proxy sent before it has been answered.
+    Checkpoint c;
+    c.seq = seq;
+    tracker_->sent_counts(c.sent);
+    checkpoints_.push_back(std::move(c));
+  }
 }
 
-// A batch event's entries: "<key length>:<node>\n<key>" each.
-void MainStore::apply_placed(std::string_view entries) {
+// A message's entries: "<key length>:<node>\n<key>" each.
+void MainStore::apply_entries(char kind, uint64_t seq, std::string_view entries) {
   while (!entries.empty()) {
     size_t colon = entries.find(':');
     size_t nl = entries.find('\n');
     if (colon == std::string_view::npos || nl == std::string_view::npos || nl < colon) return;
-    size_t len = 0;
-    for (char c : entries.substr(0, colon)) {
-      if (c < '0' || c > '9') return;
-      len = len * 10 + static_cast<size_t>(c - '0');
-    }
-    std::string_view node = entries.substr(colon + 1, nl - colon - 1);
-    if (len > entries.size() - nl - 1) return;
+    uint64_t len = 0;
+    if (!parse_u64(entries.substr(0, colon), len) || len > entries.size() - nl - 1) return;
+    std::string_view node_name = entries.substr(colon + 1, nl - colon - 1);
     std::string_view key = entries.substr(nl + 1, len);
-    if (auto idx = nodes_.find(node)) dir_.set(key, *idx);
     entries.remove_prefix(nl + 1 + len);
+    if (seq <= loaded_at_[bucket_of(key)]) continue;  // the last load of its bucket has it
+    auto node = nodes_.find(node_name);
+    if (!node) continue;
+    if (kind == 'D') {
+      dir_.erase(key, seq);
+      if (load_in_flight_ > 0 || load_next_bucket_ < kBuckets) removed_during_load_[std::string(key)] = seq;
+    } else {
+      dir_.apply(key, *node, seq, kind == 'R');
+    }
+    if (on_change_) on_change_(kind, seq, key, *node);
   }
 }
+
+// --- acknowledgements and registration ---------------------------------------------
+
+// While the cache is not current (reloading, the stream lost), what was acknowledged
+// before stands: the registration stays alive, and removals wait for this proxy.
+uint64_t MainStore::acked_seq() const {
+  if (!current_) return acked_reported_;
+  if (checkpoints_.empty()) return applied_seq_;
+  return checkpoints_.front().seq - 1;
+}
+
+void MainStore::check_acks() {
+  bool advanced = false;
+  while (!checkpoints_.empty() && (tracker_ == nullptr || tracker_->answered_all(checkpoints_.front().sent))) {
+    checkpoints_.pop_front();
+    advanced = true;
+  }
+  if (advanced) beat_now();  // the coordinator waits for this: tell it at once
+}
+
+void MainStore::heartbeat() {
+  if (tracker_ != nullptr && !checkpoints_.empty()) check_acks();
+  beat_now();
+}
+
+void MainStore::beat_now() {
+  if (leaving_ || beat_in_flight_ || !cmd_->up() || !loaded_) return;
+  if (!registered_ && !current_) return;  // a proxy joins once its load is complete
+  const uint64_t acked = std::max(acked_reported_, acked_seq());
+  char digits[24];
+  auto r = std::to_chars(digits, digits + sizeof digits, acked);
+  script_call_.clear();
+  encode_eval(script_call_, static_cast<size_t>(Script::Heartbeat), {},
+              {origin_, std::string_view(digits, static_cast<size_t>(r.ptr - digits)), registered_ ? "beat" : "join"});
+  ++sent_;
+  const std::string origin = origin_;
+  beat_in_flight_ = cmd_->command_encoded(script_call_.view(), [this, origin](redisReply* reply) {
+    beat_in_flight_ = false;
+    if (reply == nullptr || origin != origin_) return;
+    if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) && str(reply) == "GONE") {
+      start_over("the coordinator dropped this proxy's registration (it was fenced)");
+      return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      spdlog::warn("directory: heartbeat answered {}", str(reply));
+      return;
+    }
+    if (!registered_) spdlog::info("directory: registered as proxy {}", origin_);
+    registered_ = true;
+  });
+  if (beat_in_flight_) acked_reported_ = acked;
+}
+
+void MainStore::fenced(std::string_view origin) {
+  if (origin == origin_) start_over("a data node holds this proxy's fence marker");
+}
+
+// This proxy was fenced (docs/directory.md, "Fencing"): what it holds may be stale.
+// It forgets it, takes a new id (its data connections reconnect under it), and
+// serves from the main server until its reload has completed.
+void MainStore::start_over(const std::string& why) {
+  std::string old = origin_;
+  origin_ = random_origin();
+  registered_ = false;
+  acked_reported_ = 0;
+  spdlog::warn("directory: {}: dropping the cache and reloading as proxy {} (was {})", why, origin_, old);
+  dir_.clear();
+  std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+  stream_lost(why);
+  start_load();
+}
+
+// --- placement and retirement ------------------------------------------------------
 
 bool MainStore::place(std::string_view dir_key, NodeIndex node, PlaceFn fn) {
   if (!cmd_->up()) return false;
@@ -325,10 +490,10 @@ MainStore::Batch& MainStore::filling_batch() {
 void MainStore::send_batches() {
   while (batches_in_flight_ < kMaxBatchesInFlight && batches_in_flight_ < batches_.size()) {
     const Batch& b = batches_[batches_in_flight_];
-    const auto n = static_cast<int64_t>(b.items.size());
-    event_.assign(1, 'B');
-    event_ += origin_;
-    const size_t prefix_len = event_.size();
+    const size_t n = b.items.size();
+    // The message's entries, ready-made: the script only prefixes the sequence number
+    // (building it in Lua cost the main server more than the placements themselves).
+    event_.clear();
     for (const auto& item : b.items) {
       char digits[24];
       auto r = std::to_chars(digits, digits + sizeof digits, item.key_len);
@@ -339,17 +504,12 @@ void MainStore::send_batches() {
       event_ += b.key(item);
     }
     script_call_.clear();
-    resp::add_array_header(script_call_, 3 + n + 5 + 2 * n);
-    resp::add_bulk(script_call_, "EVAL");
-    resp::add_bulk(script_call_, kPlaceScript);
-    char digits[24];
-    auto r = std::to_chars(digits, digits + sizeof digits, n);
-    resp::add_bulk(script_call_, std::string_view(digits, static_cast<size_t>(r.ptr - digits)));
+    scripts::encode_head(script_call_, Script::Place, n, n + 5 + 2 * n);
     for (const auto& item : b.items) resp::add_bulk(script_call_, bucket_name(b.key(item)));
     resp::add_bulk(script_call_, kEventsChannel);
-    resp::add_bulk(script_call_, std::string_view(event_).substr(0, prefix_len));
+    resp::add_bulk(script_call_, origin_);
     resp::add_bulk(script_call_, event_);
-    resp::add_bulk(script_call_, kLayoutKey);
+    resp::add_bulk(script_call_, scripts::kLayoutKey);
     resp::add_bulk(script_call_, layout_);
     for (const auto& item : b.items) {
       resp::add_bulk(script_call_, b.key(item));
@@ -364,15 +524,17 @@ void MainStore::send_batches() {
 }
 
 namespace {
-// The script's reply: {i, node, ...} for the keys that had an entry, i ascending.
-bool valid_exceptions(const redisReply* r, size_t batch_size) {
-  if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
+// The script's reply: {seq, then i, node, version, changed for each key not placed
+// as asked, i ascending}.
+bool valid_placement_reply(const redisReply* r, size_t batch_size) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || (r->elements - 1) % 4 != 0) return false;
+  if (r->element[0]->type != REDIS_REPLY_INTEGER) return false;
   long long last = 0;
-  for (size_t j = 0; j < r->elements; j += 2) {
+  for (size_t j = 1; j < r->elements; j += 4) {
     const redisReply* i = r->element[j];
     if (i->type != REDIS_REPLY_INTEGER || i->integer <= last || i->integer > static_cast<long long>(batch_size))
       return false;
-    if (r->element[j + 1]->type != REDIS_REPLY_STRING) return false;
+    if (r->element[j + 1]->type != REDIS_REPLY_STRING || r->element[j + 2]->type != REDIS_REPLY_INTEGER) return false;
     last = i->integer;
   }
   return true;
@@ -389,28 +551,32 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
   if (r == nullptr) {
     error = kPlacementCutOff;
   } else if (r->type == REDIS_REPLY_ERROR) {
-    error = "ERR main server refused placement: " + std::string(r->str, r->len);
-  } else if (!valid_exceptions(r, b.items.size())) {
+    error = "ERR main server refused placement: " + std::string(str(r));
+  } else if (!valid_placement_reply(r, b.items.size())) {
     error = "ERR main server refused placement: unexpected reply";
   }
+  const uint64_t seq = error.empty() ? static_cast<uint64_t>(r->element[0]->integer) : 0;
+  // The cache takes the answer only while the change stream has not reached it: once
+  // it has, the stream's message (and what came after) is in the cache already.
+  const bool cache_it = error.empty() && applied_seq_ < seq;
+  size_t next = 1;
   // The waiters may place more keys meanwhile: those join later batches.
-  size_t next_exception = 0;
   for (size_t i = 0; i < b.items.size(); ++i) {
     auto& item = b.items[i];
     PlaceResult res;
     if (!error.empty()) {
       res.error = error;
-    } else if (next_exception < r->elements && r->element[next_exception]->integer == static_cast<long long>(i + 1)) {
-      const redisReply* name = r->element[next_exception + 1];
-      next_exception += 2;
-      if (auto idx = nodes_.find(std::string_view(name->str, name->len))) res.node = *idx;
-      else res.error = "ERR directory places this key on unknown node '" + std::string(name->str, name->len) + "'";
+    } else if (next < r->elements && r->element[next]->integer == static_cast<long long>(i + 1)) {
+      std::string_view name = str(r->element[next + 1]);
+      res.version = static_cast<uint64_t>(r->element[next + 2]->integer);
+      next += 4;
+      if (auto idx = nodes_.find(name)) res.node = *idx;
+      else res.error = "ERR directory places this key on unknown node '" + std::string(name) + "'";
     } else {
       res.node = item.node;
+      res.version = seq;
     }
-    // The waiter looks the key up again when it runs, so a stale answer only stays
-    // out of the cache: the waiter then places the key afresh.
-    if (res.node >= 0 && !overtaken(b.key(item), b.sent_at)) dir_.set(b.key(item), static_cast<NodeIndex>(res.node));
+    if (res.node >= 0 && cache_it) dir_.apply(b.key(item), static_cast<NodeIndex>(res.node), res.version, false);
     item.fn(res);
   }
 
@@ -421,57 +587,22 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
   if (cmd_->up()) send_batches();
 }
 
-// Entries removed here are erased from the cache at once, while the main server
-// still has to answer the commands sent before the removal: a placement or a load
-// of the same key among them answers with the entry as it was, which must not come
-// back into the cache. So a removal is remembered until its own reply, which comes
-// after every earlier one.
-bool MainStore::overtaken(std::string_view dir_key, uint64_t sent_at) const {
-  if (sent_at < flushed_at_) return true;
-  if (removed_at_.empty()) return false;
-  auto it = removed_at_.find(std::string(dir_key));
-  return it != removed_at_.end() && sent_at < it->second;
+void MainStore::retire(std::string_view dir_key, NodeIndex node) {
+  resp::Buffer call;
+  const std::string bucket = bucket_name(dir_key);
+  encode_eval(call, static_cast<size_t>(Script::Retire), {bucket},
+              {kEventsChannel, origin_, dir_key, nodes_[node].name()});
+  ++sent_;
+  cmd_->command_encoded(call.view(), [](redisReply*) {});
 }
 
-void MainStore::remove(std::string_view dir_key, NodeIndex node) {
-  dir_.erase_if(dir_key, node);
-  const uint64_t at = ++sent_;
-  // Encoded into a reused buffer: a DEL through the proxy allocates nothing here.
-  remove_call_.clear();
-  resp::add_array_header(remove_call_, 8);
-  resp::add_bulk(remove_call_, "EVAL");
-  resp::add_bulk(remove_call_, kRemoveScript);
-  resp::add_bulk(remove_call_, "1");
-  resp::add_bulk(remove_call_, bucket_name(dir_key));
-  resp::add_bulk(remove_call_, dir_key);
-  resp::add_bulk(remove_call_, nodes_[node].name());
-  resp::add_bulk(remove_call_, kEventsChannel);
-  resp::add_bulk(remove_call_, origin_);
-  if (batches_in_flight_ == 0 && load_in_flight_ == 0) {
-    cmd_->command_encoded(remove_call_.view(), [](redisReply*) {});  // nothing earlier is unanswered
-    return;
-  }
-  if (!cmd_->command_encoded(remove_call_.view(), [this, at](redisReply*) { forget_removal(at); })) return;
-  removed_at_[std::string(dir_key)] = at;
-  removals_.push_back({std::string(dir_key), at});
-}
-
-// The removal sent as command `at` is answered: every command sent before it is too.
-void MainStore::forget_removal(uint64_t at) {
-  while (!removals_.empty() && removals_.front().second <= at) {
-    auto it = removed_at_.find(removals_.front().first);
-    if (it != removed_at_.end() && it->second == removals_.front().second) removed_at_.erase(it);
-    removals_.pop_front();
-  }
-}
-
-void MainStore::flush(std::function<void(std::string_view)> fn) {
-  dir_.clear();
-  flushed_at_ = ++sent_;
-  std::string buckets = std::to_string(kBuckets);
-  bool sent = cmd_->command({"EVAL", kFlushScript, "0", buckets, kEventsChannel, origin_}, [fn](redisReply* r) {
+void MainStore::mark_flushed(std::function<void(std::string_view)> fn) {
+  resp::Buffer call;
+  encode_eval(call, static_cast<size_t>(Script::Flushed), {}, {kEventsChannel, origin_});
+  ++sent_;
+  bool sent = cmd_->command_encoded(call.view(), [fn](redisReply* r) {
     if (r == nullptr) fn("ERR main server unavailable: directory not flushed");
-    else if (r->type == REDIS_REPLY_ERROR) fn(std::string_view(r->str, r->len));
+    else if (r->type == REDIS_REPLY_ERROR) fn(str(r));
     else fn("");
   });
   if (!sent) fn("ERR main server unavailable: directory not flushed");

@@ -1,29 +1,17 @@
-// The shared directory on the main server: the authority for key -> node.
+// This proxy's side of the shared directory on the main server (docs/directory.md):
+// it keeps the local cache (Directory) in step with the change stream, places new
+// keys, marks entries retiring, registers the proxy and acknowledges how far it has
+// followed the stream, and starts over under a new id when it learns it was fenced.
 //
-// Layout on the main server: the entries live in kBuckets hashes "hr:dir:<n>", n =
-// stable_hash(dir_key) % kBuckets, field = directory key, value = node name. Small
-// hashes stay listpack-encoded in Redis, which keeps the main server's memory per
-// entry low (about 30 bytes); a listpack is searched linearly, so more buckets make
-// placements cheaper. 65536 keeps them listpacks up to about 8 million keys (the
-// default hash-max-listpack-entries is 128) and, against 16384, cut the main
-// server's CPU per new key by a quarter at 2.4 million keys for 4 bytes per entry.
-// hr:dir:layout records the layout (see kLayoutScript in main_store.cpp).
-//
-// Every change is published on kEventsChannel so other proxies' caches follow:
-//   "B<origin>" then "<key length>:<node>\n<key>" per key   placed (a batch)
-//   "D<origin><node>\n<key>"  removed    "F<origin>"  flushed
-// <origin> (16 hex digits, random per process) names the proxy that made the change.
-// A proxy skips its own events: it applied each change to its cache already, in the
-// order it sent them, and its own event arrives later than a newer change it may
-// have made since (DEL k then SET k: the old "D" must not erase the new entry).
-//
-// Placement is one Lua script per batch of keys (atomic on the main server): set each
-// entry if absent, publish the ones it set, and name the node of each key that had an
-// entry already, so two proxies placing the same new key at once agree on one node.
+// Connections: one for scripts and loads, one subscribed to the change stream. Every
+// change arrives on the stream in sequence order; a proxy's own command replies may
+// arrive before or after the matching message, which is why entries carry versions
+// and a change older than what the cache holds is never applied.
 #pragma once
 
 #include <uv.h>
 
+#include <array>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -42,10 +30,25 @@ namespace headroom::balancer {
 inline constexpr uint32_t kBuckets = 65536;
 inline constexpr std::string_view kEventsChannel = "headroom:dir:events";
 
-// Result of a placement: a node index, or an error.
+// Result of a placement: the entry that holds the key afterwards, or an error.
 struct PlaceResult {
-  int node = -1;         // >= 0: the node that holds the entry
+  int node = -1;         // >= 0: the node the entry names
+  uint64_t version = 0;  // the entry's version
   std::string error;     // set when node < 0 (without the leading '-')
+};
+
+// What the data path tells the directory about its writes, so that an
+// acknowledgement covers them (docs/directory.md, "Why a removal cannot leave an
+// orphan"): per backend connection, a count of commands sent and one of commands
+// answered (or failed), both only ever growing.
+class WriteTracker {
+ public:
+  virtual void sent_counts(std::vector<uint64_t>& out) const = 0;
+  // Every connection has answered at least as many commands as `sent` says it had sent.
+  virtual bool answered_all(const std::vector<uint64_t>& sent) const = 0;
+
+ protected:
+  ~WriteTracker() = default;
 };
 
 class MainStore {
@@ -56,35 +59,61 @@ class MainStore {
             const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
   ~MainStore();
 
-  // Connects, subscribes to changes, then loads every entry into the Directory.
-  // `on_loaded` is called once, after the first full load; `on_fatal` when the
-  // directory on the main server cannot be used by this build (another layout).
+  // Connects, subscribes to changes, then loads every entry into the Directory and
+  // registers this proxy. `on_loaded` is called once, after the first full load;
+  // `on_fatal` when the directory cannot be served by this build or config (another
+  // layout, or entries on a node the config lacks).
   void start(std::function<void()> on_loaded, std::function<void(const std::string&)> on_fatal);
+  // Unregisters (so no removal waits for this proxy), then `done`.
+  void leave(std::function<void()> done);
   void stop();
+
+  void set_write_tracker(const WriteTracker* t) { tracker_ = t; }
+  // Hears every change the stream applies: kind 'P', 'R' or 'D' with its key and
+  // node, or 'F' (FLUSHALL) with none. The coordinator follows retirements with it.
+  using ChangeFn = std::function<void(char kind, uint64_t seq, std::string_view key, NodeIndex node)>;
+  void set_change_listener(ChangeFn fn) { on_change_ = std::move(fn); }
 
   bool up() const { return cmd_->up() && sub_->up(); }
   bool loaded() const { return loaded_; }
   // The local directory is complete and follows every change: a key it lacks has
-  // been placed by no proxy. False while either connection to the main server is
-  // down and until the reload after it has finished.
+  // been placed by no proxy. False while either connection is down, until the reload
+  // after it has finished, and while the stream is not confirmed.
   bool current() const { return current_; }
   const conf::BackendConfig& config() const { return config_; }
+  // This proxy's id: its registration, its events, its data connections' names
+  // (hr-<id>), its fence marker. A new one after a fence.
+  const std::string& origin() const { return origin_; }
+  uint64_t applied_seq() const { return applied_seq_; }
+  uint64_t acked_seq() const;
 
-  // Records dir_key -> `node` unless an entry exists; `fn` gets the node that holds
-  // the entry afterwards (always later, never from inside this call), in the order
-  // the placements were asked for. Two placements of one key at once get the same
-  // node: the main server keeps the first. Returns false, and will not call `fn`,
-  // when the main server is unreachable.
+  // Asks the main server for a live entry of dir_key, placed on `node` if there is
+  // none: `fn` gets the entry afterwards (always later, never from inside this call),
+  // in the order the placements were asked for. Two placements of one key at once get
+  // the same node. Returns false, and will not call `fn`, when the main server is
+  // unreachable.
   bool place(std::string_view dir_key, NodeIndex node, PlaceFn fn);
 
-  // Removes the entry if it still names `node` (keys deleted through the proxy).
-  void remove(std::string_view dir_key, NodeIndex node);
+  // Marks the entry retiring if it is live and names `node` (a write placed the key
+  // and did not create it). Best effort: the sweep finds what is lost.
+  void retire(std::string_view dir_key, NodeIndex node);
 
-  // Removes every entry (FLUSHALL). `fn` gets an empty error on success.
-  void flush(std::function<void(std::string_view error)> fn);
+  // FLUSHALL, after the nodes were emptied: every entry is retiring. `fn` gets an
+  // empty error on success.
+  void mark_flushed(std::function<void(std::string_view error)> fn);
+
+  // A data connection, named under `origin`, found that id's fence marker: drop
+  // everything and start over under a new id (once: connections still under an older
+  // id are ignored).
+  void fenced(std::string_view origin);
+
+  // Called at the end of a loop turn while acknowledgements wait for writes.
+  bool acks_waiting() const { return !checkpoints_.empty(); }
+  void check_acks();
 
   static std::string bucket_name(std::string_view dir_key);  // the bucket holding a key's entry
   static std::string bucket_name(uint32_t bucket);
+  static uint32_t bucket_of(std::string_view dir_key);
 
  private:
   // The placements of one script call: their keys back to back in one buffer, and
@@ -102,18 +131,33 @@ class MainStore {
     std::vector<Item> items;
     std::string_view key(const Item& item) const { return {keys.data() + item.key_offset, item.key_len}; }
   };
+  // An R or F message applied at `seq`: it is acknowledged once every write sent
+  // before it has been answered.
+  struct Checkpoint {
+    uint64_t seq;
+    std::vector<uint64_t> sent;
+  };
 
+  void on_cmd_state(bool up);
   void start_load();
   void retry_load(const std::string& why);
-  void on_event(redisReply* r);
   void load_next();
+  void on_bucket(uint32_t bucket, redisReply* r);
+  void finish_load();
+  void on_event(redisReply* r);
+  void apply_entries(char kind, uint64_t seq, std::string_view entries);
+  void stream_lost(const std::string& why);
   Batch& filling_batch();
   void send_batches();
   void on_batch_reply(uint64_t sent_at, redisReply* r);
   void fail_placements();
-  bool overtaken(std::string_view dir_key, uint64_t sent_at) const;
-  void apply_placed(std::string_view entries);
-  void forget_removal(uint64_t at);
+  void heartbeat();
+  void beat_now();
+  void start_over(const std::string& why);
+  // EVALSHA of one of the scripts (the SHA is the script's, computed here), encoded
+  // into `out`: numkeys keys, then args.
+  void encode_eval(resp::Buffer& out, size_t script, std::initializer_list<std::string_view> keys,
+                   std::initializer_list<std::string_view> args);
 
   uv_loop_t* loop_;
   conf::BackendConfig config_;
@@ -123,30 +167,46 @@ class MainStore {
   std::unique_ptr<ControlConn> sub_;  // SUBSCRIBE only
   std::function<void()> on_loaded_;
   std::function<void(const std::string&)> on_fatal_;
-  std::string origin_;  // this process's tag on the events it causes
+  const WriteTracker* tracker_ = nullptr;
+  ChangeFn on_change_;
+  std::string origin_;  // this proxy's id (see origin())
   std::string layout_;  // this build's directory layout, as recorded on the main server
+  std::vector<std::string> shas_;  // per script, its SHA1 (hex)
+
   bool loaded_ = false;
   bool subscribed_ = false;
   bool current_ = false;
+  bool registered_ = false;
+  bool leaving_ = false;
+  bool beat_in_flight_ = false;
+
+  // The change stream: the last sequence number applied (0: none yet on this
+  // subscription), and per bucket the sequence number its last load reflects
+  // (messages not newer than that are in the load already).
+  uint64_t applied_seq_ = 0;
+  uint64_t acked_reported_ = 0;  // the acknowledgement last sent (it never goes back)
+  std::vector<uint64_t> loaded_at_;
+  std::deque<Checkpoint> checkpoints_;
+
+  // A load in progress: its generation (a newer load supersedes it), the next bucket,
+  // how many are in flight, and the removals the stream applied meanwhile (so an older
+  // snapshot of the bucket does not bring them back).
   uint64_t load_generation_ = 0;
   uint32_t load_next_bucket_ = 0;
   uint32_t load_in_flight_ = 0;
+  std::unordered_map<std::string, uint64_t> removed_during_load_;
+  std::unordered_map<std::string, size_t> unknown_nodes_;  // entries naming nodes the config lacks
+
   // Placements in order: the first batches_in_flight_ are sent and await their
   // reply (replies come back in order); the others wait for one of those to end.
   std::deque<Batch> batches_;
   uint32_t batches_in_flight_ = 0;
   std::vector<Batch> spare_batches_;
-  // Commands sent on cmd_ are numbered; its replies come back in that order.
-  uint64_t sent_ = 0;
-  uint64_t flushed_at_ = 0;  // the last FLUSHALL's number
-  // Keys removed while earlier commands were still unanswered, with the removal's
-  // number (see overtaken()); each is dropped at its removal's reply.
-  std::unordered_map<std::string, uint64_t> removed_at_;
-  std::deque<std::pair<std::string, uint64_t>> removals_;  // removed_at_'s entries, in order
-  resp::Buffer remove_call_;  // the removal being encoded, reused
-  resp::Buffer script_call_;  // the EVAL being encoded, reused
-  std::string event_;         // the change message it publishes, reused
-  uv_timer_t* retry_timer_ = nullptr;  // restarts a directory load that failed; owned
+  uint64_t sent_ = 0;  // commands sent on cmd_, numbered: its replies come back in that order
+  resp::Buffer script_call_;  // the EVALSHA being encoded, reused
+  std::string event_;         // the message a placement publishes, reused
+  uv_timer_t* retry_timer_ = nullptr;      // restarts a directory load that failed; owned
+  uv_timer_t* heartbeat_timer_ = nullptr;  // registration and acknowledgements; owned
 };
 
 }  // namespace headroom::balancer

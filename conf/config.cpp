@@ -212,6 +212,14 @@ void parse_limits(const YAML::Node& l, Config& c) {
     c.max_backend_inflight = parse_u32(l["max_backend_inflight"], "limits.max_backend_inflight", 0, 100000000);
 }
 
+void parse_directory(const YAML::Node& d, Config& c) {
+  check_keys(d, "directory", {"sweep_keys_per_s", "proxy_lapse_ms"});
+  if (d["sweep_keys_per_s"])
+    c.sweep_keys_per_s = parse_u32(d["sweep_keys_per_s"], "directory.sweep_keys_per_s", 10, 10000000);
+  // Below a second a proxy busy for a moment would be fenced; heartbeats go every 200 ms.
+  if (d["proxy_lapse_ms"]) c.proxy_lapse_ms = parse_u32(d["proxy_lapse_ms"], "directory.proxy_lapse_ms", 1000, 3600000);
+}
+
 void parse_dangerous(const YAML::Node& a, Config& c) {
   if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
   static const std::set<std::string> dangerous{"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"};
@@ -341,7 +349,7 @@ Config parse_config(const std::string& yaml_text) {
   if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
-              "requirepass", "allow_dangerous_commands", "tls", "backend_tls"});
+              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -370,6 +378,7 @@ Config parse_config(const std::string& yaml_text) {
   if (root["requirepass"]) c.requirepass = optional_text(root["requirepass"], "requirepass");
   if (const auto& a = root["allow_dangerous_commands"]) parse_dangerous(a, c);
   if (const auto& lg = root["log"]) parse_log(lg, c);
+  if (const auto& d = root["directory"]) parse_directory(d, c);
   return c;
 }
 

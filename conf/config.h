@@ -79,6 +79,12 @@ struct Config {
   uint64_t max_client_output_bytes = 256ull << 20;  // unsent replies per client before it is closed
   uint32_t max_backend_inflight = 100000;      // commands awaiting a node's reply before more are refused (0: no bound)
 
+  // The directory (docs/directory.md): how fast the coordinator's sweep checks
+  // entries and keys, and how long a proxy's registration may go unrenewed before
+  // the coordinator fences it.
+  uint32_t sweep_keys_per_s = 5000;
+  uint32_t proxy_lapse_ms = 5000;
+
   // Client authentication: when set, clients must AUTH with this password (or
   // "AUTH default <password>") before any other command, as with Redis's requirepass.
   std::string requirepass;

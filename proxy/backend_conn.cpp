@@ -46,23 +46,45 @@ void BackendConn::connect() {
   stream_.connect(config_.address, server_.backend_tls(), options);
 }
 
-// Connected (and, over TLS, the handshake done): commands may flow.
+// Connected (and, over TLS, the handshake done). Before any client's command goes,
+// the connection authenticates, names itself after this proxy (hr-<id>, so a
+// coordinator can find and kill it when it fences this proxy) and checks the proxy's
+// fence marker in database 1 (docs/directory.md); commands flow once that is answered.
 void BackendConn::on_stream_open() {
+  init_origin_ = server_.main_store().origin();
+  const std::string name = "hr-" + init_origin_;
+  const std::string marker = "hr:fence:" + init_origin_;
+  init_.clear();
+  if (!config_.password.empty()) {
+    std::string_view auth[] = {"AUTH", config_.password};
+    resp::add_command(init_, auth);
+  }
+  std::string_view setname[] = {"CLIENT", "SETNAME", name};
+  std::string_view select1[] = {"SELECT", "1"};
+  std::string_view exists[] = {"EXISTS", marker};
+  std::string_view select0[] = {"SELECT", "0"};
+  resp::add_command(init_, setname);
+  resp::add_command(init_, select1);
+  resp::add_command(init_, exists);
+  resp::add_command(init_, select0);
+  init_replies_ = config_.password.empty() ? 4 : 5;
+  stream_.write(init_);
+}
+
+// The last reply of the init sequence: the connection is usable, or this proxy is fenced.
+void BackendConn::init_done(bool fenced) {
+  if (fenced) {
+    spdlog::warn("node {}: this proxy (id {}) is fenced there: starting over", config_.name, init_origin_);
+    server_.main_store().fenced(init_origin_);
+    fail("fenced", unavailable_error(), false);
+    return;
+  }
   ready_ = true;
   last_failure_.clear();
   backoff_.connected(uv_now(server_.loop()));
   server_.backend_state_changed(node_);
   spdlog::info("node {}: connected to {}{}", config_.name, conf::to_string(config_.address),
                stream_.tls() ? " (" + stream_.tls()->describe() + ")" : std::string());
-  if (!config_.password.empty()) {
-    // Sent ahead of anything else; its reply is swallowed (see take_replies).
-    resp::Buffer auth;
-    std::string_view argv[] = {"AUTH", config_.password};
-    resp::add_command(auth, argv);
-    auth.append(out_.view());
-    out_.swap(auth);
-    ++auth_replies_;
-  }
   mark_dirty();
 }
 
@@ -74,6 +96,16 @@ void BackendConn::mark_dirty() {
 
 void BackendConn::sent(Request* req, uint32_t fragment) {
   inflight_.push_back({req, fragment, uv_now(server_.loop())});
+  ++sent_count_;
+  mark_dirty();
+}
+
+void BackendConn::probe_exists(std::string_view key, std::function<void(bool)> fn) {
+  std::string_view argv[] = {"EXISTS", key};
+  resp::add_command(out_, argv);
+  inflight_.push_back({nullptr, 0, uv_now(server_.loop())});
+  probes_.push_back(std::move(fn));
+  ++sent_count_;
   mark_dirty();
 }
 
@@ -98,9 +130,16 @@ bool BackendConn::take_replies() {
       return false;
     }
     std::string_view reply(in_.data(), static_cast<size_t>(len));
-    if (auth_replies_ > 0) {
-      --auth_replies_;
-      if (reply[0] == '-') spdlog::error("node {}: AUTH refused: {}", config_.name, reply.substr(1, reply.size() - 3));
+    if (init_replies_ > 0) {
+      --init_replies_;
+      if (reply[0] == '-') spdlog::error("node {}: {} while connecting", config_.name, reply.substr(1, reply.size() - 3));
+      if (init_replies_ == 1) fenced_reply_ = reply == ":1\r\n";  // EXISTS hr:fence:<id>
+      in_.consume(static_cast<size_t>(len));
+      if (init_replies_ == 0) {
+        init_done(fenced_reply_);
+        if (!ready_) return false;
+      }
+      continue;
     } else if (inflight_.empty()) {
       spdlog::error("node {}: reply with no request waiting for it", config_.name);
       fail("unexpected reply", unavailable_error(), true);
@@ -108,7 +147,14 @@ bool BackendConn::take_replies() {
     } else {
       Pending p = inflight_.front();
       inflight_.pop_front();
-      server_.on_fragment_reply(p.req, p.fragment, reply);
+      ++answered_count_;
+      if (p.req != nullptr) {
+        server_.on_fragment_reply(p.req, p.fragment, reply);
+      } else {
+        auto fn = std::move(probes_.front());
+        probes_.pop_front();
+        fn(reply != ":0\r\n");
+      }
     }
     in_.consume(static_cast<size_t>(len));
   }
@@ -139,13 +185,22 @@ void BackendConn::fail(std::string_view why, const std::string& error, bool rese
   out_.clear();
   in_.clear();
   framer_.reset();
-  auth_replies_ = 0;
+  init_replies_ = 0;
   resp::Ring<Pending> failed;
   std::swap(failed, inflight_);
+  answered_count_ += failed.size();  // failed: they will never reach the node now
   if (!failed.empty()) {
     resp::Buffer err;
     resp::add_error(err, error);
-    failed.drain([&](Pending& p) { server_.on_fragment_reply(p.req, p.fragment, err.view()); });
+    failed.drain([&](Pending& p) {
+      if (p.req != nullptr) {
+        server_.on_fragment_reply(p.req, p.fragment, err.view());
+      } else {
+        auto fn = std::move(probes_.front());
+        probes_.pop_front();
+        fn(true);  // unknown: nothing is retired on a guess
+      }
+    });
   }
   schedule_reconnect();
 }

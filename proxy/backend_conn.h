@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "balancer/node_registry.h"
@@ -36,6 +37,10 @@ class BackendConn final : private net::Stream::Owner {
   void shutdown();
 
   bool connected() const { return ready_; }
+  // Commands sent on this connection, and those answered (or failed), since it was
+  // created: what an acknowledgement of the change stream waits for (WriteTracker).
+  uint64_t sent_count() const { return sent_count_; }
+  uint64_t answered_count() const { return answered_count_; }
   balancer::NodeIndex node() const { return node_; }
   size_t inflight() const { return inflight_.size(); }
 
@@ -43,6 +48,11 @@ class BackendConn final : private net::Stream::Owner {
   resp::Buffer& out() { return out_; }
   // Registers the command just appended: its reply goes to (req, fragment).
   void sent(Request* req, uint32_t fragment);
+
+  // Asks the node whether `key` exists, after everything sent before it on this
+  // connection; `fn` gets the answer (true when it cannot be known: the connection
+  // failed first).
+  void probe_exists(std::string_view key, std::function<void(bool exists)> fn);
 
   // Writes what out_ holds; called once per loop turn for a connection marked dirty.
   void flush();
@@ -58,7 +68,7 @@ class BackendConn final : private net::Stream::Owner {
 
  private:
   struct Pending {
-    Request* req = nullptr;
+    Request* req = nullptr;  // nullptr: a probe (probes_ has its callback)
     uint32_t fragment = 0;
     uint64_t sent_ms = 0;  // loop time when it was queued
   };
@@ -70,6 +80,7 @@ class BackendConn final : private net::Stream::Owner {
 
   void connect();
   bool take_replies();
+  void init_done(bool fenced);
   void mark_dirty();
   // The connection is lost or given up on: fail what is in flight, reconnect later.
   void fail(std::string_view why, const std::string& error, bool reset);
@@ -85,7 +96,13 @@ class BackendConn final : private net::Stream::Owner {
   uv_timer_t* retry_timer_ = nullptr;  // owned; freed in its close callback
   resp::ReplyFramer framer_;
   resp::Ring<Pending> inflight_;
-  size_t auth_replies_ = 0;  // AUTH replies to swallow at the head of the stream
+  resp::Ring<std::function<void(bool)>> probes_;
+  resp::Buffer init_;          // the init sequence (AUTH, CLIENT SETNAME, the fence check)
+  size_t init_replies_ = 0;    // its replies still to come, ahead of every command's
+  bool fenced_reply_ = false;
+  std::string init_origin_;    // the proxy id the connection named itself after
+  uint64_t sent_count_ = 0;
+  uint64_t answered_count_ = 0;
   std::string last_failure_; // why the last attempt failed: logged once per new reason
   bool ready_ = false;       // connected (and, over TLS, past the handshake)
   bool dirty_ = false;       // queued for this loop turn's flush

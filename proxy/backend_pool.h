@@ -29,6 +29,7 @@ class BackendPool {
   }
 
   std::vector<std::unique_ptr<BackendConn>>& all() { return conns_; }
+  const std::vector<std::unique_ptr<BackendConn>>& all() const { return conns_; }
 
  private:
   std::vector<std::unique_ptr<BackendConn>> conns_;

@@ -80,6 +80,28 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "total_net_output_bytes", stats.net_output_bytes);
     out += "\r\n";
   }
+  if (want("directory")) {
+    auto& store = server.main_store();
+    auto& coord = server.coordinator();
+    const auto& c = coord.counters();
+    out += "# Directory\r\n";
+    line(out, "directory_current", store.current() ? 1 : 0);
+    line(out, "directory_entries", server.directory().size());
+    line(out, "directory_applied_seq", store.applied_seq());
+    line(out, "directory_acked_seq", store.acked_seq());
+    line(out, "directory_flushed_seq", server.directory().flushed_seq());
+    line(out, "proxy_id", store.origin());
+    line(out, "coordinator", coord.active() ? 1 : 0);
+    line(out, "coordinator_waiting", coord.waiting());
+    line(out, "coordinator_notifications", c.notifications);
+    line(out, "coordinator_retired", c.retired);
+    line(out, "coordinator_removed", c.removed);
+    line(out, "coordinator_revived", c.revived);
+    line(out, "coordinator_fenced", c.fenced);
+    line(out, "coordinator_orphans_adopted", c.orphans);
+    line(out, "coordinator_misplaced", c.misplaced);
+    out += "\r\n";
+  }
   auto& nodes = server.nodes();
   if (want("keyspace")) {
     uint64_t keys = 0;

@@ -66,9 +66,12 @@ struct Request {
   resp::Buffer owned;
 
   std::vector<resp::KeyRef> keys;  // resolved key positions
-  // Each key's node as the directory gave it (-1: no entry), as of directory version
-  // `lookup_version`: looked up once, again only if the directory changed meanwhile.
+  // Each key's node as the directory gave it (-1: no entry), and whether that entry
+  // is retiring (a write that may create the key then revives it through the main
+  // server first), as of directory version `lookup_version`: looked up once, again
+  // only if the directory changed meanwhile.
   std::vector<int32_t> key_nodes;
+  std::vector<uint8_t> key_retiring;
   uint64_t lookup_version = UINT64_MAX;
 
   std::vector<Fragment> fragments;
@@ -87,6 +90,7 @@ struct Request {
   // (balancer::Ledger::write_done) when its node answers or the request ends.
   struct Placed {
     balancer::Reservation reservation;
+    uint32_t key = 0;      // index into keys: the key placed
     bool ended = false;
   };
   std::vector<Placed> placed;
@@ -113,6 +117,7 @@ struct Request {
     owned.clear();
     keys.clear();
     key_nodes.clear();
+    key_retiring.clear();
     lookup_version = UINT64_MAX;
     fragments.clear();
     group_fragment.clear();

@@ -2,6 +2,8 @@
 // RANDOMKEY, FLUSHALL, CONFIG SET), merged by the row's Merge; a kFlushes command
 // flushes the directory on the main server as one more fragment. SCAN walks the
 // nodes one after another, its cursor naming the node.
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 
 #include "proxy/backend_conn.h"
@@ -20,23 +22,35 @@ void Router::route_fan_out(Request* req) {
     if (conns[i] == nullptr) return;
   }
   for (NodeIndex i = 0; i < n; ++i) add_fragment(req, i);
+  const bool flush = req->cmd->has(resp::kFlushes);
   for (NodeIndex i = 0; i < n; ++i) {
-    conns[i]->out().append(req->raw);
+    if (flush) {
+      // FLUSHALL and FLUSHDB empty database 0 only: headroom serves no other, and the
+      // nodes keep its fence markers in database 1 (docs/directory.md).
+      resp::Buffer& out = conns[i]->out();
+      resp::add_array_header(out, static_cast<int64_t>(req->argv.size()));
+      resp::add_bulk(out, "FLUSHDB");
+      for (size_t a = 1; a < req->argv.size(); ++a) resp::add_bulk(out, req->argv[a]);
+    } else {
+      conns[i]->out().append(req->raw);
+    }
     sent(req, *conns[i], i);
   }
-  if (req->cmd->has(resp::kFlushes)) {
-    // The directory is flushed with the nodes: one more fragment, answered by the
-    // main store (at once when it is unreachable, hence after the nodes' are counted).
-    uint32_t f = add_fragment(req, 0);
-    ++req->fragments_pending;
-    server_.main_store().flush([this, req, f](std::string_view error) {
-      resp::Buffer r;
-      if (error.empty()) resp::add_simple(r, "OK");
-      else resp::add_error(r, error);
-      on_fragment_reply(req, f, r.view());
-    });
-  }
   ++server_.stats().commands_forwarded;
+}
+
+// Every node answered a FLUSHALL: each entry of the directory is retiring now, and
+// the coordinator removes them as it confirms their keys are gone. Entries keep
+// routing meanwhile, so a write during the flush lands under an entry that names its
+// node. Best effort: with the main server down the sweep finds them later.
+void Router::mark_flushed(Request* req) {
+  for (const auto& f : req->fragments) {
+    std::string_view r(req->fragment_replies.data() + f.reply_offset, f.reply_length);
+    if (r != "+OK\r\n") return;  // not every node was emptied
+  }
+  server_.main_store().mark_flushed([](std::string_view error) {
+    if (!error.empty()) spdlog::warn("FLUSHALL: the nodes are empty; the directory's entries are not marked: {}", error);
+  });
 }
 
 // SCAN's cursor names the node: client cursor = node cursor << 8 | node index. A full

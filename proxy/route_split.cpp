@@ -59,7 +59,6 @@ bool Router::route_split(Request* req) {
       return true;
     }
   }
-  forget_deleted_keys(req);
   // One fragment per node: the command name, then each of its key groups' arguments.
   const size_t step = static_cast<size_t>(std::max<int16_t>(1, cmd.key_specs[0].keystep));
   for (uint32_t f = 0; f < req->fragments.size(); ++f) {

@@ -160,9 +160,11 @@ void Router::look_up_keys(Request* req) {
   if (req->lookup_version == dir.version()) return;
   req->lookup_version = dir.version();
   req->key_nodes.resize(req->keys.size());
+  req->key_retiring.resize(req->keys.size());
   for (size_t i = 0; i < req->keys.size(); ++i) {
-    auto n = dir.find(balancer::directory_key(req->argv[req->keys[i].argv_index]));
-    req->key_nodes[i] = n ? static_cast<int32_t>(*n) : -1;
+    auto e = dir.find(balancer::directory_key(req->argv[req->keys[i].argv_index]));
+    req->key_nodes[i] = e ? static_cast<int32_t>(e->node) : -1;
+    req->key_retiring[i] = e && e->retiring;
   }
 }
 
@@ -183,9 +185,13 @@ bool Router::place_new_keys(Request* req) {
   }
   bool waiting = false;
   for (size_t i = 0; i < req->keys.size(); ++i) {
-    if (!req->keys[i].may_create || req->key_nodes[i] >= 0) continue;
+    // A retiring entry may be removed once its key is absent: a write that may create
+    // the key must make it live again first (on its node), as a placement does.
+    if (!req->keys[i].may_create || (req->key_nodes[i] >= 0 && !req->key_retiring[i])) continue;
     NodeIndex node;
-    if (same_node && target >= 0) {
+    if (req->key_nodes[i] >= 0) {
+      node = static_cast<NodeIndex>(req->key_nodes[i]);  // revived where it is
+    } else if (same_node && target >= 0) {
       node = static_cast<NodeIndex>(target);
     } else {
       auto chosen = balancer::choose_node(server_.nodes(), server_.ledger());
@@ -206,7 +212,7 @@ bool Router::place_new_keys(Request* req) {
     // The new key's bytes count on its node from now: the next placement sees them
     // even before the write reaches the node.
     uint64_t bytes = req->raw.size() / req->keys.size() + kPerKeyOverhead;
-    req->placed.push_back({server_.ledger().reserve(node, bytes)});
+    req->placed.push_back({server_.ledger().reserve(node, bytes), static_cast<uint32_t>(i)});
     ++server_.stats().placements;
     waiting = true;
   }
@@ -288,39 +294,49 @@ void Router::sent(Request* req, BackendConn& b, uint32_t fragment) {
 void Router::forward_raw(Request* req, NodeIndex node) {
   BackendConn* b = ready_backend(req, node);
   if (b == nullptr) return;
-  forget_deleted_keys(req);
   uint32_t f = add_fragment(req, node);
   b->out().append(req->raw);
   sent(req, *b, f);
   ++server_.stats().commands_forwarded;
 }
 
-// Keys deleted through the proxy leave the directory when the DEL is forwarded, not
-// when it is answered: a SET of the same key right behind it in the pipeline then
-// places the key afresh instead of landing on an entry that is about to vanish.
-void Router::forget_deleted_keys(Request* req) {
-  if (!req->cmd->has(resp::kDeletesKeys)) return;
-  for (size_t i = 0; i < req->keys.size(); ++i) {
-    if (req->key_nodes[i] < 0) continue;
-    std::string_view dk = balancer::directory_key(req->argv[req->keys[i].argv_index]);
-    if (balancer::is_tag(dk)) continue;  // a tag's entry serves its other keys too
-    server_.main_store().remove(dk, static_cast<NodeIndex>(req->key_nodes[i]));
-  }
-}
-
 void Router::account(Request* req, const Fragment& f, std::string_view reply) {
-  const bool stored = reply.empty() || reply[0] != '-';
+  const bool error = !reply.empty() && reply[0] == '-';
   bool placed_here = false;
   for (auto& p : req->placed) {
     if (p.ended || p.reservation.node != f.node) continue;
-    server_.ledger().write_done(p.reservation, stored);
+    server_.ledger().write_done(p.reservation, !error);
     p.ended = true;
     placed_here = true;
+    check_created(req, p, reply, error);
   }
   // Other writes that may grow memory (Redis's denyoom) count their share of the
   // request's bytes; the next poll corrects what that misjudges.
-  if (!placed_here && stored && req->cmd != nullptr && req->cmd->has(resp::kDenyOom))
+  if (!placed_here && !error && req->cmd != nullptr && req->cmd->has(resp::kDenyOom))
     server_.ledger().grown(f.node, req->raw.size() / req->fragments.size());
+}
+
+// A key was placed for this write, and the write is answered: if the write did not
+// create the key (an error, SET ... XX of a missing key, a script that only read),
+// its entry retires, so the directory holds no entry for a key no node has. The
+// common answers say so at once; the others are checked with EXISTS on the node,
+// which runs after the write.
+void Router::check_created(Request* req, const Request::Placed& p, std::string_view reply, bool error) {
+  std::string_view dk = balancer::directory_key(req->argv[req->keys[p.key].argv_index]);
+  if (balancer::is_tag(dk)) return;  // a tag's entry serves other keys too: the sweep decides
+  const NodeIndex node = p.reservation.node;
+  if (!req->cmd->has(resp::kRunsScript)) {  // a script's error may follow its writes
+    if (error) {
+      server_.main_store().retire(dk, node);
+      return;
+    }
+    if (reply == "+OK\r\n" || (reply[0] == ':' && reply != ":0\r\n")) return;  // stored
+  }
+  BackendConn& b = server_.backends(node).for_client(0);
+  if (!b.connected()) return;  // the sweep will find it
+  b.probe_exists(dk, [this, key = std::string(dk), node](bool exists) {
+    if (!exists) server_.main_store().retire(key, node);
+  });
 }
 
 void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply) {
@@ -345,6 +361,7 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
 }
 
 void Router::finish(Request* req) {
+  if (req->cmd->has(resp::kFlushes)) mark_flushed(req);
   merge_fragments(*req, server_.nodes().size());
   complete(req);
   req->client->request_done();

@@ -67,8 +67,9 @@ class Router {
   void sent(Request* req, BackendConn& b, uint32_t fragment);
   // The ledger learns what a fragment's write did to its node.
   void account(Request* req, const Fragment& f, std::string_view reply);
-  // Entries of the keys a kDeletesKeys command removes leave the directory.
-  void forget_deleted_keys(Request* req);
+  void check_created(Request* req, const Request::Placed& p, std::string_view reply, bool error);
+  // FLUSHALL answered by every node: the directory's entries retire.
+  void mark_flushed(Request* req);
   bool any_node(NodeIndex& node);
   // A key with no entry has been placed by no proxy only while the directory is
   // current; otherwise (main server unreachable, reloading) this replies an error

@@ -27,6 +27,8 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends, control);
   poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, ledger_, config_.poll_interval_ms, tls_.backends,
                                                      control);
+  coordinator_ = std::make_unique<balancer::Coordinator>(loop_, config_, nodes_, *main_store_, tls_.backends, control);
+  main_store_->set_write_tracker(this);
   router_ = std::make_unique<Router>(*this);
   pools_.resize(nodes_.size());
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
@@ -45,6 +47,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
 
 Server::~Server() {
   // Stop everything that may still call back into requests while all members live.
+  coordinator_->stop();
   main_store_->stop();
   poller_->stop();
   for (auto& pool : pools_)
@@ -87,6 +90,7 @@ int Server::start() {
         if (listen() != 0) fail("cannot listen");
       },
       [this](const std::string& why) { fail(why); });
+  coordinator_->start();
   spdlog::info("waiting for the main server {} to load the directory", conf::to_string(config_.main.address));
   return 0;
 }
@@ -168,7 +172,22 @@ void Server::end_of_turn() {
   for (size_t i = 0; i < dirty_clients_.size(); ++i) dirty_clients_[i]->flush();
   dirty_clients_.clear();
   if (!closed_clients_.empty()) delete_closed_clients();
+  if (main_store_->acks_waiting()) main_store_->check_acks();
   if (stopping_) maybe_finish_shutdown();
+}
+
+void Server::sent_counts(std::vector<uint64_t>& out) const {
+  out.clear();
+  for (const auto& pool : pools_)
+    for (const auto& b : pool.all()) out.push_back(b->sent_count());
+}
+
+bool Server::answered_all(const std::vector<uint64_t>& sent) const {
+  size_t i = 0;
+  for (const auto& pool : pools_)
+    for (const auto& b : pool.all())
+      if (i < sent.size() && b->answered_count() < sent[i++]) return false;
+  return true;
 }
 
 void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply) {
@@ -257,6 +276,14 @@ void Server::shutdown() {
 
 void Server::maybe_finish_shutdown() {
   if (!stopping_ || !clients_.empty()) return;
+  if (!left_) {
+    // Unregistered before the connections close, so no removal waits for this proxy
+    // until its registration lapses; then everything stops.
+    left_ = true;
+    coordinator_->stop();
+    main_store_->leave([this] { maybe_finish_shutdown(); });
+    return;
+  }
   uv_timer_stop(shutdown_timer_);
   uv_timer_stop(timeout_timer_);
   uv_prepare_stop(prepare_);

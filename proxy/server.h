@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "balancer/coordinator.h"
 #include "balancer/directory.h"
 #include "balancer/ledger.h"
 #include "balancer/main_store.h"
@@ -31,7 +32,7 @@ namespace headroom::proxy {
 class ClientConn;
 class Router;
 
-class Server {
+class Server final : private balancer::WriteTracker {
  public:
   Server(uv_loop_t* loop, conf::Config config, std::string config_path, net::TlsContexts tls = {});
   ~Server();
@@ -59,6 +60,7 @@ class Server {
   balancer::Ledger& ledger() { return ledger_; }
   balancer::Directory& directory() { return directory_; }
   balancer::MainStore& main_store() { return *main_store_; }
+  balancer::Coordinator& coordinator() { return *coordinator_; }
   Router& router() { return *router_; }
   RequestPool& requests() { return requests_; }
   Stats& stats() { return stats_; }
@@ -99,6 +101,9 @@ class Server {
   int listen();
   void maybe_finish_shutdown();
   void close_idle_clients(uint64_t now_ms);
+  // balancer::WriteTracker: every backend connection's counts, in one fixed order.
+  void sent_counts(std::vector<uint64_t>& out) const override;
+  bool answered_all(const std::vector<uint64_t>& sent) const override;
 
   uv_loop_t* loop_;
   conf::Config config_;
@@ -109,6 +114,7 @@ class Server {
   RequestPool requests_;  // before the connections: their requests return here
   std::unique_ptr<balancer::MainStore> main_store_;
   std::unique_ptr<balancer::MemoryPoller> poller_;
+  std::unique_ptr<balancer::Coordinator> coordinator_;
   std::vector<BackendPool> pools_;  // [node]
   std::unique_ptr<Router> router_;
   Stats stats_;
@@ -136,6 +142,7 @@ class Server {
   bool stopping_ = false;
   bool failed_ = false;  // stopped by fail(): the process exits with status 1
   bool listening_ = false;
+  bool left_ = false;  // unregistered from the directory (graceful shutdown)
 };
 
 }  // namespace headroom::proxy

@@ -48,7 +48,7 @@ enum CommandFlag : uint32_t {
   kContainer = 1u << 8, // ours: has subcommands (OBJECT, XINFO, CLIENT, ...); never routed itself
   kMovableKeys = 1u << 9, // Redis "movablekeys": key positions depend on arguments
   kNoAuth = 1u << 10,     // Redis "no_auth": allowed before AUTH (AUTH, HELLO, QUIT)
-  kDeletesKeys = 1u << 11,    // ours: removes its keys (DEL, UNLINK): their directory entries go
+  kRunsScript = 1u << 11,     // ours: runs a script that may write any of its keys (EVAL, EVALSHA, FCALL)
   kFlushes = 1u << 12,        // ours: empties the nodes (FLUSHALL, FLUSHDB): the directory is flushed too
   kBlockingOption = 1u << 13, // ours: blocks only with the BLOCK option (XREAD, XREADGROUP); see blocks()
   kOpenContainer = 1u << 14,  // ours: a container whose unlisted subcommands use its own row (DEBUG)

@@ -68,7 +68,6 @@ FLAG_BITS = {"write": "kWrite", "readonly": "kReadOnly", "denyoom": "kDenyOom",
              "pubsub": "kPubSub", "movablekeys": "kMovableKeys", "no_auth": "kNoAuth"}
 
 # Our own behaviour, as flags (resp/command_table.h says what each means).
-DELETES_KEYS = {"del", "unlink"}
 REDACTED = {"auth", "hello"}  # MONITOR shows their arguments as "(redacted)", as Redis does
 FLUSHES = {"flushall", "flushdb"}
 
@@ -207,8 +206,8 @@ def main():
             bits.append("kContainer")
         if name in OPEN_CONTAINERS:
             bits.append("kOpenContainer")
-        if name in DELETES_KEYS:
-            bits.append("kDeletesKeys")
+        if name in SCRIPT_WRITERS:
+            bits.append("kRunsScript")
         if name in FLUSHES:
             bits.append("kFlushes")
         if name in REDACTED:

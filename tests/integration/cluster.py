@@ -46,6 +46,11 @@ def wait_ping(port, timeout=20.0, proc=None, log=None, password=None, client_kw=
     raise RuntimeError(f"nothing answers PING on port {port}: {read(log)}")
 
 
+def entry_node(value):
+    """The node an entry names: its value is "<node> <version>[ R]" (docs/directory.md)."""
+    return None if value is None else (value.decode() if isinstance(value, bytes) else value).split()[0]
+
+
 def bucket_of(key):
     """The main server's hash holding `key`'s directory entry (balancer/main_store.h)."""
     h = 14695981039346656037
@@ -162,10 +167,10 @@ class RedisServer:
         self.client = redis.Redis(port=self.port, socket_timeout=10, **self.client_kw)
         self.paused = False
 
-    def start(self):
+    def start(self, timeout=20.0):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
-            wait_ping(self.port, proc=self.proc, log=self.log, client_kw=self.client_kw)
+            wait_ping(self.port, timeout=timeout, proc=self.proc, log=self.log, client_kw=self.client_kw)
         except BaseException:
             stop(self.proc)  # no caller holds it yet: do not leave it running
             raise
@@ -272,6 +277,15 @@ class Headroom:
         self.stop()
         self.start()
 
+    def wait_current(self, timeout=30.0):
+        """Waits until the proxy's directory is current (loaded, following the stream)."""
+        c = self.client(socket_timeout=10)
+        deadline = time.time() + timeout
+        while c.info("directory").get("directory_current") != 1:
+            if time.time() > deadline:
+                raise AssertionError(f"{self.dir}: directory not current after {timeout} s")
+            time.sleep(0.05)
+
     def wait_nodes_up(self, timeout=30.0):
         """Waits until INFO nodes shows every data node up (connected and polled):
         headroom listens once the directory is loaded, maybe before every node is."""
@@ -337,8 +351,12 @@ class Cluster:
     def flushall(self):
         for s in self.servers:
             s.client.flushall()
-        # proxies drop their cached entries through the directory's flush event
-        self.proxy.client().flushall()  # the directory, through headroom
+        # The main server's directory went back behind the proxies' backs: each reloads
+        # it all (and the FLUSHALL through headroom marks what it had retiring).
+        self.proxy.client().flushall()
+        for p in self.proxies:
+            if p.proc is not None:
+                p.wait_current()
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""

@@ -18,7 +18,7 @@ FLAG_BITS = {"write": 1 << 0, "readonly": 1 << 1, "denyoom": 1 << 2, "admin": 1 
              "blocking": 1 << 5, "pubsub": 1 << 6, "movablekeys": 1 << 9, "no_auth": 1 << 10}
 DANGEROUS, CONTAINER = 1 << 7, 1 << 8
 # headroom's own flags: what the router does with a command, as data.
-DELETES_KEYS, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15
+RUNS_SCRIPT, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15
 REDIS_BITS = sum(FLAG_BITS.values())
 # Rows headroom keeps although this server's COMMAND does not list them: Redis 7.2's
 # CLIENT SETINFO (clients send it on connect), and the DEBUG subcommands that name a key.
@@ -145,7 +145,7 @@ def test_flags_are_redis(live, table):
 def test_headroom_behaviour_is_marked_in_the_table(table):
     def marked(bit):
         return {n for n, r in table.items() if r["flags"] & bit}
-    assert marked(DELETES_KEYS) == {"del", "unlink"}
+    assert marked(RUNS_SCRIPT) == SCRIPT_WRITERS
     assert marked(FLUSHES) == {"flushall", "flushdb"}
     assert marked(BLOCKING_OPTION) == {"xread", "xreadgroup"}
     assert marked(OPEN_CONTAINER) == {"debug"}

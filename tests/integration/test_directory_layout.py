@@ -8,9 +8,10 @@ import tempfile
 import pytest
 import redis
 
-from cluster import Headroom, RedisServer, free_port, headroom_bin, stop
+from cluster import Headroom, RedisServer, bucket_of, free_port, headroom_bin, stop
 
-LAYOUT = "buckets=65536 hash=fnv1a64"
+LAYOUT = "buckets=65536 hash=fnv1a64 entries=versioned"
+UNVERSIONED = "buckets=65536 hash=fnv1a64"  # the layout before versioned entries
 
 
 @pytest.fixture
@@ -86,3 +87,15 @@ def test_placements_are_refused_when_the_layout_changes_underneath(servers):
         with pytest.raises(redis.ResponseError, match="LAYOUT the directory has layout buckets=16384"):
             c.set("new-key", "v")
         assert c.get("before") == b"v"  # keys it knows are still served
+
+
+def test_a_directory_written_before_versioned_entries_is_read_and_upgraded(servers):
+    workdir, main, nodes = servers
+    main.client.set("hr:dir:layout", UNVERSIONED)
+    main.client.hset(bucket_of("legacy"), "legacy", nodes[1].name)  # an entry as builds before wrote it
+    nodes[1].client.set("legacy", "kept")
+    with serving(workdir, main, nodes) as c:
+        assert c.get("legacy") == b"kept"
+        assert main.client.get("hr:dir:layout").decode() == LAYOUT
+        assert c.set("legacy", "new") is True
+        assert nodes[1].client.get("legacy") == b"new"

@@ -91,7 +91,7 @@ def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(c
     clean.main.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     deadline = time.time() + 20
     for p in (second, clean.proxy):
-        while "1 deleted meanwhile dropped" not in read(p.log):
+        while "1 removed meanwhile dropped" not in read(p.log):
             assert time.time() < deadline, read(p.log)
             time.sleep(0.1)
     # A write is now a placement again: the main server has the entry, so every

@@ -36,13 +36,25 @@ def test_every_connection_has_tcp_keepalive(own):
     c.proxy.wait_nodes_up()
     client = c.proxy.client()
     client.set("k", "v")  # a client connection, and the data path to one node
-    socks = sockets_of(c.proxy.proc.pid)
-    # one client, four data nodes, four pollers, two connections to the main server
-    assert len(socks) >= 11, socks
-    without = [s for s in socks if "timer:(keepalive" not in s]
-    assert not without, without
+    # ss shows one timer per socket: a socket with bytes in flight at that instant
+    # (a heartbeat, a poll) shows its retransmission timer instead, so each socket
+    # is sampled until it has shown its keepalive timer once.
+    seen, left = {}, []
+    deadline = time.time() + 20
+    while True:
+        socks = sockets_of(c.proxy.proc.pid)
+        for s in socks:
+            ends = tuple(s.split()[2:4])
+            m = re.search(r"timer:\(keepalive,(\d+)sec", s)
+            seen[ends] = seen.get(ends, False) or m is not None
+            if m:
+                left.append(int(m.group(1)))
+        # one client, four data nodes, four pollers, two connections to the main server
+        if len(socks) >= 11 and all(seen.get(tuple(s.split()[2:4])) for s in socks):
+            break
+        assert time.time() < deadline, [s for s in socks if not seen.get(tuple(s.split()[2:4]))]
+        time.sleep(0.1)
     # the configured idle time: ss shows the time left until the first probe
-    left = [int(m.group(1)) for s in socks if (m := re.search(r"timer:\(keepalive,(\d+)sec", s))]
     assert left and max(left) <= 30, socks
 
 

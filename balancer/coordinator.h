@@ -1,0 +1,140 @@
+// The coordinator (docs/directory.md, "The coordinator"): the one proxy at a time,
+// chosen by a lease on the main server, that removes directory entries. Every proxy
+// runs one; it acts only while it holds the lease, and every change it makes on the
+// main server carries the lease's token, so a coordinator paused past its lease
+// cannot act after another took over.
+//
+// While active it:
+//   - retires the entries of keys a data node reports deleted, expired, evicted or
+//     renamed away (keyevent notifications, which it turns on on each node);
+//   - removes retiring entries once every registered proxy has acknowledged the
+//     retirement (the barrier) and the key is confirmed absent on its node, and makes
+//     live again those whose key it finds present;
+//   - fences proxies whose registration lapsed, so the barrier never waits for ever
+//     and a proxy that may be stale cannot write;
+//   - runs the sweep (balancer/sweep.h), the backstop for what notifications miss.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "balancer/control_conn.h"
+#include "balancer/main_store.h"
+#include "balancer/node_registry.h"
+#include "resp/buffer.h"
+
+namespace headroom::balancer {
+
+class Sweep;
+
+struct CoordinatorCounters {
+  uint64_t notifications = 0;  // keyevent notifications received
+  uint64_t retired = 0;        // entries marked retiring by this coordinator
+  uint64_t removed = 0;        // entries removed
+  uint64_t revived = 0;        // retiring entries whose key was found present
+  uint64_t fenced = 0;         // proxies fenced
+  uint64_t orphans = 0;        // keys found on a node with no entry (given one)
+  uint64_t misplaced = 0;      // keys found on a node their entry does not name
+};
+
+class Coordinator {
+ public:
+  Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegistry& nodes, MainStore& store,
+              const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  void start();
+  // Gives the lease back (when held) and stops.
+  void stop();
+
+  bool active() const { return token_ != 0; }
+  const CoordinatorCounters& counters() const { return counters_; }
+  size_t waiting() const { return settling_.size(); }  // retiring entries not yet settled
+
+  // --- for the sweep
+  // Marks the entry retiring (batched).
+  void retire(std::string_view dir_key, NodeIndex node);
+  // A retiring entry (its value as read) to settle once the barrier passes `seq`.
+  void settle_later(std::string dir_key, NodeIndex node, std::string value, uint64_t seq);
+  // A key found on `node` with no entry: it gets one there.
+  void adopt(std::string_view dir_key, NodeIndex node);
+  ControlConn* node_conn(NodeIndex node);  // nullptr while not connected
+  ControlConn& main() { return *main_; }
+  MainStore& store() { return store_; }
+  NodeRegistry& nodes() { return nodes_; }
+  CoordinatorCounters& counters_mut() { return counters_; }
+  uint64_t sweep_keys_per_tick() const;
+
+ private:
+  struct NodeLink {
+    std::unique_ptr<ControlConn> cmd;  // EXISTS, CONFIG, CLIENT LIST/KILL, fence markers
+    std::unique_ptr<ControlConn> sub;  // keyevent notifications
+  };
+  struct Waiting {
+    std::string key;
+    NodeIndex node;
+    std::string value;  // the entry's value when it was retired: removed only if still so
+    uint64_t seq;       // the change that made it retiring
+  };
+  struct ProxySeen {
+    std::string value;      // "<acked seq> <time>" as last read
+    uint64_t changed_ms;    // loop time it last changed (or the coordinator took over)
+    uint64_t acked = 0;
+  };
+
+  static void on_lease_timer(uv_timer_t* t);
+  static void on_tick(uv_timer_t* t);
+  void try_lease();
+  void became_active(uint64_t token);
+  void became_inactive(const std::string& why);
+  void connect_nodes();
+  void on_node_cmd_up(NodeIndex i);
+  void on_notification(NodeIndex i, redisReply* r);
+  void on_change(char kind, uint64_t seq, std::string_view key, NodeIndex node);
+  void send_retires();
+  void poll_proxies();
+  void on_proxies(redisReply* r);
+  void fence(const std::string& id);
+  void settle_round();
+  void send_settle(char mode, const std::vector<const Waiting*>& items);
+  bool lease_lost(redisReply* r);
+
+  uv_loop_t* loop_;
+  const conf::Config& config_;
+  NodeRegistry& nodes_;
+  MainStore& store_;
+  const std::unique_ptr<net::TlsContext>& tls_;
+  ControlTimeouts timeouts_;
+  std::unique_ptr<ControlConn> main_;
+  std::vector<NodeLink> links_;
+  std::unique_ptr<Sweep> sweep_;
+  uv_timer_t* lease_timer_ = nullptr;  // takes or renews the lease; owned
+  uv_timer_t* tick_timer_ = nullptr;   // barrier, settling, retires, sweep; owned
+
+  uint64_t token_ = 0;        // the lease's token while active (0: not the coordinator)
+  std::string lease_value_;   // "<proxy id> <token>", as the scripts check it
+  uint64_t lease_renewed_ms_ = 0;
+  bool lease_in_flight_ = false;
+  bool proxies_in_flight_ = false;
+  bool settle_in_flight_ = false;
+
+  std::vector<std::pair<std::string, NodeIndex>> retires_;  // notified, not yet sent
+  std::deque<Waiting> settling_;                            // retiring, in seq order
+  std::unordered_set<std::string> waiting_keys_;            // the keys in settling_
+  uint64_t barrier_ = 0;  // every registered proxy has acknowledged this far
+  std::unordered_map<std::string, ProxySeen> proxies_;
+  std::unordered_set<std::string> fencing_;  // ids being fenced now
+  CoordinatorCounters counters_;
+};
+
+}  // namespace headroom::balancer

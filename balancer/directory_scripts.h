@@ -1,0 +1,233 @@
+// The Lua scripts that are the only writers of the directory on the main server
+// (docs/directory.md). Each runs atomically, takes the next sequence number when it
+// changes something, and publishes exactly one message naming that number, so the
+// change stream has no gaps and every proxy applies the changes in one order.
+//
+// Entry values: "<node> <version>" (live) or "<node> <version> R" (retiring); an entry
+// whose version is below hr:dir:flushed is retiring too. Values written by builds
+// before versioning ("<node>") read as version 0.
+//
+// Messages: a type letter, the sequence number, a space, the origin (the proxy that
+// made the change), a newline, then entries "<key length>:<node>\n<key>" back to back
+// (keys are binary-safe; node names hold no space or newline).
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "resp/buffer.h"
+
+namespace headroom::balancer {
+class ControlConn;
+}
+
+namespace headroom::balancer::scripts {
+
+inline constexpr std::string_view kSeqKey = "hr:dir:seq";
+inline constexpr std::string_view kFlushedKey = "hr:dir:flushed";
+inline constexpr std::string_view kLayoutKey = "hr:dir:layout";
+inline constexpr std::string_view kProxiesKey = "hr:proxies";
+inline constexpr std::string_view kCoordinatorKey = "hr:coordinator";
+// This build's layout, and the one before versioned entries, which it reads too.
+inline constexpr std::string_view kLayout = "buckets=65536 hash=fnv1a64 entries=versioned";
+inline constexpr std::string_view kUnversionedLayout = "buckets=65536 hash=fnv1a64";
+
+// Places a batch of keys. KEYS: each key's bucket. ARGV: [1] channel, [2] origin,
+// [3] the message's entries naming every key as asked, [4] layout key, [5] this
+// build's layout, then key, node for each KEYS[i]. A key with no entry gets one on the
+// node asked; a retiring one comes back to life on its own node; a live one stays.
+// Reply: {seq, then i, node, version, changed for every key not placed as asked}.
+inline constexpr std::string_view kPlace = R"(
+local layout = redis.call('GET', ARGV[4])
+if not layout then
+  redis.call('SET', ARGV[4], ARGV[5])
+elseif layout ~= ARGV[5] then
+  return redis.error_reply('LAYOUT the directory has layout ' .. layout .. ', this proxy uses ' .. ARGV[5])
+end
+local seq = redis.call('INCR', 'hr:dir:seq')
+local flushed = tonumber(redis.call('GET', 'hr:dir:flushed') or '0')
+local ex = {seq}
+for i = 1, #KEYS do
+  local key, node = ARGV[2 * i + 4], ARGV[2 * i + 5]
+  if redis.call('HSETNX', KEYS[i], key, node .. ' ' .. seq) == 0 then
+    local n, v, r = string.match(redis.call('HGET', KEYS[i], key), '^(%S+) ?(%d*) ?(R?)$')
+    v = tonumber(v) or 0
+    if r == 'R' or v < flushed then
+      redis.call('HSET', KEYS[i], key, n .. ' ' .. seq)
+      if n ~= node then
+        ex[#ex + 1] = i; ex[#ex + 1] = n; ex[#ex + 1] = seq; ex[#ex + 1] = 1
+      end
+    else
+      ex[#ex + 1] = i; ex[#ex + 1] = n; ex[#ex + 1] = v; ex[#ex + 1] = 0
+    end
+  end
+end
+if #ex == 1 then
+  redis.call('PUBLISH', ARGV[1], 'P' .. seq .. ' ' .. ARGV[2] .. '\n' .. ARGV[3])
+else
+  local parts, e = {'P' .. seq .. ' ' .. ARGV[2] .. '\n'}, 2
+  for i = 1, #KEYS do
+    local key = ARGV[2 * i + 4]
+    if ex[e] == i then
+      if ex[e + 3] == 1 then parts[#parts + 1] = #key .. ':' .. ex[e + 1] .. '\n' .. key end
+      e = e + 4
+    else
+      parts[#parts + 1] = #key .. ':' .. ARGV[2 * i + 5] .. '\n' .. key
+    end
+  end
+  redis.call('PUBLISH', ARGV[1], table.concat(parts))
+end
+return ex
+)";
+
+// Marks entries retiring. KEYS: buckets. ARGV: [1] channel, [2] origin, then key, node
+// for each KEYS[i]; an entry is marked only if it is live and names that node.
+// Reply: the sequence number of the change, or 0 when nothing changed.
+inline constexpr std::string_view kRetire = R"(
+local flushed = tonumber(redis.call('GET', 'hr:dir:flushed') or '0')
+local hit = {}
+for i = 1, #KEYS do
+  local key, node = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local cur = redis.call('HGET', KEYS[i], key)
+  if cur then
+    local n, v, r = string.match(cur, '^(%S+) ?(%d*) ?(R?)$')
+    if n == node and r ~= 'R' and (tonumber(v) or 0) >= flushed then hit[#hit + 1] = i end
+  end
+end
+if #hit == 0 then return 0 end
+local seq = redis.call('INCR', 'hr:dir:seq')
+local parts = {'R' .. seq .. ' ' .. ARGV[2] .. '\n'}
+for _, i in ipairs(hit) do
+  local key, node = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  redis.call('HSET', KEYS[i], key, node .. ' ' .. seq .. ' R')
+  parts[#parts + 1] = #key .. ':' .. node .. '\n' .. key
+end
+redis.call('PUBLISH', ARGV[1], table.concat(parts))
+return seq
+)";
+
+// The coordinator's: removes (ARGV[4] == 'D') or makes live again ('P') entries whose
+// value is still exactly what it checked. KEYS: buckets. ARGV: [1] channel, [2]
+// origin, [3] the coordinator lease's value, [4] 'D' or 'P', then key, expected value
+// for each KEYS[i]. Reply: how many entries changed, or an error NOTCOORD when the
+// lease is not (or no longer) the caller's.
+inline constexpr std::string_view kSettle = R"(
+if redis.call('GET', 'hr:coordinator') ~= ARGV[3] then
+  return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
+end
+local hit = {}
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], ARGV[2 * i + 3]) == ARGV[2 * i + 4] then hit[#hit + 1] = i end
+end
+if #hit == 0 then return 0 end
+local seq = redis.call('INCR', 'hr:dir:seq')
+local parts = {ARGV[4] .. seq .. ' ' .. ARGV[2] .. '\n'}
+for _, i in ipairs(hit) do
+  local key = ARGV[2 * i + 3]
+  local node = string.match(ARGV[2 * i + 4], '^(%S+)')
+  if ARGV[4] == 'D' then
+    redis.call('HDEL', KEYS[i], key)
+  else
+    redis.call('HSET', KEYS[i], key, node .. ' ' .. seq)
+  end
+  parts[#parts + 1] = #key .. ':' .. node .. '\n' .. key
+end
+redis.call('PUBLISH', ARGV[1], table.concat(parts))
+return #hit
+)";
+
+// FLUSHALL: every entry older than the new sequence number is retiring. ARGV: [1]
+// channel, [2] origin. Reply: the sequence number.
+inline constexpr std::string_view kFlushed = R"(
+local seq = redis.call('INCR', 'hr:dir:seq')
+redis.call('SET', 'hr:dir:flushed', seq)
+redis.call('PUBLISH', ARGV[1], 'F' .. seq .. ' ' .. ARGV[2] .. '\n')
+return seq
+)";
+
+// One bucket for a (re)load. KEYS[1]: the bucket. Reply: {seq, flushed, {field,
+// value, ...}}: the bucket as of that sequence number.
+inline constexpr std::string_view kLoadBucket = R"(
+return {tonumber(redis.call('GET', 'hr:dir:seq') or '0'), tonumber(redis.call('GET', 'hr:dir:flushed') or '0'),
+        redis.call('HGETALL', KEYS[1])}
+)";
+
+// The layout marker, checked (and recorded when missing) before a load. KEYS[1]:
+// marker; ARGV[1]: this build's layout; ARGV[2]: the layout before versioned entries,
+// which this build reads too (it upgrades the marker, so older proxies stop placing).
+// Reply: the directory's layout (now).
+inline constexpr std::string_view kLayoutCheck = R"(
+local layout = redis.call('GET', KEYS[1])
+if not layout or layout == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return layout
+)";
+
+// A proxy's registration and acknowledgements. ARGV: [1] proxy id, [2] the sequence
+// number it has acknowledged, [3] 'join', 'beat' or 'leave'. A beat of a proxy that
+// is not registered (it was fenced and dropped) answers GONE and changes nothing.
+inline constexpr std::string_view kHeartbeat = R"(
+if ARGV[3] == 'leave' then
+  redis.call('HDEL', 'hr:proxies', ARGV[1])
+  return 'OK'
+end
+if ARGV[3] == 'beat' and redis.call('HEXISTS', 'hr:proxies', ARGV[1]) == 0 then return 'GONE' end
+local t = redis.call('TIME')
+redis.call('HSET', 'hr:proxies', ARGV[1], ARGV[2] .. ' ' .. (t[1] * 1000 + math.floor(t[2] / 1000)))
+return 'OK'
+)";
+
+// The coordinator lease. ARGV: [1] proxy id, [2] lease ms, [3] 'take' or 'give'.
+// take: renews the caller's lease or takes a free one with a new token; replies the
+// token, or 0 when another proxy holds it. give: drops the caller's lease.
+inline constexpr std::string_view kLease = R"(
+local cur = redis.call('GET', 'hr:coordinator')
+local holder, token
+if cur then holder, token = string.match(cur, '^(%S+) (%d+)$') end
+if ARGV[3] == 'give' then
+  if holder == ARGV[1] then redis.call('DEL', 'hr:coordinator') end
+  return 0
+end
+if cur then
+  if holder ~= ARGV[1] then return 0 end
+  redis.call('PEXPIRE', 'hr:coordinator', ARGV[2])
+  return tonumber(token)
+end
+local t = redis.call('INCR', 'hr:coordinator:token')
+redis.call('SET', 'hr:coordinator', ARGV[1] .. ' ' .. t, 'PX', ARGV[2])
+return t
+)";
+
+// The coordinator's view of the proxies. Reply: {now ms, {id, "acked time", ...}}.
+inline constexpr std::string_view kProxies = R"(
+local t = redis.call('TIME')
+return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('HGETALL', 'hr:proxies')}
+)";
+
+// The coordinator drops a proxy it has fenced. ARGV: [1] lease value, [2] proxy id.
+inline constexpr std::string_view kDropProxy = R"(
+if redis.call('GET', 'hr:coordinator') ~= ARGV[1] then
+  return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
+end
+return redis.call('HDEL', 'hr:proxies', ARGV[2])
+)";
+
+enum class Script { Place, Retire, Settle, Flushed, LoadBucket, Layout, Heartbeat, Lease, Proxies, DropProxy, kCount };
+
+std::string_view text(Script s);
+// The script's SHA1, as EVALSHA names it (computed here, once).
+const std::string& sha(Script s);
+// SCRIPT LOAD of every script, sent first on a connection that just came up: the
+// commands after it on that connection find them.
+void load_all(ControlConn& conn);
+// EVALSHA of `s` with `keys` and then `args`, appended to `out`.
+void encode(resp::Buffer& out, Script s, std::span<const std::string_view> keys,
+            std::span<const std::string_view> args);
+// The header of an EVALSHA of `s` with `numkeys` keys and `total` arguments after
+// them all: the caller appends the keys and arguments as bulk strings.
+void encode_head(resp::Buffer& out, Script s, size_t numkeys, size_t total_after);
+
+}  // namespace headroom::balancer::scripts

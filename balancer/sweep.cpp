@@ -1,0 +1,193 @@
+#include "balancer/sweep.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "balancer/coordinator.h"
+#include "balancer/directory_scripts.h"
+
+namespace headroom::balancer {
+
+using scripts::Script;
+
+namespace {
+constexpr uint32_t kBucketsInFlight = 64;
+// Bucket reads per tick outside a fast pass: a pass over the 65,536 buckets every
+// 13 s or so, a light load on the main server; the key checks are what the rate bounds.
+constexpr uint32_t kBucketsPerTick = 256;
+constexpr uint64_t kScanCount = 200;  // SCAN's COUNT per node step
+
+std::string_view str(const redisReply* r) { return {r->str, r->len}; }
+
+bool parse_value(std::string_view v, std::string_view& node, uint64_t& version, bool& retiring) {
+  size_t sp = v.find(' ');
+  node = v.substr(0, sp);
+  version = 0;
+  retiring = false;
+  if (sp == std::string_view::npos) return !node.empty();
+  std::string_view rest = v.substr(sp + 1);
+  if (rest.ends_with(" R")) {
+    retiring = true;
+    rest.remove_suffix(2);
+  }
+  auto r = std::from_chars(rest.data(), rest.data() + rest.size(), version);
+  return !node.empty() && r.ec == std::errc() && r.ptr == rest.data() + rest.size();
+}
+}  // namespace
+
+Sweep::Sweep(Coordinator& c) : c_(c) {}
+
+void Sweep::begin() {
+  ++generation_;
+  next_bucket_ = 0;
+  buckets_in_flight_ = 0;
+  fast_ = true;  // what a previous coordinator left (or a FLUSHALL before this one took over)
+  scans_.assign(c_.nodes().size(), NodeScan{});
+  for (auto& s : scans_) s.started_seq = c_.store().applied_seq();
+}
+
+void Sweep::end() {
+  ++generation_;
+  buckets_in_flight_ = 0;
+  scans_.clear();
+}
+
+void Sweep::flushed(uint64_t) {
+  // The flush's sequence number is in every bucket's reply (and in the proxies'
+  // caches): the pass only has to run again, now and quickly.
+  ++generation_;
+  next_bucket_ = 0;
+  buckets_in_flight_ = 0;
+  fast_ = true;
+  for (auto& s : scans_) s.in_flight = false;
+}
+
+void Sweep::tick() {
+  budget_ = c_.sweep_keys_per_tick();
+  reads_ = 0;
+  load_buckets();
+  scan_nodes();
+}
+
+// Keeps up to kBucketsInFlight reads going (refilled as replies come), within this
+// tick's allowance unless the pass is a fast one.
+void Sweep::load_buckets() {
+  const uint64_t gen = generation_;
+  while (buckets_in_flight_ < kBucketsInFlight && (fast_ || (budget_ > 0 && reads_ < kBucketsPerTick)) &&
+         c_.main().up()) {
+    const uint32_t bucket = next_bucket_;
+    next_bucket_ = (next_bucket_ + 1) % kBuckets;
+    if (next_bucket_ == 0) {
+      ++passes_;
+      fast_ = false;
+    }
+    ++reads_;
+    ++buckets_in_flight_;
+    c_.main().command({"EVALSHA", scripts::sha(Script::LoadBucket), "1", MainStore::bucket_name(bucket)},
+                      [this, gen](redisReply* r) {
+                        if (gen != generation_) return;
+                        --buckets_in_flight_;
+                        if (r != nullptr) on_bucket(r);
+                        load_buckets();
+                      });
+    if (next_bucket_ == 0) break;  // one pass per wrap: the next tick goes on
+  }
+}
+
+void Sweep::on_bucket(redisReply* r) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[2]->type != REDIS_REPLY_ARRAY) return;
+  const uint64_t flushed = r->element[1]->type == REDIS_REPLY_INTEGER ? static_cast<uint64_t>(r->element[1]->integer) : 0;
+  const redisReply* fields = r->element[2];
+  for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+    std::string_view key = str(fields->element[i]);
+    std::string_view value = str(fields->element[i + 1]);
+    std::string_view node_name;
+    uint64_t version = 0;
+    bool retiring = false;
+    if (!parse_value(value, node_name, version, retiring)) continue;
+    auto node = c_.nodes().find(node_name);
+    if (!node) continue;
+    ++entries_checked_;
+    if (retiring || version < flushed) {
+      c_.settle_later(std::string(key), *node, std::string(value), retiring ? version : flushed);
+      continue;
+    }
+    if (is_tag(key)) {
+      const NodeScan& s = scans_[*node];
+      if (s.done && version < s.done_seq && !s.done_tags.count(std::string(key))) c_.retire(key, *node);
+      continue;
+    }
+    ControlConn* conn = c_.node_conn(*node);
+    if (conn == nullptr) continue;
+    if (budget_ > 0) --budget_;
+    const uint64_t gen = generation_;
+    NodeIndex n = *node;
+    conn->command({"EXISTS", key}, [this, gen, k = std::string(key), n](redisReply* e) {
+      if (gen != generation_ || e == nullptr || e->type != REDIS_REPLY_INTEGER) return;
+      if (e->integer == 0) c_.retire(k, n);
+    });
+  }
+}
+
+void Sweep::scan_nodes() {
+  for (NodeIndex i = 0; i < scans_.size() && budget_ > 0; ++i) {
+    NodeScan& s = scans_[i];
+    ControlConn* conn = c_.node_conn(i);
+    if (s.in_flight || conn == nullptr || !c_.main().up()) continue;
+    s.in_flight = true;
+    budget_ -= std::min(budget_, kScanCount);
+    const uint64_t gen = generation_;
+    conn->command({"SCAN", s.cursor, "COUNT", std::to_string(kScanCount)}, [this, gen, i](redisReply* r) {
+      if (gen != generation_) return;
+      scans_[i].in_flight = false;
+      if (r != nullptr) on_scan(i, r);
+    });
+  }
+}
+
+void Sweep::on_scan(NodeIndex node, redisReply* r) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY) return;
+  NodeScan& s = scans_[node];
+  s.cursor = std::string(str(r->element[0]));
+  const redisReply* keys = r->element[1];
+  const uint64_t gen = generation_;
+  for (size_t i = 0; i < keys->elements; ++i) {
+    std::string_view key = str(keys->element[i]);
+    ++keys_scanned_;
+    std::string_view dk = directory_key(key);
+    if (is_tag(dk)) {
+      s.tags.insert(std::string(dk));
+      continue;
+    }
+    c_.main().command({"HGET", MainStore::bucket_name(dk), dk},
+                      [this, gen, node, k = std::string(dk)](redisReply* e) {
+                        if (gen != generation_ || e == nullptr) return;
+                        if (e->type == REDIS_REPLY_NIL) {
+                          spdlog::warn("sweep: key on node {} had no directory entry: given one there",
+                                       c_.nodes()[node].name());
+                          c_.adopt(k, node);
+                          return;
+                        }
+                        if (e->type != REDIS_REPLY_STRING) return;
+                        std::string_view v = str(e);
+                        if (v.substr(0, v.find(' ')) != c_.nodes()[node].name()) {
+                          auto& n = c_.counters_mut().misplaced;
+                          if (n++ < 10)
+                            spdlog::error("sweep: a key on node {} has its directory entry on another node ({}); "
+                                          "that copy is not served",
+                                          c_.nodes()[node].name(), v);
+                        }
+                      });
+  }
+  if (s.cursor == "0") {  // a complete scan of this node
+    s.done_tags.swap(s.tags);
+    s.tags.clear();
+    s.done_seq = s.started_seq;
+    s.done = true;
+    s.started_seq = c_.store().applied_seq();
+  }
+}
+
+}  // namespace headroom::balancer
