@@ -151,6 +151,7 @@ void ClientConn::check_pipeline() {
   if (!read_paused_ && queue_.size() >= limit) {
     stream_.pause_reading();
     read_paused_ = true;
+    ++server_.stats().pipeline_pauses;
   } else if (read_paused_ && queue_.size() <= limit / 2) {
     read_paused_ = false;
     stream_.resume_reading();

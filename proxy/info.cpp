@@ -76,6 +76,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "total_placement_errors", stats.placement_errors);
     line(out, "total_protocol_errors", stats.protocol_errors);
     line(out, "total_tls_errors", stats.tls_errors);
+    line(out, "total_pipeline_pauses", stats.pipeline_pauses);
     line(out, "total_net_input_bytes", stats.net_input_bytes);
     line(out, "total_net_output_bytes", stats.net_output_bytes);
     out += "\r\n";

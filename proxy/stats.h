@@ -18,6 +18,7 @@ struct Stats {
   uint64_t placement_errors = 0;
   uint64_t protocol_errors = 0;
   uint64_t tls_errors = 0;            // client TLS handshakes or records that failed
+  uint64_t pipeline_pauses = 0;       // clients not read for a while: max_pipeline requests outstanding
   uint64_t net_input_bytes = 0;
   uint64_t net_output_bytes = 0;
 };
