@@ -1,0 +1,326 @@
+"""The correctness checker (checker.py): first its verifier on hand-made histories, so
+it is shown to catch each kind of anomaly and to accept legal histories; then the
+real run, three headroom instances under eight clients (select it with
+`-k checker_run`). Times in the hand-made histories are milliseconds."""
+import pytest
+
+from checker import LOST, NEVER, ORPHAN, STALE, TWO, History, directory_key, entry_node, run_checker
+from cluster import Cluster
+
+
+def kinds(h, **kw):
+    """The anomaly kinds the verifier finds in `h`, one per anomaly, in order found."""
+    return [a.kind for a in h.verify(**kw).anomalies]
+
+
+def legal(h, **kw):
+    r = h.verify(**kw)
+    assert r.ok, r.report()
+    return r
+
+
+# Registers ---------------------------------------------------------------
+
+def test_register_sequential_history_is_legal():
+    h = History()
+    h.get("r", None, 0, 1)
+    h.set("r", "a", 2, 3)
+    h.get("r", "a", 4, 5)
+    h.set("r", "b", 6, 7)
+    h.get("r", "b", 8, 9)
+    h.delete("r", 10, 11)
+    h.get("r", None, 12, 13)
+    r = legal(h)
+    assert r.counts["reads"] == 4 and r.counts["acked_writes"] == 3
+
+
+def test_register_stale_read_after_a_newer_acknowledged_write():
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.set("r", "b", 2, 3)
+    h.get("r", "a", 4, 5)
+    assert kinds(h) == [STALE]
+
+
+def test_register_stale_read_after_an_acknowledged_del_or_flushall():
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.delete("r", 2, 3)
+    h.get("r", "a", 4, 5)
+    assert kinds(h) == [STALE]
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.flushall(2, 3)
+    h.get("r", "a", 4, 5)
+    assert kinds(h) == [STALE]
+
+
+def test_register_nil_read_after_an_acknowledged_write_is_stale_and_at_the_end_lost():
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.get("r", None, 2, 3)
+    h.get("r", None, 20, 21, final=True)
+    assert kinds(h) == [STALE, LOST]
+
+
+def test_register_read_of_a_value_never_written():
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.get("r", "zz", 2, 3)       # nobody wrote it
+    h.get("r", "b", 4, 5)        # written only after this read ended
+    h.set("r", "b", 6, 7)
+    h.set("other", "c", 0, 1)
+    h.get("r", "c", 8, 9)        # written, but to another key
+    assert kinds(h) == [NEVER, NEVER, NEVER]
+
+
+def test_register_concurrent_history_is_legal():
+    h = History()
+    h.set("r", "a", 0, 10)
+    h.set("r", "b", 1, 9)
+    h.get("r", "b", 2, 3)        # b first ...
+    h.get("r", "a", 4, 5)        # ... then a (a's write was still running)
+    h.delete("r", 11, 30)
+    h.get("r", "a", 12, 13)      # the DEL has not happened yet
+    h.get("r", None, 14, 15)     # now it has
+    h.set("r", "c", 40, 41)
+    h.set("r", "d", 42, 50)
+    h.get("r", "c", 43, 44)      # d's write may still be under way
+    legal(h)
+
+
+def test_register_failed_or_timed_out_operations_may_or_may_not_have_happened():
+    h = History()
+    h.set("r", "a", 0, 1)
+    h.set("r", "b", 2, 3, status="unknown")   # timed out
+    h.get("r", "a", 4, 5)                      # ... not yet applied
+    h.get("r", "b", 6, 7)                      # ... applied now
+    h.delete("r", 8, 9, status="error")       # failed: may have happened
+    h.get("r", None, 10, 11)
+    h.set("r", "c", 12, 13)
+    h.delete("r", 14, 15, status="unknown")
+    h.get("r", "c", 100, 101, final=True)      # it never happened
+    legal(h)
+
+
+def test_register_expiry_is_a_delete_within_its_window():
+    # SET EX 2 acknowledged in [0, 1]: it expires somewhere in [2000 - slack, 2001 + slack].
+    h = History()
+    h.setex("r", "a", 2, 0, 1)
+    h.get("r", "a", 1500, 1501)              # inside the window: either answer is right
+    h.get("r", None, 1600, 1601)
+    legal(h)
+    h = History()
+    h.setex("r", "a", 2, 0, 1)
+    h.get("r", None, 10, 11)                 # long before the window: the value must be there
+    assert kinds(h) == [STALE]
+    h = History()
+    h.setex("r", "a", 2, 0, 1)
+    h.get("r", "a", 3100, 3101)              # after the window: it must have expired
+    assert kinds(h) == [STALE]
+    h = History()
+    h.setex("r", "a", 2, 0, 1)
+    h.get("r", "a", 3100, 3101)
+    assert kinds(h, slack_s=1.5) == []       # a wider slack accepts it
+    h = History()
+    h.setex("r", "a", 2, 0, 1)
+    h.set("r", "b", 100, 101)                # a plain SET clears the TTL ...
+    h.get("r", "b", 5000, 5001)              # ... so b is still there
+    h.setex("r", "c", 1, 6000, 6001)
+    h.get("r", None, 6500, 6501)             # TTL 1 s, slack 1 s: may already be gone
+    legal(h)
+
+
+# Counters -------------------------------------------------------------------
+
+def test_counter_sequential_and_concurrent_histories_are_legal():
+    h = History()
+    h.get("c", None, 0, 1)
+    h.incr("c", 1, 2, 3)
+    h.incr("c", 2, 4, 5)
+    h.get("c", "2", 6, 7)
+    h.incr("c", 4, 8, 20)        # concurrent INCRs, answered in either order
+    h.incr("c", 3, 9, 19)
+    h.get("c", "3", 10, 11)      # the 4th increment had not happened yet
+    h.get("c", "4", 21, 22)
+    h.delete("c", 23, 24)
+    h.get("c", None, 25, 26)
+    h.incr("c", 1, 27, 28)
+    h.incr("c", 2, 29, 30, status="unknown")   # timed out
+    h.get("c", "2", 31, 32)      # ... but happened
+    legal(h)
+
+
+def test_counter_read_below_an_acknowledged_incr_is_stale():
+    h = History()
+    h.incr("c", 1, 0, 1)
+    h.incr("c", 2, 2, 3)
+    h.get("c", "1", 4, 5)
+    h.incr("c", 2, 6, 7)         # INCR answered no more than an INCR acknowledged before it
+    h.get("c", None, 8, 9)
+    assert kinds(h) == [STALE, STALE, STALE]
+
+
+def test_counter_value_no_history_produces_is_never_written():
+    h = History()
+    h.incr("c", 1, 0, 1)
+    h.get("c", "2", 2, 3)        # one INCR, counter 2
+    h.delete("c", 4, 5)
+    h.incr("c", 1, 6, 7)
+    h.incr("c", 3, 8, 9)         # two INCRs since the DEL, answered 3
+    assert kinds(h) == [NEVER, NEVER]
+
+
+def test_counter_two_incrs_with_one_answer_lost_an_increment():
+    h = History()
+    h.incr("c", 1, 0, 10)
+    h.incr("c", 1, 1, 9)
+    assert kinds(h) == [LOST]
+    h = History()
+    h.incr("c", 1, 0, 10)
+    h.delete("c", 2, 3)          # a DEL between the two explains it
+    h.incr("c", 1, 1, 9)
+    legal(h)
+
+
+def test_counter_final_read_missing_increments_is_a_lost_write():
+    h = History()
+    h.incr("c", 1, 0, 1)
+    h.incr("c", 2, 2, 3)
+    h.get("c", "1", 50, 51, final=True)
+    assert kinds(h) == [LOST]
+
+
+# Append logs -----------------------------------------------------------------
+
+def test_log_sequential_and_concurrent_histories_are_legal():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 4, 2, 3)
+    h.get("l", "a;b;", 4, 5)
+    h.append("l", "c;", 8, 6, 20)    # c and d concurrent: either order
+    h.append("l", "d;", 6, 7, 19)
+    h.get("l", "a;b;d;", 8, 9)
+    h.get("l", "a;b;d;c;", 21, 22)
+    h.delete("l", 23, 24)
+    h.get("l", None, 25, 26)
+    h.append("l", "e;", 2, 27, 28, status="unknown")
+    h.get("l", "e;", 29, 30)
+    legal(h)
+
+
+def test_log_missing_an_acknowledged_token_is_stale_and_at_the_end_lost():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 4, 2, 3)
+    h.get("l", "a;", 4, 5)
+    h.get("l", "b;", 6, 7)
+    h.get("l", "a;", 40, 41, final=True)
+    assert kinds(h) == [STALE, STALE, LOST]
+
+
+def test_log_tokens_never_appended_duplicated_or_out_of_order():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 4, 2, 3)
+    h.get("l", "a;x;b;", 4, 5)       # x never appended
+    h.get("l", "b;a;", 6, 7)         # a's APPEND ended before b's began
+    h.get("l", "a;a;b;", 8, 9)       # a appended once
+    h.get("l", "a;b", 10, 11)        # not a sequence of tokens
+    h.get("l", "a;b;c;", 12, 13)     # c appended after this read ended
+    h.append("l", "c;", 6, 14, 15)
+    assert kinds(h) == [NEVER] * 5
+
+
+def test_log_token_surviving_an_acknowledged_reset_is_stale():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.delete("l", 2, 3)
+    h.append("l", "b;", 2, 4, 5)
+    h.get("l", "a;b;", 6, 7)
+    assert kinds(h) == [STALE]
+
+
+def test_log_later_reads_extend_earlier_ones():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 4, 0, 30)
+    h.append("l", "c;", 6, 0, 30)
+    h.get("l", "a;b;", 2, 3)
+    h.get("l", "a;c;", 4, 5)         # lost b, which an earlier read saw
+    h.get("l", "a;c;b;", 6, 7)       # b, c in another order than the first read's
+    assert kinds(h) == [STALE, NEVER]
+
+
+def test_log_append_answers_a_length_history_explains():
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 2, 2, 3)     # a is missing from the log it appended to
+    assert kinds(h) == [STALE]
+    h = History()
+    h.append("l", "a;", 2, 0, 1)
+    h.append("l", "b;", 9, 2, 3)     # more bytes than were ever appended
+    assert kinds(h) == [NEVER]
+
+
+# Placement -------------------------------------------------------------------
+
+def test_placement_anomalies():
+    h = History()
+    h.place("k1", ["node1"], "node1")
+    h.place("k2", [], "node3")               # an entry without its key: hygiene, not here
+    h.place("k3", [], None)
+    h.place("k4", ["node2"], None)           # orphan: no entry
+    h.place("k5", ["node2"], "node1")        # orphan: the entry names another node
+    h.place("k6", ["node1", "node4"], "node1")
+    assert sorted(kinds(h)) == sorted([ORPHAN, ORPHAN, TWO])
+
+
+def test_directory_fields_and_entry_values():
+    assert directory_key("plain") == "plain"
+    assert directory_key("{user:1}:cart") == "{user:1}"
+    assert directory_key("a{t}b{u}") == "{t}"
+    assert directory_key("{}x") == "{}x"      # an empty tag is no tag
+    assert directory_key("{open") == "{open"
+    assert entry_node(b"node2") == "node2"
+    assert entry_node(b"node2 17") == "node2"
+    assert entry_node("node3 9 R") == "node3"
+    assert entry_node(None) is None
+
+
+def test_report_names_the_operations_involved():
+    h = History()
+    h.set("r", "a", 0, 1, client=3, proxy=1)
+    h.set("r", "b", 2, 3)
+    h.get("r", "a", 4, 5, client=5, proxy=2)
+    r = h.verify()
+    assert not r.ok
+    text = r.report()
+    assert "stale reads: 1" in text and "SET r a" in text and "GET r" in text and "client 5" in text
+    assert "[4.000 .. 5.000 ms]" in text
+
+
+# The real run -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def three_proxies():
+    c = Cluster()
+    try:
+        c.add_proxy("headroom-2")
+        c.add_proxy("headroom-3")
+    except BaseException:
+        c.close()
+        raise
+    yield c
+    c.close()
+
+
+def test_checker_run(three_proxies):
+    """Three proxies, eight clients, 100,000 operations, two FLUSHALLs: no anomaly."""
+    c = three_proxies
+    result = run_checker(c, c.proxies, clients=8, ops=100_000, keys=300, seed=1, flushes=2)
+    print(result.report())
+    counts = result.counts
+    assert counts["operations"] - counts["final_reads"] >= 100_000
+    assert counts["flushall"] >= 1
+    assert result.ok, result.report()
