@@ -171,10 +171,14 @@ void Coordinator::connect_nodes() {
       if (up) on_node_cmd_up(i);
     });
     ControlConn* sub = l.sub.get();
-    l.sub->start([this, i, sub](bool up) {
-      if (!up) return;
+    l.sub->start([this, i, sub, was_down = std::make_shared<bool>(false)](bool up) {
+      if (!up) {
+        *was_down = true;  // notifications sent meanwhile are lost
+        return;
+      }
       std::vector<std::string_view> channels(std::begin(kGoneEvents), std::end(kGoneEvents));
       sub->subscribe(channels, [this, i](redisReply* r) { on_notification(i, r); });
+      if (*was_down) sweep_->catch_up();
     });
   }
 }
@@ -270,7 +274,9 @@ void Coordinator::on_tick(uv_timer_t* t) {
   auto* self = static_cast<Coordinator*>(t->data);
   if (!self->active()) return;
   self->send_retires();
-  self->poll_proxies();
+  // The barrier matters while entries wait for it; otherwise the proxies are polled
+  // at a quarter of the rate, enough to find one that lapsed.
+  if (!self->settling_.empty() || ++self->idle_ticks_ % 4 == 0) self->poll_proxies();
   self->settle_round();
   self->sweep_->tick();
 }

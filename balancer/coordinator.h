@@ -60,6 +60,7 @@ class Coordinator {
   bool active() const { return token_ != 0; }
   const CoordinatorCounters& counters() const { return counters_; }
   size_t waiting() const { return settling_.size(); }  // retiring entries not yet settled
+  const Sweep& sweep() const { return *sweep_; }
 
   // --- for the sweep
   // Marks the entry retiring (batched).
@@ -127,6 +128,7 @@ class Coordinator {
   bool lease_in_flight_ = false;
   bool proxies_in_flight_ = false;
   bool settle_in_flight_ = false;
+  uint64_t idle_ticks_ = 0;
 
   std::vector<std::pair<std::string, NodeIndex>> retires_;  // notified, not yet sent
   std::deque<Waiting> settling_;                            // retiring, in seq order

@@ -159,6 +159,10 @@ void MainStore::leave(std::function<void()> done) {
 // The connection is gone: batches in flight got a null reply already; whatever is
 // still queued fails here.
 void MainStore::fail_placements() {
+  // Answered batches keep their answers (the placements were made): their sync
+  // round trip failed with the connection, so they go now.
+  for (auto& a : answered_) a.synced = true;
+  release_synced();
   auto failed = std::move(batches_);
   batches_.clear();
   batches_in_flight_ = 0;
@@ -301,6 +305,7 @@ void MainStore::stream_lost(const std::string& why) {
   current_ = false;
   applied_seq_ = 0;
   checkpoints_.clear();
+  own_batches_.clear();
 }
 
 void MainStore::on_event(redisReply* r) {
@@ -345,6 +350,16 @@ void MainStore::on_event(redisReply* r) {
   applied_seq_ = seq;
   const char type = msg[0];
   std::string_view entries = msg.substr(nl + 1);
+  if (type == 'P' && !own_batches_.empty()) {
+    // A placement of ours whose reply the cache took already: the message holds
+    // the same entries, so they are not applied again (the common case of a burst
+    // of new keys: half the work of following the stream).
+    while (!own_batches_.empty() && own_batches_.front() < seq) own_batches_.pop_front();
+    if (!own_batches_.empty() && own_batches_.front() == seq && msg.substr(sp + 1, nl - sp - 1) == origin_) {
+      own_batches_.pop_front();
+      return;
+    }
+  }
   switch (type) {
     case 'P':
     case 'R':
@@ -560,10 +575,11 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
   // it has, the stream's message (and what came after) is in the cache already.
   const bool cache_it = error.empty() && applied_seq_ < seq;
   size_t next = 1;
-  // The waiters may place more keys meanwhile: those join later batches.
+  b.results.resize(b.items.size());
   for (size_t i = 0; i < b.items.size(); ++i) {
     auto& item = b.items[i];
-    PlaceResult res;
+    PlaceResult& res = b.results[i];
+    res = PlaceResult{};
     if (!error.empty()) {
       res.error = error;
     } else if (next < r->elements && r->element[next]->integer == static_cast<long long>(i + 1)) {
@@ -577,14 +593,50 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
       res.version = seq;
     }
     if (res.node >= 0 && cache_it) dir_.apply(b.key(item), static_cast<NodeIndex>(res.node), res.version, false);
-    item.fn(res);
   }
+  if (cache_it) own_batches_.push_back(seq);
+  if (!error.empty() || !cmd_->up()) {  // nothing was published: nothing to wait for
+    b.synced = true;
+    answered_.push_back(std::move(b));
+    release_synced();
+  } else {
+    // The placements may not be used yet. The main server wrote this reply and the
+    // placement's message to the other proxies in the same pass, in an order of its
+    // own: a client told of the write at once could read the key through another
+    // proxy before that proxy has the message. A command sent now is answered in a
+    // later pass, after every write of this one: once it is, the message is on its
+    // way to every proxy, ahead of anything the client can do next.
+    const uint64_t id = b.sent_at;
+    answered_.push_back(std::move(b));
+    ++sent_;
+    auto synced = [this, id](redisReply*) {
+      for (auto& a : answered_)
+        if (a.sent_at == id) a.synced = true;
+      release_synced();
+    };
+    if (!cmd_->command({"PING"}, synced)) synced(nullptr);
+  }
+  if (cmd_->up()) send_batches();
+}
 
+// Answered batches go to their waiters in order, each once its round trip is done.
+void MainStore::release_synced() {
+  while (!answered_.empty() && answered_.front().synced) {
+    Batch b = std::move(answered_.front());
+    answered_.pop_front();
+    // The waiters may place more keys meanwhile: those join later batches.
+    for (size_t i = 0; i < b.items.size(); ++i) b.items[i].fn(b.results[i]);
+    recycle(std::move(b));
+  }
+}
+
+void MainStore::recycle(Batch&& b) {
   b.keys.clear();
   b.items.clear();
+  b.results.clear();
   b.sent_at = 0;
+  b.synced = false;
   if (spare_batches_.size() < kMaxSpareBatches) spare_batches_.push_back(std::move(b));
-  if (cmd_->up()) send_batches();
 }
 
 void MainStore::retire(std::string_view dir_key, NodeIndex node) {

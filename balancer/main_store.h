@@ -129,6 +129,8 @@ class MainStore {
     uint64_t sent_at = 0;  // its place in what was sent to the main server (0: not sent); names it
     std::string keys;
     std::vector<Item> items;
+    std::vector<PlaceResult> results;  // answered, held until the main server has published them
+    bool synced = false;               // that round trip is done: the waiters may have the results
     std::string_view key(const Item& item) const { return {keys.data() + item.key_offset, item.key_len}; }
   };
   // An R or F message applied at `seq`: it is acknowledged once every write sent
@@ -150,6 +152,8 @@ class MainStore {
   Batch& filling_batch();
   void send_batches();
   void on_batch_reply(uint64_t sent_at, redisReply* r);
+  void release_synced();
+  void recycle(Batch&& b);
   void fail_placements();
   void heartbeat();
   void beat_now();
@@ -187,6 +191,7 @@ class MainStore {
   uint64_t acked_reported_ = 0;  // the acknowledgement last sent (it never goes back)
   std::vector<uint64_t> loaded_at_;
   std::deque<Checkpoint> checkpoints_;
+  std::deque<uint64_t> own_batches_;  // our placements the cache took from the reply, before their message
 
   // A load in progress: its generation (a newer load supersedes it), the next bucket,
   // how many are in flight, and the removals the stream applied meanwhile (so an older
@@ -202,6 +207,9 @@ class MainStore {
   std::deque<Batch> batches_;
   uint32_t batches_in_flight_ = 0;
   std::vector<Batch> spare_batches_;
+  // Answered batches waiting for the round trip that proves their message has gone
+  // out to every proxy (see on_batch_reply), oldest first.
+  std::deque<Batch> answered_;
   uint64_t sent_ = 0;  // commands sent on cmd_, numbered: its replies come back in that order
   resp::Buffer script_call_;  // the EVALSHA being encoded, reused
   std::string event_;         // the message a placement publishes, reused

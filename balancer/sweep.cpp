@@ -14,9 +14,11 @@ using scripts::Script;
 
 namespace {
 constexpr uint32_t kBucketsInFlight = 64;
-// Bucket reads per tick outside a fast pass: a pass over the 65,536 buckets every
-// 13 s or so, a light load on the main server; the key checks are what the rate bounds.
-constexpr uint32_t kBucketsPerTick = 256;
+// Bucket reads per tick outside a fast pass: a pass over the 65,536 buckets about
+// every nine minutes (120 small reads a second on the main server). Notifications do
+// the work as it happens; a fast pass runs whenever some may have been missed (a new
+// coordinator, a notification connection that came back, a FLUSHALL).
+constexpr uint32_t kBucketsPerTick = 6;
 constexpr uint64_t kScanCount = 200;  // SCAN's COUNT per node step
 
 std::string_view str(const redisReply* r) { return {r->str, r->len}; }
@@ -57,6 +59,10 @@ void Sweep::end() {
 void Sweep::flushed(uint64_t) {
   // The flush's sequence number is in every bucket's reply (and in the proxies'
   // caches): the pass only has to run again, now and quickly.
+  catch_up();
+}
+
+void Sweep::catch_up() {
   ++generation_;
   next_bucket_ = 0;
   buckets_in_flight_ = 0;
@@ -132,14 +138,17 @@ void Sweep::on_bucket(redisReply* r) {
 }
 
 void Sweep::scan_nodes() {
-  for (NodeIndex i = 0; i < scans_.size() && budget_ > 0; ++i) {
+  // What is left of this tick's budget, shared by the nodes.
+  const uint64_t count = std::min<uint64_t>(kScanCount, budget_ / std::max<size_t>(1, scans_.size()));
+  if (count == 0) return;
+  for (NodeIndex i = 0; i < scans_.size(); ++i) {
     NodeScan& s = scans_[i];
     ControlConn* conn = c_.node_conn(i);
     if (s.in_flight || conn == nullptr || !c_.main().up()) continue;
     s.in_flight = true;
-    budget_ -= std::min(budget_, kScanCount);
+    budget_ -= std::min(budget_, count);
     const uint64_t gen = generation_;
-    conn->command({"SCAN", s.cursor, "COUNT", std::to_string(kScanCount)}, [this, gen, i](redisReply* r) {
+    conn->command({"SCAN", s.cursor, "COUNT", std::to_string(count)}, [this, gen, i](redisReply* r) {
       if (gen != generation_) return;
       scans_[i].in_flight = false;
       if (r != nullptr) on_scan(i, r);

@@ -38,12 +38,16 @@ class Sweep {
   void end();
   // FLUSHALL at `seq`: every entry older is retiring: the entries pass starts over now.
   void flushed(uint64_t seq);
+  // Notifications may have been missed (a node's notification connection came back):
+  // the entries pass starts over now, at full speed.
+  void catch_up();
   // One step of each pass, within the rate (called every coordinator tick).
   void tick();
 
   uint64_t entries_checked() const { return entries_checked_; }
   uint64_t keys_scanned() const { return keys_scanned_; }
   uint64_t passes() const { return passes_; }
+  bool catching_up() const { return fast_; }
 
  private:
   struct NodeScan {
