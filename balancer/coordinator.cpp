@@ -125,6 +125,7 @@ void Coordinator::became_active(uint64_t token) {
   lease_value_ = store_.origin() + " " + std::to_string(token);
   proxies_.clear();  // each registered proxy gets a full lapse from now
   barrier_ = 0;
+  settle_in_flight_ = false;  // a round of an earlier term ends ignored
   spdlog::info("coordinator: this proxy ({}) holds the lease (token {})", store_.origin(), token);
   connect_nodes();
   sweep_->begin();
@@ -136,6 +137,7 @@ void Coordinator::became_inactive(const std::string& why) {
   if (!why.empty()) spdlog::warn("coordinator: {}: no longer the coordinator", why);
   token_ = 0;
   lease_value_.clear();
+  settle_in_flight_ = false;
   uv_timer_stop(tick_timer_);
   for (auto& l : links_) {
     if (l.cmd) l.cmd->stop();
@@ -257,6 +259,10 @@ void Coordinator::adopt(std::string_view dir_key, NodeIndex node) {
 // --- retirements, the barrier, removal ------------------------------------------------
 
 void Coordinator::on_change(char kind, uint64_t seq, std::string_view key, NodeIndex node) {
+  if (kind == 'X') {  // the directory went back (the main server flushed or restored): nothing queued holds
+    became_inactive("the directory on the main server went back");
+    return;
+  }
   if (!active()) return;
   if (kind == 'R') {
     settle_later(std::string(key), node, nodes_[node].name() + " " + std::to_string(seq) + " R", seq);
@@ -267,7 +273,7 @@ void Coordinator::on_change(char kind, uint64_t seq, std::string_view key, NodeI
 
 void Coordinator::settle_later(std::string dir_key, NodeIndex node, std::string value, uint64_t seq) {
   if (!active() || !waiting_keys_.insert(dir_key).second) return;  // waiting already (the sweep found it again)
-  settling_.push_back({std::move(dir_key), node, std::move(value), seq});
+  settling_.emplace(seq, Waiting{std::move(dir_key), node, std::move(value), seq});
 }
 
 void Coordinator::on_tick(uv_timer_t* t) {
@@ -386,10 +392,10 @@ void Coordinator::fence(const std::string& id) {
 void Coordinator::settle_round() {
   if (settle_in_flight_ || !main_->up()) return;
   std::vector<Waiting> batch;
-  while (!settling_.empty() && batch.size() < kMaxSettle && settling_.front().seq <= barrier_) {
-    waiting_keys_.erase(settling_.front().key);
-    batch.push_back(std::move(settling_.front()));
-    settling_.pop_front();
+  while (!settling_.empty() && batch.size() < kMaxSettle && settling_.begin()->first <= barrier_) {
+    auto node = settling_.extract(settling_.begin());
+    waiting_keys_.erase(node.mapped().key);
+    batch.push_back(std::move(node.mapped()));
   }
   if (batch.empty()) return;
   settle_in_flight_ = true;
@@ -403,7 +409,7 @@ void Coordinator::settle_round() {
   round->present.assign(round->items.size(), -1);
   const uint64_t token = token_;
   auto finish = [this, round, token]() {
-    if (token != token_) return;
+    if (token != token_) return;  // another term: became_active cleared the flag
     std::vector<const Waiting*> gone, back;
     for (size_t k = 0; k < round->items.size(); ++k) {
       if (round->present[k] == 0) gone.push_back(&round->items[k]);

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -131,7 +132,7 @@ class Coordinator {
   uint64_t idle_ticks_ = 0;
 
   std::vector<std::pair<std::string, NodeIndex>> retires_;  // notified, not yet sent
-  std::deque<Waiting> settling_;                            // retiring, in seq order
+  std::multimap<uint64_t, Waiting> settling_;               // retiring, by the change that retired them
   std::unordered_set<std::string> waiting_keys_;            // the keys in settling_
   uint64_t barrier_ = 0;  // every registered proxy has acknowledged this far
   std::unordered_map<std::string, ProxySeen> proxies_;

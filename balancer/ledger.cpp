@@ -4,7 +4,7 @@
 
 namespace headroom::balancer {
 
-Ledger::Ledger(const NodeRegistry& nodes) : nodes_(nodes), fills_(nodes.size()) {}
+Ledger::Ledger(const NodeRegistry& nodes) : nodes_(nodes), fills_(nodes.size()) { refresh_fallback(); }
 
 void Ledger::poll_sent(NodeIndex node) {
   Fill& f = fills_[node];
@@ -16,6 +16,20 @@ void Ledger::poll_answered(NodeIndex node, const NodeFigures& figures) {
   f.figures = figures;
   f.polled = true;
   f.growth_base = f.growth_at_send;
+  refresh_fallback();
+}
+
+// The capacity assumed for a node with neither maxmemory nor a configured capacity:
+// the largest known, recomputed when a figure changes rather than at every placement.
+void Ledger::refresh_fallback() {
+  uint64_t best = 0;
+  for (NodeIndex i = 0; i < fills_.size(); ++i) best = std::max(best, own_capacity(i));
+  fallback_ = best != 0 ? best : (1ull << 30);
+}
+
+uint64_t Ledger::own_capacity(NodeIndex i) const {
+  if (fills_[i].figures.maxmemory != 0) return fills_[i].figures.maxmemory;
+  return nodes_[i].config.capacity;
 }
 
 Reservation Ledger::reserve(NodeIndex node, uint64_t bytes) {
@@ -42,14 +56,8 @@ uint64_t Ledger::projected_bytes(NodeIndex node) const {
 }
 
 uint64_t Ledger::capacity(NodeIndex node) const {
-  auto own = [&](NodeIndex i) -> uint64_t {
-    if (fills_[i].figures.maxmemory != 0) return fills_[i].figures.maxmemory;
-    return nodes_[i].config.capacity;
-  };
-  if (uint64_t c = own(node)) return c;
-  uint64_t best = 0;
-  for (NodeIndex i = 0; i < fills_.size(); ++i) best = std::max(best, own(i));
-  return best != 0 ? best : (1ull << 30);
+  if (uint64_t c = own_capacity(node)) return c;
+  return fallback_;
 }
 
 double Ledger::projected_fill(NodeIndex node) const {

@@ -52,6 +52,9 @@ class Ledger {
   // A write that may have grown `node` by `bytes` was answered.
   void grown(NodeIndex node, uint64_t bytes);
 
+  // A node's configured capacity changed (a reload).
+  void capacities_changed() { refresh_fallback(); }
+
   // --- reading
   bool polled(NodeIndex node) const { return fills_[node].polled; }
   const NodeFigures& figures(NodeIndex node) const { return fills_[node].figures; }
@@ -73,8 +76,12 @@ class Ledger {
     uint64_t growth_base = 0;     // growth_total when the poll behind `figures` was sent
     uint64_t growth_at_send = 0;  // growth_total when the poll in flight was sent
   };
+  uint64_t own_capacity(NodeIndex node) const;
+  void refresh_fallback();
+
   const NodeRegistry& nodes_;
   std::vector<Fill> fills_;
+  uint64_t fallback_ = 1ull << 30;
 };
 
 }  // namespace headroom::balancer

@@ -242,7 +242,9 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
     spdlog::warn("directory: the main server's directory went back (flushed or restored?); reloading it all");
     dir_.clear();
     std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+    max_loaded_at_ = 0;
     stream_lost("the directory went back");
+    if (on_change_) on_change_('X', at, {}, 0);
     start_load();
     return;
   }
@@ -266,6 +268,7 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
     dir_.apply(key, *node, version, retiring);
   }
   loaded_at_[bucket] = std::max(loaded_at_[bucket], at);
+  max_loaded_at_ = std::max(max_loaded_at_, at);
   if (load_next_bucket_ < kBuckets) load_next();
   else if (load_in_flight_ == 0) finish_load();
 }
@@ -336,7 +339,9 @@ void MainStore::on_event(redisReply* r) {
                  applied_seq_, seq);
     dir_.clear();
     std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+    max_loaded_at_ = 0;
     stream_lost("the change stream went back");
+    if (on_change_) on_change_('X', seq, {}, 0);
     applied_seq_ = seq;
     start_load();
   } else if (applied_seq_ != 0 && seq != applied_seq_ + 1) {
@@ -394,7 +399,8 @@ void MainStore::apply_entries(char kind, uint64_t seq, std::string_view entries)
     std::string_view node_name = entries.substr(colon + 1, nl - colon - 1);
     std::string_view key = entries.substr(nl + 1, len);
     entries.remove_prefix(nl + 1 + len);
-    if (seq <= loaded_at_[bucket_of(key)]) continue;  // the last load of its bucket has it
+    // The last load of its bucket has it (only a message that old needs its bucket).
+    if (seq <= max_loaded_at_ && seq <= loaded_at_[bucket_of(key)]) continue;
     auto node = nodes_.find(node_name);
     if (!node) continue;
     if (kind == 'D') {
@@ -446,7 +452,7 @@ void MainStore::beat_now() {
     beat_in_flight_ = false;
     if (reply == nullptr || origin != origin_) return;
     if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) && str(reply) == "GONE") {
-      start_over("the coordinator dropped this proxy's registration (it was fenced)");
+      start_over("the main server no longer has this proxy's registration (the coordinator fenced it, or the main server lost its data)");
       return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -474,6 +480,7 @@ void MainStore::start_over(const std::string& why) {
   spdlog::warn("directory: {}: dropping the cache and reloading as proxy {} (was {})", why, origin_, old);
   dir_.clear();
   std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+  max_loaded_at_ = 0;
   stream_lost(why);
   start_load();
 }

@@ -70,7 +70,8 @@ class MainStore {
 
   void set_write_tracker(const WriteTracker* t) { tracker_ = t; }
   // Hears every change the stream applies: kind 'P', 'R' or 'D' with its key and
-  // node, or 'F' (FLUSHALL) with none. The coordinator follows retirements with it.
+  // node, 'F' (FLUSHALL) with none, or 'X' when the directory went back (flushed or
+  // restored behind headroom's back). The coordinator follows retirements with it.
   using ChangeFn = std::function<void(char kind, uint64_t seq, std::string_view key, NodeIndex node)>;
   void set_change_listener(ChangeFn fn) { on_change_ = std::move(fn); }
 
@@ -190,6 +191,7 @@ class MainStore {
   uint64_t applied_seq_ = 0;
   uint64_t acked_reported_ = 0;  // the acknowledgement last sent (it never goes back)
   std::vector<uint64_t> loaded_at_;
+  uint64_t max_loaded_at_ = 0;
   std::deque<Checkpoint> checkpoints_;
   std::deque<uint64_t> own_batches_;  // our placements the cache took from the reply, before their message
 

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <string>
 
+#include "balancer/sweep.h"
 #include "proxy/local_commands.h"
 #include "proxy/server.h"
 #include "resp/ascii.h"
@@ -101,6 +102,10 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "coordinator_fenced", c.fenced);
     line(out, "coordinator_orphans_adopted", c.orphans);
     line(out, "coordinator_misplaced", c.misplaced);
+    line(out, "coordinator_sweep_passes", coord.sweep().passes());
+    line(out, "coordinator_sweep_catching_up", coord.active() && coord.sweep().catching_up() ? 1 : 0);
+    line(out, "coordinator_sweep_entries_checked", coord.sweep().entries_checked());
+    line(out, "coordinator_sweep_keys_scanned", coord.sweep().keys_scanned());
     out += "\r\n";
   }
   auto& nodes = server.nodes();

@@ -17,8 +17,7 @@ def pooled():
 
 
 def test_a_pipeline_over_three_connections_matches_one_redis(pooled):
-    for s in pooled.servers:
-        s.client.flushall()
+    pooled.flushall()
     r = pooled.proxy.client(decode_responses=True)
     ref = pooled.reference.client
     for seed in range(3):

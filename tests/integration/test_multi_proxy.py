@@ -1,5 +1,6 @@
 """Several headroom instances on the same backends agree on every key's node, and a
 restarted headroom finds every key again."""
+import re
 import threading
 import time
 
@@ -91,7 +92,7 @@ def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(c
     clean.main.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     deadline = time.time() + 20
     for p in (second, clean.proxy):
-        while "1 removed meanwhile dropped" not in read(p.log):
+        while not re.search(r"\d+ removed meanwhile dropped", read(p.log)):
             assert time.time() < deadline, read(p.log)
             time.sleep(0.1)
     # A write is now a placement again: the main server has the entry, so every

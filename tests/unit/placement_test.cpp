@@ -120,6 +120,7 @@ TEST_CASE("unreachable, unpolled and disconnected nodes get no new keys") {
 TEST_CASE("capacity: maxmemory, else configured capacity, else the largest known") {
   Nodes n({{10, 0}, {10, 0}});
   n.reg[0].config.capacity = 1000;
+  n.ledger.capacities_changed();
   CHECK(n.ledger.capacity(0) == 1000);
   CHECK(n.ledger.capacity(1) == 1000);
   Nodes none({{10, 0}});
