@@ -48,9 +48,15 @@ end
 local seq = redis.call('INCR', 'hr:dir:seq')
 local flushed = tonumber(redis.call('GET', 'hr:dir:flushed') or '0')
 local ex = {seq}
+local values = {}  -- "<node> <seq>", built once per node: a batch names few nodes
 for i = 1, #KEYS do
   local key, node = ARGV[2 * i + 4], ARGV[2 * i + 5]
-  if redis.call('HSETNX', KEYS[i], key, node .. ' ' .. seq) == 0 then
+  local value = values[node]
+  if not value then
+    value = node .. ' ' .. seq
+    values[node] = value
+  end
+  if redis.call('HSETNX', KEYS[i], key, value) == 0 then
     local n, v, r = string.match(redis.call('HGET', KEYS[i], key), '^(%S+) ?(%d*) ?(R?)$')
     v = tonumber(v) or 0
     if r == 'R' or v < flushed then

@@ -19,7 +19,7 @@ namespace {
 // placed in a few calls rather than one per key (the main server's per-call cost
 // bounded new-key writes at ~134k/s), while a lone key still goes at once.
 constexpr size_t kMaxBatch = 256;
-constexpr uint32_t kMaxBatchesInFlight = 2;
+constexpr uint32_t kMaxBatchesInFlight = 3;
 constexpr size_t kMaxSpareBatches = 4;
 constexpr std::string_view kPlacementCutOff = "ERR main server unavailable: cannot place new keys";
 
