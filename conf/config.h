@@ -82,7 +82,7 @@ struct Config {
   // The directory (docs/directory.md): how fast the coordinator's sweep checks
   // entries and keys, and how long a proxy's registration may go unrenewed before
   // the coordinator fences it.
-  uint32_t sweep_keys_per_s = 5000;
+  uint32_t sweep_keys_per_s = 1000;
   uint32_t proxy_lapse_ms = 5000;
 
   // Client authentication: when set, clients must AUTH with this password (or
