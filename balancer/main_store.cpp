@@ -238,14 +238,9 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
   }
   const auto at = static_cast<uint64_t>(r->element[0]->integer);
   if (at < loaded_at_[bucket]) {
-    // Older than this bucket's last load: the main server went back (see on_event).
-    spdlog::warn("directory: the main server's directory went back (flushed or restored?); reloading it all");
-    dir_.clear();
-    std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
-    max_loaded_at_ = 0;
-    stream_lost("the directory went back");
-    if (on_change_) on_change_('X', at, {}, 0);
-    start_load();
+    // Older than this bucket's last load: the main server went back.
+    went_back("a bucket loaded at " + std::to_string(at) + " was loaded at " + std::to_string(loaded_at_[bucket]) +
+              " before");
     return;
   }
   if (r->element[1]->type == REDIS_REPLY_INTEGER) dir_.flushed(static_cast<uint64_t>(r->element[1]->integer));
@@ -291,7 +286,7 @@ void MainStore::finish_load() {
   }
   size_t gone = dir_.end_epoch();
   removed_during_load_.clear();
-  current_ = subscribed_ && cmd_->up();
+  current_ = subscribed_ && cmd_->up() && back_check_ == 0;
   spdlog::info("directory loaded: {} entries{} (change stream at {})", dir_.size(),
                gone ? " (" + std::to_string(gone) + " removed meanwhile dropped)" : std::string(), applied_seq_);
   beat_now();  // registers, or confirms the registration
@@ -306,9 +301,43 @@ void MainStore::finish_load() {
 void MainStore::stream_lost(const std::string& why) {
   if (current_) spdlog::warn("directory: {}; reloading", why);
   current_ = false;
+  back_check_ = 0;
   applied_seq_ = 0;
   checkpoints_.clear();
   own_batches_.clear();
+}
+
+// The main server's directory was flushed (or restored) behind headroom's back:
+// nothing cached can be trusted against its new numbers.
+void MainStore::went_back(const std::string& what) {
+  spdlog::warn("directory: the main server's directory went back ({}: flushed or restored?); reloading it all", what);
+  dir_.clear();
+  std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
+  max_loaded_at_ = 0;
+  stream_lost("the directory went back");
+  if (on_change_) on_change_('X', 0, {}, 0);
+  start_load();
+}
+
+void MainStore::check_not_back(uint64_t seen) {
+  if (back_check_ != 0) return;
+  back_check_ = ++back_checks_;
+  current_ = false;  // until it is known whether the message is late or the directory new
+  ++sent_;
+  bool sent = cmd_->command({"GET", scripts::kSeqKey}, [this, check = back_check_, seen](redisReply* r) {
+    if (check != back_check_) return;  // a reload started meanwhile
+    back_check_ = 0;
+    uint64_t now = 0;
+    if (r == nullptr) return;  // the connection is gone: its reconnection reloads
+    if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && parse_u64(str(r), now) && now < seen)) {
+      went_back("its change stream is at " + std::to_string(now) + ", below the " + std::to_string(seen) +
+                " the last load saw");
+      return;
+    }
+    // Late: current again, unless a load is still under way (its end says).
+    if (load_next_bucket_ >= kBuckets && load_in_flight_ == 0) current_ = subscribed_ && cmd_->up();
+  });
+  if (!sent) back_check_ = 0;  // the connection is down: its reconnection reloads
 }
 
 void MainStore::on_event(redisReply* r) {
@@ -333,17 +362,13 @@ void MainStore::on_event(redisReply* r) {
     return;
   }
   if (applied_seq_ != 0 && seq <= applied_seq_) {
-    // The stream went back: the main server's directory was flushed (or restored)
-    // behind headroom's back. Nothing cached can be trusted against its new numbers.
-    spdlog::warn("directory: change stream went back from {} to {} (the main server was flushed?); reloading it all",
-                 applied_seq_, seq);
-    dir_.clear();
-    std::fill(loaded_at_.begin(), loaded_at_.end(), 0);
-    max_loaded_at_ = 0;
-    stream_lost("the change stream went back");
-    if (on_change_) on_change_('X', seq, {}, 0);
+    went_back("the change stream went from " + std::to_string(applied_seq_) + " to " + std::to_string(seq));
     applied_seq_ = seq;
-    start_load();
+  } else if (applied_seq_ == 0 && seq <= max_loaded_at_) {
+    // The first message since the load, and the load was at least as new: either it
+    // was published during the load and arrived late (the load has it), or the main
+    // server went back and numbers from 1 again. Its sequence number now tells.
+    check_not_back(max_loaded_at_);
   } else if (applied_seq_ != 0 && seq != applied_seq_ + 1) {
     // A message was lost (the subscription dropped and came back between two): the
     // cache may lack a change, so it is loaded again.

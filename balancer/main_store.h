@@ -150,6 +150,8 @@ class MainStore {
   void on_event(redisReply* r);
   void apply_entries(char kind, uint64_t seq, std::string_view entries);
   void stream_lost(const std::string& why);
+  void went_back(const std::string& what);
+  void check_not_back(uint64_t seen);
   Batch& filling_batch();
   void send_batches();
   void on_batch_reply(uint64_t sent_at, redisReply* r);
@@ -192,6 +194,11 @@ class MainStore {
   uint64_t acked_reported_ = 0;  // the acknowledgement last sent (it never goes back)
   std::vector<uint64_t> loaded_at_;
   uint64_t max_loaded_at_ = 0;
+  // The first message after a load numbered no higher than the load: the main server's
+  // sequence is read to tell a late message from a directory that went back (the
+  // cache is not current meanwhile).
+  uint64_t back_check_ = 0;  // its generation while one is pending, else 0
+  uint64_t back_checks_ = 0;
   std::deque<Checkpoint> checkpoints_;
   std::deque<uint64_t> own_batches_;  // our placements the cache took from the reply, before their message
 

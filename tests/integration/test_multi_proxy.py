@@ -4,6 +4,8 @@ import re
 import threading
 import time
 
+import redis
+
 from cluster import bucket_of, read
 
 
@@ -101,5 +103,37 @@ def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(c
     assert clean.main.client.hget(bucket, "stale:k") is not None
     assert a.get("stale:k") == "again"
     assert len(clean.node_of("stale:k")) == 1
+    second.stop()
+    clean.proxies.remove(second)
+
+
+def test_a_flush_behind_a_freshly_loaded_proxy_is_noticed_at_the_first_change(clean):
+    # A proxy that has loaded the directory and seen no change message since knows only
+    # the numbers of its load. The main server is then flushed behind its back: the
+    # placements that follow are numbered from 1 again, below what the load had, and
+    # must not be taken for changes the load already held (the key would read as nil).
+    second = clean.add_proxy("headroom-fresh")
+    a = clean.proxy.client(decode_responses=True)
+    for i in range(150):
+        assert a.set(f"fresh:{i}", "old") is True  # one placement each: the stream reaches 150
+    clean.proxy.restart()
+    clean.proxy.wait_current()
+    for s in clean.servers:
+        s.client.flushall()
+    b = second.client(decode_responses=True)
+    a = clean.proxy.client(decode_responses=True)
+    for i in range(30):
+        assert b.set(f"new:{i}", f"v{i}") is True
+        deadline = time.time() + 20
+        while True:
+            # Reloading, the proxy may refuse the read; it never answers nil.
+            try:
+                got = a.get(f"new:{i}")
+                assert got == f"v{i}", f"new:{i} read {got!r} through the proxy that loaded before the flush"
+                break
+            except redis.ResponseError as e:
+                assert "unavailable" in str(e), e
+                assert time.time() < deadline, e
+                time.sleep(0.05)
     second.stop()
     clean.proxies.remove(second)
