@@ -310,10 +310,10 @@ void Router::account(Request* req, const Fragment& f, std::string_view reply) {
     placed_here = true;
     check_created(req, p, reply, error);
   }
-  // Other writes that may grow memory (Redis's denyoom) count their share of the
-  // request's bytes; the next poll corrects what that misjudges.
-  if (!placed_here && !error && req->cmd != nullptr && req->cmd->has(resp::kDenyOom))
-    server_.ledger().grown(f.node, req->raw.size() / req->fragments.size());
+  // A write to a key that exists counts what its command and reply say it added
+  // (an overwrite or a DEL adds nothing); the next poll corrects the rest.
+  if (!placed_here && !error && req->cmd != nullptr && req->cmd->growth.kind != resp::Growth::Kind::None)
+    server_.ledger().grown(f.node, resp::growth_bytes(*req->cmd, req->argv, reply));
 }
 
 // A key was placed for this write, and the write is answered: if the write did not

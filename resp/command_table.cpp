@@ -217,6 +217,21 @@ bool resolve_keys(const CommandInfo& cmd, std::span<const std::string_view> argv
   return true;
 }
 
+uint64_t growth_bytes(const CommandInfo& cmd, std::span<const std::string_view> argv, std::string_view reply) {
+  const Growth& g = cmd.growth;
+  if (g.kind == Growth::Kind::None || argv.size() <= g.first) return 0;
+  uint64_t bytes = 0;
+  for (size_t i = g.first; i < argv.size(); ++i) bytes += argv[i].size();
+  if (g.kind == Growth::Kind::Payload) return bytes;
+  // PerAdded: ":<added>\r\n" of (argc - first) / stride elements sent.
+  const uint64_t sent = (argv.size() - g.first) / g.stride;
+  uint64_t added = 0;
+  if (reply.size() < 4 || reply[0] != ':' || sent == 0) return 0;
+  for (size_t i = 1; i < reply.size() && reply[i] >= '0' && reply[i] <= '9'; ++i)
+    added = added * 10 + static_cast<uint64_t>(reply[i] - '0');
+  return added >= sent ? bytes : bytes / sent * added;
+}
+
 std::span<const CommandInfo> all_commands() { return kRows; }
 
 }  // namespace headroom::resp

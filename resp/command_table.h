@@ -91,6 +91,19 @@ struct KeySpec {
   bool may_create = false;
 };
 
+// How a write to a key that exists already grows its node, as far as the request and
+// its reply tell (scripts/gen_command_table.py, GROWTH, says which command does what).
+struct Growth {
+  enum class Kind : uint8_t {
+    None,      // nothing known: an overwrite, a shrink, or only the node knows
+    Payload,   // the bytes of argv[first..] are added
+    PerAdded,  // those bytes in the share the reply's integer gives of the elements sent
+  };
+  Kind kind = Kind::None;
+  uint8_t first = 0;   // argv index of the first payload argument
+  uint8_t stride = 1;  // PerAdded: arguments per element
+};
+
 struct CommandInfo {
   std::string_view name;  // lowercase; subcommands as "object|encoding"
   int32_t arity = 0;      // Redis arity: >0 exact argc, <0 minimum argc (name included)
@@ -100,6 +113,7 @@ struct CommandInfo {
   std::span<const KeySpec> key_specs;  // empty for keyless commands
   LocalCommand local = LocalCommand::None;  // Route::Local: which one answers
   std::span<const OptionSpec> options;      // kBlockingOption: the options before the keys
+  Growth growth;                            // a write's growth of an existing key
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
 };
@@ -134,6 +148,10 @@ bool blocks_with_options(const CommandInfo& cmd, std::span<const std::string_vie
 inline bool blocks(const CommandInfo& cmd, std::span<const std::string_view> argv) {
   return cmd.has(kBlocking) && (!cmd.has(kBlockingOption) || blocks_with_options(cmd, argv));
 }
+
+// The bytes by which a write (answered `reply`, not an error) grew an existing key,
+// as the row's Growth says: 0 when nothing is known.
+uint64_t growth_bytes(const CommandInfo& cmd, std::span<const std::string_view> argv, std::string_view reply);
 
 // Every row, for COMMAND and for the table test.
 std::span<const CommandInfo> all_commands();

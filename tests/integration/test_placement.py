@@ -119,3 +119,79 @@ def test_a_new_keys_bytes_are_counted_once_while_its_write_is_in_flight():
             p.stop()
         node.stop()
         main.stop()
+
+
+def slow_poll_cluster():
+    """Four nodes polled once at start: between polls only what headroom counts moves
+    a node's projected fill."""
+    from cluster import Cluster
+    c = Cluster(settings={"poll_interval_ms": "60000"})
+    c.proxy.wait_nodes_up()
+    return c
+
+
+def counted(r, node):
+    """The bytes a node's projected fill holds beyond its last poll."""
+    n = r.info("nodes")[node]
+    return float(n["fill"]) * int(n["capacity"]) - int(n["used_memory"])
+
+
+def test_overwrites_and_deletes_are_not_growth():
+    c = slow_poll_cluster()
+    try:
+        r = c.proxy.client(socket_timeout=30)
+        assert r.set("hot", "x") is True
+        hot = c.node_of("hot")[0]
+        p = r.pipeline(transaction=False)
+        for i in range(40):
+            p.set(f"gone:{i}", "g" * 1000)
+        p.execute()
+        before = counted(r, hot)
+        # 20 MB of writes that grow nothing: the same key overwritten, keys deleted.
+        p = r.pipeline(transaction=False)
+        for i in range(200):
+            p.set("hot", "h" * 100_000)
+        for i in range(40):
+            p.delete(f"gone:{i}")
+        p.execute()
+        assert counted(r, hot) - before < 1_000_000, counted(r, hot) - before
+        # The node that only took overwrites takes its share of new keys.
+        for i in range(40):
+            r.set(f"after:{i}", "a" * 1000)
+        share = sum(c.node_of(f"after:{i}") == [hot] for i in range(40))
+        assert share >= 6, share
+    finally:
+        c.close()
+
+
+def test_growth_between_polls_is_counted_once_and_diverts_new_keys():
+    c = slow_poll_cluster()
+    try:
+        r = c.proxy.client(socket_timeout=30)
+        chunk = "c" * 100_000
+        for k in ("list", "str", "set", "hash"):
+            r.set(f"{{g}}:seed:{k}", "x")  # every {g} key lives on one node
+        node = c.node_of("{g}:seed:list")[0]
+        before = counted(r, node)
+        p = r.pipeline(transaction=False)
+        for i in range(25):
+            p.rpush("{g}:list", chunk)          # 2.5 MB appended
+            p.append("{g}:str", chunk)          # 2.5 MB appended
+            p.sadd("{g}:set", f"{i}:" + chunk)  # 2.5 MB of new members
+            p.hset("{g}:hash", f"f{i}", chunk)  # 2.5 MB of new fields
+        p.execute()
+        grown = counted(r, node) - before
+        assert 9_000_000 < grown < 12_000_000, grown
+        # Members and fields already there add nothing.
+        p = r.pipeline(transaction=False)
+        for i in range(25):
+            p.sadd("{g}:set", f"{i}:" + chunk)
+            p.hset("{g}:hash", f"f{i}", chunk)
+        p.execute()
+        assert counted(r, node) - before - grown < 1_000_000, counted(r, node) - before - grown
+        # New keys go elsewhere until the others have taken as much.
+        for i in range(30):
+            r.set(f"new:{i}", "n" * 1000)
+            assert c.node_of(f"new:{i}") != [node], i
+    finally:
+        c.close()

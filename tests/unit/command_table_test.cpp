@@ -310,3 +310,27 @@ TEST_CASE("every row is consistent with its route") {
     CHECK(c.arity != 0);
   }
 }
+
+TEST_CASE("a write's growth of an existing key: what its arguments and reply say, else nothing") {
+  auto growth = [](std::initializer_list<std::string> args, std::string_view reply) {
+    Argv argv(args);
+    const CommandInfo* cmd = lookup_command(argv.span());
+    REQUIRE(cmd != nullptr);
+    return growth_bytes(*cmd, argv.span(), reply);
+  };
+  // appends add their payload
+  CHECK(growth({"APPEND", "k", std::string(1000, 'a')}, ":1000\r\n") == 1000);
+  CHECK(growth({"RPUSH", "l", "abc", "de"}, ":7\r\n") == 5);
+  CHECK(growth({"LINSERT", "l", "BEFORE", "pivot", "xyz"}, ":3\r\n") == 3);
+  // adds count only the elements the reply says are new
+  CHECK(growth({"SADD", "s", "aaaa", "bbbb", "cccc", "dddd"}, ":2\r\n") == 8);
+  CHECK(growth({"SADD", "s", "aaaa"}, ":0\r\n") == 0);
+  CHECK(growth({"HSET", "h", "f1", "v1", "f2", "v2"}, ":1\r\n") == 4);
+  CHECK(growth({"HSET", "h", "f1", "v1", "f2", "v2"}, ":2\r\n") == 8);
+  // overwrites, deletes and pops grow nothing
+  CHECK(growth({"SET", "k", std::string(1000, 'a')}, "+OK\r\n") == 0);
+  CHECK(growth({"MSET", "a", "1", "b", "2"}, "+OK\r\n") == 0);
+  CHECK(growth({"DEL", "k"}, ":1\r\n") == 0);
+  CHECK(growth({"LPOP", "l"}, "$1\r\na\r\n") == 0);
+  CHECK(growth({"HDEL", "h", "f1"}, ":1\r\n") == 0);
+}
