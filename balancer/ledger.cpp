@@ -1,6 +1,8 @@
 #include "balancer/ledger.h"
 
 #include <algorithm>
+#include <bit>
+#include <spdlog/spdlog.h>
 
 namespace headroom::balancer {
 
@@ -13,6 +15,16 @@ void Ledger::poll_sent(NodeIndex node) {
 
 void Ledger::poll_answered(NodeIndex node, const NodeFigures& figures) {
   Fill& f = fills_[node];
+  const uint64_t used = figures.used_memory;
+  const uint64_t expected = f.base + (f.growth_at_send - f.growth_base);
+  if (!f.polled || used <= expected) {
+    f.base = used;
+    f.excess = 0;
+  } else {
+    const uint64_t excess = used - expected;
+    f.base = expected + std::min(excess, f.excess);
+    f.excess = excess;
+  }
   f.figures = figures;
   f.polled = true;
   f.growth_base = f.growth_at_send;
@@ -32,7 +44,25 @@ uint64_t Ledger::own_capacity(NodeIndex i) const {
   return nodes_[i].config.capacity;
 }
 
-Reservation Ledger::reserve(NodeIndex node, uint64_t bytes) {
+namespace {
+constexpr uint64_t kPerKeyOverhead = 64;
+
+// jemalloc's size class for n bytes: 16 apart up to 128, then four per doubling.
+uint64_t jemalloc_class(uint64_t n) {
+  if (n <= 16) return 16;
+  if (n <= 128) return (n + 15) & ~uint64_t{15};
+  const int k = 63 - std::countl_zero(n - 1);  // 2^k < n <= 2^(k+1)
+  const uint64_t step = uint64_t{1} << (k - 2);
+  return (n + step - 1) & ~(step - 1);
+}
+}  // namespace
+
+uint64_t Ledger::stored_bytes(NodeIndex node, uint64_t payload) const {
+  return (fills_[node].figures.jemalloc ? jemalloc_class(payload) : payload) + kPerKeyOverhead;
+}
+
+Reservation Ledger::reserve(NodeIndex node, uint64_t payload) {
+  const uint64_t bytes = stored_bytes(node, payload);
   fills_[node].reserved += bytes;
   return {node, bytes};
 }
@@ -52,7 +82,7 @@ uint64_t Ledger::growth_since_poll(NodeIndex node) const {
 
 uint64_t Ledger::projected_bytes(NodeIndex node) const {
   const Fill& f = fills_[node];
-  return f.figures.used_memory + growth_since_poll(node) + f.reserved;
+  return f.base + growth_since_poll(node) + f.reserved;
 }
 
 uint64_t Ledger::capacity(NodeIndex node) const {

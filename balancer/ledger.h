@@ -1,9 +1,19 @@
 // The placement ledger: the one owner of each data node's projected fill, the figure
 // placement compares. For each node:
 //
-//   projected bytes = used_memory from the last answered poll
+//   projected bytes = the node's bytes at the last answered poll
 //                   + growth: bytes of writes answered since that poll was sent
 //                   + reserved: bytes of new keys placed whose writes are not answered yet
+//
+// A poll's used_memory is exact, but it may hold a transient: a large value being
+// received, or the query buffer it came in, kept a while after the value was copied
+// out (Redis trims it within about 100 ms; mem_clients_normal, refreshed lazily,
+// does not say). Taken as is, one such poll shuns the node for a poll interval: a
+// 7 MB value counted twice. So a poll is read against what this proxy expected (the
+// last poll's bytes plus the growth answered before this poll was sent): less than
+// that is taken at once; more (the excess: others' writes, growth not counted, a
+// transient) only as far as the previous poll showed an excess too. A steady excess
+// counts from the poll after it first shows; a one-poll spike never does.
 //
 // A new key's bytes are reserved when it is placed and move to growth when its
 // write is answered, so from placement to the poll that includes them they count
@@ -25,6 +35,7 @@ struct NodeFigures {
   uint64_t used_memory = 0;
   uint64_t maxmemory = 0;
   uint64_t keys = 0;
+  bool jemalloc = false;  // mem_allocator: Redis's default; its size classes are known
 };
 
 // Bytes reserved on a node for a new key; given back to Ledger::write_done.
@@ -44,8 +55,14 @@ class Ledger {
   void poll_answered(NodeIndex node, const NodeFigures& figures);
 
   // --- placement and the data path
-  // A new key of about `bytes` is being placed on `node`.
-  Reservation reserve(NodeIndex node, uint64_t bytes);
+  // A new key whose write carries `payload` bytes (its share of the request) is being
+  // placed on `node`: what it will take there is reserved (see stored_bytes).
+  Reservation reserve(NodeIndex node, uint64_t payload);
+  // The bytes a new key with `payload` bytes takes on `node`: the payload in the
+  // allocator's size class (jemalloc rounds a 7.1 MB value up to 8 MiB, so a node
+  // with a few large values fills well beyond their lengths), plus the per-key
+  // structures (dict entry, key, object header).
+  uint64_t stored_bytes(NodeIndex node, uint64_t payload) const;
   // The write that creates a reserved key was answered (`stored`: not an error), or
   // will never be sent (false): the reservation ends.
   void write_done(const Reservation& r, bool stored);
@@ -58,6 +75,8 @@ class Ledger {
   // --- reading
   bool polled(NodeIndex node) const { return fills_[node].polled; }
   const NodeFigures& figures(NodeIndex node) const { return fills_[node].figures; }
+  // The node's bytes at its last answered poll, as the projection counts them.
+  uint64_t polled_bytes(NodeIndex node) const { return fills_[node].base; }
   uint64_t reserved(NodeIndex node) const { return fills_[node].reserved; }
   uint64_t growth_since_poll(NodeIndex node) const;
   uint64_t projected_bytes(NodeIndex node) const;
@@ -71,6 +90,8 @@ class Ledger {
   struct Fill {
     bool polled = false;
     NodeFigures figures;
+    uint64_t base = 0;    // the node's bytes at the last answered poll (see above)
+    uint64_t excess = 0;  // how far that poll was above what was expected
     uint64_t reserved = 0;
     uint64_t growth_total = 0;    // every byte of growth ever answered
     uint64_t growth_base = 0;     // growth_total when the poll behind `figures` was sent

@@ -27,6 +27,7 @@ NodeFigures parse_info(std::string_view info) {
   f.used_memory = field_u64(info, "used_memory:");
   f.maxmemory = field_u64(info, "maxmemory:");
   f.keys = field_u64(info, "db0:keys=");
+  f.jemalloc = info.find("mem_allocator:jemalloc") != std::string_view::npos;
   return f;
 }
 

@@ -18,9 +18,6 @@ using resp::Route;
 
 namespace {
 
-// What Redis spends on a key beyond its bytes: a new key's reservation adds it.
-constexpr uint64_t kPerKeyOverhead = 64;
-
 // Redis's wording for an unknown command: the name and the first arguments, quoted.
 std::string unknown_command_error(std::span<const std::string_view> argv) {
   std::string args;
@@ -211,8 +208,7 @@ bool Router::place_new_keys(Request* req) {
     }
     // The new key's bytes count on its node from now: the next placement sees them
     // even before the write reaches the node.
-    uint64_t bytes = req->raw.size() / req->keys.size() + kPerKeyOverhead;
-    req->placed.push_back({server_.ledger().reserve(node, bytes), static_cast<uint32_t>(i)});
+    req->placed.push_back({server_.ledger().reserve(node, req->raw.size() / req->keys.size()), static_cast<uint32_t>(i)});
     ++server_.stats().placements;
     waiting = true;
   }

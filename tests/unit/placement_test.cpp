@@ -54,29 +54,75 @@ TEST_CASE("bytes reserved for placed keys still on their way are counted") {
 
 TEST_CASE("a new key's bytes count once, from placement to the poll that includes them") {
   Nodes n({{1000, 100000}});
+  const uint64_t b = n.ledger.stored_bytes(0, 500);
   CHECK(n.ledger.projected_bytes(0) == 1000);
   auto r = n.ledger.reserve(0, 500);  // placed: the write is on its way
-  CHECK(n.ledger.projected_bytes(0) == 1500);
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
   n.ledger.write_done(r, true);  // answered: no longer reserved, now growth
   CHECK(n.ledger.reserved(0) == 0);
-  CHECK(n.ledger.projected_bytes(0) == 1500);
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
   n.ledger.poll_sent(0);  // a poll sent after the write was answered includes it
-  CHECK(n.ledger.projected_bytes(0) == 1500);
-  n.ledger.poll_answered(0, {1500, 100000, 1});
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
+  n.ledger.poll_answered(0, {1000 + b, 100000, 1});
   CHECK(n.ledger.growth_since_poll(0) == 0);
-  CHECK(n.ledger.projected_bytes(0) == 1500);
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
+}
+
+TEST_CASE("a large value on a jemalloc node counts at its size class, once") {
+  NodeRegistry reg(std::vector<conf::BackendConfig>(1));
+  reg[0].reachable = reg[0].backend_up = true;
+  Ledger ledger(reg);
+  ledger.poll_sent(0);
+  ledger.poll_answered(0, {1 << 20, 0, 0, true});
+  const uint64_t value = 7'500'000;  // jemalloc keeps it in an 8 MiB extent
+  const uint64_t b = ledger.stored_bytes(0, value);
+  CHECK(b >= (8u << 20));
+  CHECK(b < (8u << 20) + 1024);
+  auto r = ledger.reserve(0, value);
+  CHECK(ledger.projected_bytes(0) == (1u << 20) + b);
+  ledger.write_done(r, true);
+  ledger.poll_sent(0);
+  ledger.poll_answered(0, {(1u << 20) + b, 0, 1, true});
+  CHECK(ledger.projected_bytes(0) == (1u << 20) + b);
+  // small values round to 16-byte steps, then four classes per doubling
+  CHECK(ledger.stored_bytes(0, 100) == ledger.stored_bytes(0, 112));
+  CHECK(ledger.stored_bytes(0, 129) == ledger.stored_bytes(0, 160));
+  CHECK(ledger.stored_bytes(0, 161) == ledger.stored_bytes(0, 192));
 }
 
 TEST_CASE("a write answered while a poll is out counts until the next poll") {
   Nodes n({{1000, 100000}});
+  const uint64_t b = n.ledger.stored_bytes(0, 500);
   auto r = n.ledger.reserve(0, 500);
   n.ledger.poll_sent(0);
   n.ledger.write_done(r, true);  // the poll may or may not have seen it
   n.ledger.poll_answered(0, {1000, 100000, 0});  // it did not
-  CHECK(n.ledger.projected_bytes(0) == 1500);
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
   n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {1500, 100000, 1});  // the next one does
-  CHECK(n.ledger.projected_bytes(0) == 1500);
+  n.ledger.poll_answered(0, {1000 + b, 100000, 1});  // the next one does
+  CHECK(n.ledger.projected_bytes(0) == 1000 + b);
+}
+
+TEST_CASE("a poll above what was expected counts only as far as the poll before showed it too") {
+  Nodes n({{1000, 100000}});
+  // A one-poll spike (a large value's query buffer, kept a while) is not taken...
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {9000, 100000, 0});
+  CHECK(n.ledger.projected_bytes(0) == 1000);
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {1000, 100000, 0});
+  CHECK(n.ledger.projected_bytes(0) == 1000);
+  // ...a lasting excess (another proxy's writes) is, from its second poll on.
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {3000, 100000, 0});
+  CHECK(n.ledger.projected_bytes(0) == 1000);
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {3000, 100000, 0});
+  CHECK(n.ledger.projected_bytes(0) == 3000);
+  // and less than expected is taken at once
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {2000, 100000, 0});
+  CHECK(n.ledger.projected_bytes(0) == 2000);
 }
 
 TEST_CASE("a reservation whose write failed, or never went, counts nothing") {
@@ -84,16 +130,20 @@ TEST_CASE("a reservation whose write failed, or never went, counts nothing") {
   auto a = n.ledger.reserve(0, 500);
   auto b = n.ledger.reserve(0, 300);
   n.ledger.write_done(a, false);  // OOM, or the request was refused
-  CHECK(n.ledger.projected_bytes(0) == 1300);
+  CHECK(n.ledger.projected_bytes(0) == 1000 + n.ledger.stored_bytes(0, 300));
   n.ledger.write_done(b, false);
   CHECK(n.ledger.projected_bytes(0) == 1000);
 }
 
 TEST_CASE("nodes of different sizes fill in proportion") {
-  Nodes n({{100, 1000}, {150, 2000}});  // 10% vs 7.5%
+  Nodes n({{100'000, 1'000'000}, {150'000, 2'000'000}});  // 10% vs 7.5%
   CHECK(n.choose() == NodeIndex{1});
   // A burst of equal writes: fills stay within one write of each other.
-  for (int i = 0; i < 1000; ++i) n.ledger.write_done(n.ledger.reserve(*n.choose(), 1), true);
+  for (int i = 0; i < 1000; ++i) {
+    auto node = n.choose();
+    REQUIRE(node.has_value());
+    n.ledger.write_done(n.ledger.reserve(*node, 100), true);
+  }
   CHECK(std::abs(n.ledger.projected_fill(0) - n.ledger.projected_fill(1)) < 0.002);
 }
 
