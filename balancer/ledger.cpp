@@ -11,19 +11,28 @@ Ledger::Ledger(const NodeRegistry& nodes) : nodes_(nodes), fills_(nodes.size()) 
 void Ledger::poll_sent(NodeIndex node) {
   Fill& f = fills_[node];
   f.growth_at_send = f.growth_total;
+  f.others_settled = f.others_last_send;
+  f.others_last_send = f.others_total;
 }
 
-void Ledger::poll_answered(NodeIndex node, const NodeFigures& figures) {
+void Ledger::poll_answered(NodeIndex node, const NodeFigures& figures, uint64_t now_ms) {
   Fill& f = fills_[node];
   const uint64_t used = figures.used_memory;
-  const uint64_t expected = f.base + (f.growth_at_send - f.growth_base);
+  const uint64_t settled = std::max(f.others_settled, f.others_base);
+  const uint64_t expected = f.base + (f.growth_at_send - f.growth_base) + (settled - f.others_base);
+  f.others_base = settled;
   if (!f.polled || used <= expected) {
     f.base = used;
-    f.excess = 0;
+    f.excess_since = 0;
   } else {
     const uint64_t excess = used - expected;
-    f.base = expected + std::min(excess, f.excess);
-    f.excess = excess;
+    if (f.excess_since == 0) {
+      f.excess_since = std::max<uint64_t>(now_ms, 1);
+      f.excess = excess;
+    } else {
+      f.excess = std::min(f.excess, excess);
+    }
+    f.base = expected + (now_ms - f.excess_since >= kTransientMs ? f.excess : 0);
   }
   f.figures = figures;
   f.polled = true;
@@ -75,6 +84,8 @@ void Ledger::write_done(const Reservation& r, bool stored) {
 
 void Ledger::grown(NodeIndex node, uint64_t bytes) { fills_[node].growth_total += bytes; }
 
+void Ledger::placed_elsewhere(NodeIndex node, uint64_t bytes) { fills_[node].others_total += bytes; }
+
 uint64_t Ledger::growth_since_poll(NodeIndex node) const {
   const Fill& f = fills_[node];
   return f.growth_total - f.growth_base;
@@ -82,7 +93,7 @@ uint64_t Ledger::growth_since_poll(NodeIndex node) const {
 
 uint64_t Ledger::projected_bytes(NodeIndex node) const {
   const Fill& f = fills_[node];
-  return f.base + growth_since_poll(node) + f.reserved;
+  return f.base + growth_since_poll(node) + f.reserved + (f.others_total - f.others_base);
 }
 
 uint64_t Ledger::capacity(NodeIndex node) const {

@@ -4,16 +4,23 @@
 //   projected bytes = the node's bytes at the last answered poll
 //                   + growth: bytes of writes answered since that poll was sent
 //                   + reserved: bytes of new keys placed whose writes are not answered yet
+//                   + others: bytes other proxies placed there, not yet in a poll
+//
+// Other proxies' placements come from the change stream, ahead of their writes, with
+// no word of when those are answered: a poll is taken to include them when they were
+// announced before the poll preceding it was sent (a whole interval earlier). Without
+// them each proxy saw only its own writes between polls, and every proxy sent its
+// burst to the same emptiest node.
 //
 // A poll's used_memory is exact, but it may hold a transient: a large value being
-// received, or the query buffer it came in, kept a while after the value was copied
-// out (Redis trims it within about 100 ms; mem_clients_normal, refreshed lazily,
-// does not say). Taken as is, one such poll shuns the node for a poll interval: a
-// 7 MB value counted twice. So a poll is read against what this proxy expected (the
-// last poll's bytes plus the growth answered before this poll was sent): less than
-// that is taken at once; more (the excess: others' writes, growth not counted, a
-// transient) only as far as the previous poll showed an excess too. A steady excess
-// counts from the poll after it first shows; a one-poll spike never does.
+// received, or the query buffer it came in, kept after the value was copied out
+// (Redis trims it at a later cron pass, 100 ms to a second on; mem_clients_normal,
+// refreshed lazily, does not say). Taken as is, one such poll shuns the node until
+// the next: a 7 MB value counted twice. So a poll is read against what this proxy
+// expected (the last poll's bytes, the growth answered before this poll was sent,
+// others' placements a poll interval old): less than that is taken at once; more
+// (the excess: growth not counted, a transient) only once an excess has lasted
+// kTransientMs, and then only as much as it has been all along.
 //
 // A new key's bytes are reserved when it is placed and move to growth when its
 // write is answered, so from placement to the poll that includes them they count
@@ -51,8 +58,10 @@ class Ledger {
   // --- the memory poller
   // A poll of `node` is sent now.
   void poll_sent(NodeIndex node);
-  // The answer to the last poll sent: the node's figures at some moment after it left.
-  void poll_answered(NodeIndex node, const NodeFigures& figures);
+  // The answer to the last poll sent: the node's figures at some moment after it left;
+  // `now_ms`: the loop's clock.
+  void poll_answered(NodeIndex node, const NodeFigures& figures, uint64_t now_ms);
+  static constexpr uint64_t kTransientMs = 1000;
 
   // --- placement and the data path
   // A new key whose write carries `payload` bytes (its share of the request) is being
@@ -68,6 +77,10 @@ class Ledger {
   void write_done(const Reservation& r, bool stored);
   // A write that may have grown `node` by `bytes` was answered.
   void grown(NodeIndex node, uint64_t bytes);
+  // Another proxy placed new keys of `bytes` on `node` (the main server's change
+  // stream says so before that proxy writes them). They count from now; a poll is
+  // expected to include them once a whole poll interval has passed.
+  void placed_elsewhere(NodeIndex node, uint64_t bytes);
 
   // A node's configured capacity changed (a reload).
   void capacities_changed() { refresh_fallback(); }
@@ -91,11 +104,16 @@ class Ledger {
     bool polled = false;
     NodeFigures figures;
     uint64_t base = 0;    // the node's bytes at the last answered poll (see above)
-    uint64_t excess = 0;  // how far that poll was above what was expected
+    uint64_t excess = 0;        // the least excess over expectation since excess_since
+    uint64_t excess_since = 0;  // when the polls' excess began (0: the last poll had none)
     uint64_t reserved = 0;
     uint64_t growth_total = 0;    // every byte of growth ever answered
     uint64_t growth_base = 0;     // growth_total when the poll behind `figures` was sent
     uint64_t growth_at_send = 0;  // growth_total when the poll in flight was sent
+    uint64_t others_total = 0;    // every byte other proxies placed here
+    uint64_t others_base = 0;     // what of it the last answered poll includes
+    uint64_t others_last_send = 0;  // others_total when the last poll was sent
+    uint64_t others_settled = 0;    // others_total when the poll before that was sent
   };
   uint64_t own_capacity(NodeIndex node) const;
   void refresh_fallback();

@@ -380,12 +380,20 @@ void MainStore::on_event(redisReply* r) {
   applied_seq_ = seq;
   const char type = msg[0];
   std::string_view entries = msg.substr(nl + 1);
+  // "<origin>", or for a placement "<origin> <node>=<bytes>,..."
+  std::string_view origin = msg.substr(sp + 1, nl - sp - 1);
+  if (type == 'P') {
+    size_t space = origin.find(' ');
+    std::string_view sizes = space == std::string_view::npos ? std::string_view() : origin.substr(space + 1);
+    origin = origin.substr(0, space);
+    if (origin != origin_ && ledger_ != nullptr) count_placed_elsewhere(sizes);
+  }
   if (type == 'P' && !own_batches_.empty()) {
     // A placement of ours whose reply the cache took already: the message holds
     // the same entries, so they are not applied again (the common case of a burst
     // of new keys: half the work of following the stream).
     while (!own_batches_.empty() && own_batches_.front() < seq) own_batches_.pop_front();
-    if (!own_batches_.empty() && own_batches_.front() == seq && msg.substr(sp + 1, nl - sp - 1) == origin_) {
+    if (!own_batches_.empty() && own_batches_.front() == seq && origin == origin_) {
       own_batches_.pop_front();
       return;
     }
@@ -410,6 +418,19 @@ void MainStore::on_event(redisReply* r) {
     c.seq = seq;
     tracker_->sent_counts(c.sent);
     checkpoints_.push_back(std::move(c));
+  }
+}
+
+// Another proxy's placement: "<node>=<bytes>,..." (empty from a proxy that does not say).
+void MainStore::count_placed_elsewhere(std::string_view sizes) {
+  while (!sizes.empty()) {
+    size_t comma = sizes.find(',');
+    std::string_view one = sizes.substr(0, comma);
+    sizes = comma == std::string_view::npos ? std::string_view() : sizes.substr(comma + 1);
+    size_t eq = one.find('=');
+    uint64_t bytes = 0;
+    if (eq == std::string_view::npos || !parse_u64(one.substr(eq + 1), bytes)) continue;
+    if (auto node = nodes_.find(one.substr(0, eq))) ledger_->placed_elsewhere(*node, bytes);
   }
 }
 
@@ -512,10 +533,11 @@ void MainStore::start_over(const std::string& why) {
 
 // --- placement and retirement ------------------------------------------------------
 
-bool MainStore::place(std::string_view dir_key, NodeIndex node, PlaceFn fn) {
+bool MainStore::place(std::string_view dir_key, NodeIndex node, uint64_t bytes, PlaceFn fn) {
   if (!cmd_->up()) return false;
   Batch& b = filling_batch();
-  b.items.push_back({static_cast<uint32_t>(b.keys.size()), static_cast<uint32_t>(dir_key.size()), node, std::move(fn)});
+  b.items.push_back(
+      {static_cast<uint32_t>(b.keys.size()), static_cast<uint32_t>(dir_key.size()), node, bytes, std::move(fn)});
   b.keys.append(dir_key);
   send_batches();
   return true;
@@ -550,11 +572,27 @@ void MainStore::send_batches() {
       event_ += '\n';
       event_ += b.key(item);
     }
+    // The message's header names the origin, then the batch's bytes per node for the
+    // other proxies' ledgers: "<origin> <node>=<bytes>,...".
+    node_bytes_.assign(nodes_.size(), 0);
+    for (const auto& item : b.items) node_bytes_[item.node] += item.bytes;
+    origin_arg_ = origin_;
+    char sep = ' ';
+    for (NodeIndex i = 0; i < node_bytes_.size(); ++i) {
+      if (node_bytes_[i] == 0) continue;
+      char digits[24];
+      auto r = std::to_chars(digits, digits + sizeof digits, node_bytes_[i]);
+      origin_arg_ += sep;
+      origin_arg_ += nodes_[i].name();
+      origin_arg_ += '=';
+      origin_arg_.append(digits, r.ptr);
+      sep = ',';
+    }
     script_call_.clear();
     scripts::encode_head(script_call_, Script::Place, n, n + 5 + 2 * n);
     for (const auto& item : b.items) resp::add_bulk(script_call_, bucket_name(b.key(item)));
     resp::add_bulk(script_call_, kEventsChannel);
-    resp::add_bulk(script_call_, origin_);
+    resp::add_bulk(script_call_, origin_arg_);
     resp::add_bulk(script_call_, event_);
     resp::add_bulk(script_call_, scripts::kLayoutKey);
     resp::add_bulk(script_call_, layout_);

@@ -22,6 +22,7 @@
 
 #include "balancer/control_conn.h"
 #include "balancer/directory.h"
+#include "balancer/ledger.h"
 #include "balancer/node_registry.h"
 #include "resp/buffer.h"
 
@@ -69,6 +70,8 @@ class MainStore {
   void stop();
 
   void set_write_tracker(const WriteTracker* t) { tracker_ = t; }
+  // Where other proxies' placements are counted (their messages say the bytes).
+  void set_ledger(Ledger* l) { ledger_ = l; }
   // Hears every change the stream applies: kind 'P', 'R' or 'D' with its key and
   // node, 'F' (FLUSHALL) with none, or 'X' when the directory went back (flushed or
   // restored behind headroom's back). The coordinator follows retirements with it.
@@ -92,8 +95,9 @@ class MainStore {
   // none: `fn` gets the entry afterwards (always later, never from inside this call),
   // in the order the placements were asked for. Two placements of one key at once get
   // the same node. Returns false, and will not call `fn`, when the main server is
-  // unreachable.
-  bool place(std::string_view dir_key, NodeIndex node, PlaceFn fn);
+  // unreachable. `bytes`: what the new key is expected to take on the node; the
+  // placement's message tells the other proxies (Ledger::placed_elsewhere).
+  bool place(std::string_view dir_key, NodeIndex node, uint64_t bytes, PlaceFn fn);
 
   // Marks the entry retiring if it is live and names `node` (a write placed the key
   // and did not create it). Best effort: the sweep finds what is lost.
@@ -125,6 +129,7 @@ class MainStore {
       uint32_t key_offset;
       uint32_t key_len;
       NodeIndex node;
+      uint64_t bytes;
       PlaceFn fn;
     };
     uint64_t sent_at = 0;  // its place in what was sent to the main server (0: not sent); names it
@@ -149,6 +154,7 @@ class MainStore {
   void finish_load();
   void on_event(redisReply* r);
   void apply_entries(char kind, uint64_t seq, std::string_view entries);
+  void count_placed_elsewhere(std::string_view sizes);
   void stream_lost(const std::string& why);
   void went_back(const std::string& what);
   void check_not_back(uint64_t seen);
@@ -175,6 +181,7 @@ class MainStore {
   std::function<void()> on_loaded_;
   std::function<void(const std::string&)> on_fatal_;
   const WriteTracker* tracker_ = nullptr;
+  Ledger* ledger_ = nullptr;
   ChangeFn on_change_;
   std::string origin_;  // this proxy's id (see origin())
   std::string layout_;  // this build's directory layout, as recorded on the main server
@@ -222,6 +229,8 @@ class MainStore {
   uint64_t sent_ = 0;  // commands sent on cmd_, numbered: its replies come back in that order
   resp::Buffer script_call_;  // the EVALSHA being encoded, reused
   std::string event_;         // the message a placement publishes, reused
+  std::string origin_arg_;    // this proxy's id and the batch's bytes per node, reused
+  std::vector<uint64_t> node_bytes_;  // per node, the batch being encoded
   uv_timer_t* retry_timer_ = nullptr;      // restarts a directory load that failed; owned
   uv_timer_t* heartbeat_timer_ = nullptr;  // registration and acknowledgements; owned
 };

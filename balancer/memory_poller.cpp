@@ -89,7 +89,7 @@ void MemoryPoller::poll(NodeIndex i) {
     NodeState& n = nodes_[i];
     if (!n.reachable) spdlog::info("node {}: answering again", n.name());
     n.reachable = true;
-    ledger_.poll_answered(i, parse_info(std::string_view(r->str, r->len)));
+    ledger_.poll_answered(i, parse_info(std::string_view(r->str, r->len)), uv_now(loop_));
   });
   in_flight_[i] = sent;
   if (sent) {

@@ -200,15 +200,18 @@ bool Router::place_new_keys(Request* req) {
       if (same_node) target = node;
     }
     std::string_view dk = balancer::directory_key(req->argv[req->keys[i].argv_index]);
+    // The new key's bytes count on its node from now: the next placement sees them
+    // even before the write reaches the node.
+    const balancer::Reservation reserved = server_.ledger().reserve(node, req->raw.size() / req->keys.size());
     ++req->placements_pending;
-    if (!server_.main_store().place(dk, node, [this, req](const balancer::PlaceResult& r) { on_placed(req, r); })) {
+    if (!server_.main_store().place(dk, node, reserved.bytes,
+                                    [this, req](const balancer::PlaceResult& r) { on_placed(req, r); })) {
       --req->placements_pending;
+      server_.ledger().write_done(reserved, false);
       reply_error(req, main_unavailable("cannot place new keys"));
       return false;
     }
-    // The new key's bytes count on its node from now: the next placement sees them
-    // even before the write reaches the node.
-    req->placed.push_back({server_.ledger().reserve(node, req->raw.size() / req->keys.size()), static_cast<uint32_t>(i)});
+    req->placed.push_back({reserved, static_cast<uint32_t>(i)});
     ++server_.stats().placements;
     waiting = true;
   }

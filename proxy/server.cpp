@@ -29,6 +29,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
                                                      control);
   coordinator_ = std::make_unique<balancer::Coordinator>(loop_, config_, nodes_, *main_store_, tls_.backends, control);
   main_store_->set_write_tracker(this);
+  main_store_->set_ledger(&ledger_);
   router_ = std::make_unique<Router>(*this);
   pools_.resize(nodes_.size());
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)

@@ -22,7 +22,7 @@ struct Nodes {
     for (auto [u, m] : used_max) {
       reg[i].reachable = reg[i].backend_up = true;
       ledger.poll_sent(i);
-      ledger.poll_answered(i, {u, m, 0});
+      ledger.poll_answered(i, {u, m, 0}, 0);
       ++i;
     }
   }
@@ -63,7 +63,7 @@ TEST_CASE("a new key's bytes count once, from placement to the poll that include
   CHECK(n.ledger.projected_bytes(0) == 1000 + b);
   n.ledger.poll_sent(0);  // a poll sent after the write was answered includes it
   CHECK(n.ledger.projected_bytes(0) == 1000 + b);
-  n.ledger.poll_answered(0, {1000 + b, 100000, 1});
+  n.ledger.poll_answered(0, {1000 + b, 100000, 1}, 0);
   CHECK(n.ledger.growth_since_poll(0) == 0);
   CHECK(n.ledger.projected_bytes(0) == 1000 + b);
 }
@@ -73,7 +73,7 @@ TEST_CASE("a large value on a jemalloc node counts at its size class, once") {
   reg[0].reachable = reg[0].backend_up = true;
   Ledger ledger(reg);
   ledger.poll_sent(0);
-  ledger.poll_answered(0, {1 << 20, 0, 0, true});
+  ledger.poll_answered(0, {1 << 20, 0, 0, true}, 0);
   const uint64_t value = 7'500'000;  // jemalloc keeps it in an 8 MiB extent
   const uint64_t b = ledger.stored_bytes(0, value);
   CHECK(b >= (8u << 20));
@@ -82,7 +82,7 @@ TEST_CASE("a large value on a jemalloc node counts at its size class, once") {
   CHECK(ledger.projected_bytes(0) == (1u << 20) + b);
   ledger.write_done(r, true);
   ledger.poll_sent(0);
-  ledger.poll_answered(0, {(1u << 20) + b, 0, 1, true});
+  ledger.poll_answered(0, {(1u << 20) + b, 0, 1, true}, 0);
   CHECK(ledger.projected_bytes(0) == (1u << 20) + b);
   // small values round to 16-byte steps, then four classes per doubling
   CHECK(ledger.stored_bytes(0, 100) == ledger.stored_bytes(0, 112));
@@ -96,33 +96,34 @@ TEST_CASE("a write answered while a poll is out counts until the next poll") {
   auto r = n.ledger.reserve(0, 500);
   n.ledger.poll_sent(0);
   n.ledger.write_done(r, true);  // the poll may or may not have seen it
-  n.ledger.poll_answered(0, {1000, 100000, 0});  // it did not
+  n.ledger.poll_answered(0, {1000, 100000, 0}, 0);  // it did not
   CHECK(n.ledger.projected_bytes(0) == 1000 + b);
   n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {1000 + b, 100000, 1});  // the next one does
+  n.ledger.poll_answered(0, {1000 + b, 100000, 1}, 0);  // the next one does
   CHECK(n.ledger.projected_bytes(0) == 1000 + b);
 }
 
-TEST_CASE("a poll above what was expected counts only as far as the poll before showed it too") {
+TEST_CASE("a poll above what was expected counts only once the excess has lasted, as much as it lasted") {
   Nodes n({{1000, 100000}});
-  // A one-poll spike (a large value's query buffer, kept a while) is not taken...
-  n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {9000, 100000, 0});
-  CHECK(n.ledger.projected_bytes(0) == 1000);
-  n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {1000, 100000, 0});
-  CHECK(n.ledger.projected_bytes(0) == 1000);
-  // ...a lasting excess (another proxy's writes) is, from its second poll on.
-  n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {3000, 100000, 0});
-  CHECK(n.ledger.projected_bytes(0) == 1000);
-  n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {3000, 100000, 0});
-  CHECK(n.ledger.projected_bytes(0) == 3000);
+  uint64_t t = 10'000;
+  auto poll = [&](uint64_t used, uint64_t after_ms) {
+    t += after_ms;
+    n.ledger.poll_sent(0);
+    n.ledger.poll_answered(0, {used, 100000, 0}, t);
+    return n.ledger.projected_bytes(0);
+  };
+  // A spike over a few polls (a large value's query buffer, kept a while) is not taken...
+  CHECK(poll(9000, 250) == 1000);
+  CHECK(poll(9000, 250) == 1000);
+  CHECK(poll(1000, 250) == 1000);
+  // ...an excess that lasts (growth nobody counted) is, from kTransientMs on, and only
+  // as far as it held all along.
+  CHECK(poll(3500, 250) == 1000);
+  CHECK(poll(3000, 500) == 1000);
+  CHECK(poll(3000, Ledger::kTransientMs - 500) == 3000);
+  CHECK(poll(3000, 250) == 3000);
   // and less than expected is taken at once
-  n.ledger.poll_sent(0);
-  n.ledger.poll_answered(0, {2000, 100000, 0});
-  CHECK(n.ledger.projected_bytes(0) == 2000);
+  CHECK(poll(2000, 250) == 2000);
 }
 
 TEST_CASE("a reservation whose write failed, or never went, counts nothing") {
@@ -158,8 +159,8 @@ TEST_CASE("unreachable, unpolled and disconnected nodes get no new keys") {
   NodeRegistry reg(Nodes::configs(3));
   Ledger ledger(reg);
   for (NodeIndex i = 0; i < 3; ++i) reg[i].reachable = reg[i].backend_up = true;
-  ledger.poll_answered(0, {90, 100, 0});
-  ledger.poll_answered(1, {10, 100, 0});
+  ledger.poll_answered(0, {90, 100, 0}, 0);
+  ledger.poll_answered(1, {10, 100, 0}, 0);
   CHECK(choose_node(reg, ledger) == NodeIndex{1});  // node 2 was never polled
   reg[1].reachable = false;
   CHECK(choose_node(reg, ledger) == NodeIndex{0});
@@ -193,4 +194,20 @@ TEST_CASE("hash tags: keys sharing a tag share a directory key") {
   CHECK(is_tag("{a}"));
   CHECK_FALSE(is_tag("a"));
   CHECK(stable_hash("abc") == 0xe71fa2190541574bull);  // FNV-1a 64: must never change
+}
+
+TEST_CASE("another proxy's placement counts from its message until a poll a whole interval later") {
+  Nodes n({{1000, 1'000'000}, {1000, 1'000'000}});
+  n.ledger.placed_elsewhere(0, 5000);  // announced: its write may not have run yet
+  CHECK(n.ledger.projected_bytes(0) == 6000);
+  CHECK(n.choose() == NodeIndex{1});
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {1000, 1'000'000, 0}, 0);  // too soon to include it
+  CHECK(n.ledger.projected_bytes(0) == 6000);
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {6000, 1'000'000, 1}, 0);  // a whole interval later: it does
+  CHECK(n.ledger.projected_bytes(0) == 6000);
+  n.ledger.poll_sent(0);
+  n.ledger.poll_answered(0, {6000, 1'000'000, 1}, 0);
+  CHECK(n.ledger.projected_bytes(0) == 6000);
 }
