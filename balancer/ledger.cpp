@@ -23,16 +23,17 @@ void Ledger::poll_answered(NodeIndex node, const NodeFigures& figures, uint64_t 
   f.others_base = settled;
   if (!f.polled || used <= expected) {
     f.base = used;
-    f.excess_since = 0;
+    f.excesses.clear();
   } else {
-    const uint64_t excess = used - expected;
-    if (f.excess_since == 0) {
-      f.excess_since = std::max<uint64_t>(now_ms, 1);
-      f.excess = excess;
-    } else {
-      f.excess = std::min(f.excess, excess);
+    // More than expected: what has held over the whole of the last kTransientMs counts.
+    f.excesses.emplace_back(now_ms, used - expected);
+    while (f.excesses.size() > 1 && now_ms - f.excesses[1].first >= kTransientMs) f.excesses.pop_front();
+    uint64_t held = 0;
+    if (now_ms - f.excesses.front().first >= kTransientMs) {
+      held = f.excesses.front().second;
+      for (const auto& e : f.excesses) held = std::min(held, e.second);
     }
-    f.base = expected + (now_ms - f.excess_since >= kTransientMs ? f.excess : 0);
+    f.base = expected + held;
   }
   f.figures = figures;
   f.polled = true;

@@ -19,8 +19,8 @@
 // the next: a 7 MB value counted twice. So a poll is read against what this proxy
 // expected (the last poll's bytes, the growth answered before this poll was sent,
 // others' placements a poll interval old): less than that is taken at once; more
-// (the excess: growth not counted, a transient) only once an excess has lasted
-// kTransientMs, and then only as much as it has been all along.
+// (the excess: growth not counted, a transient) only as much as every poll of the
+// last kTransientMs showed, once the excess has lasted that long.
 //
 // A new key's bytes are reserved when it is placed and move to growth when its
 // write is answered, so from placement to the poll that includes them they count
@@ -31,6 +31,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <utility>
 #include <vector>
 
 #include "balancer/node_registry.h"
@@ -104,8 +106,9 @@ class Ledger {
     bool polled = false;
     NodeFigures figures;
     uint64_t base = 0;    // the node's bytes at the last answered poll (see above)
-    uint64_t excess = 0;        // the least excess over expectation since excess_since
-    uint64_t excess_since = 0;  // when the polls' excess began (0: the last poll had none)
+    // The polls of the current run of excess over expectation, (when, how much), oldest
+    // first; those older than kTransientMs are dropped but for the newest of them.
+    std::deque<std::pair<uint64_t, uint64_t>> excesses;
     uint64_t reserved = 0;
     uint64_t growth_total = 0;    // every byte of growth ever answered
     uint64_t growth_base = 0;     // growth_total when the poll behind `figures` was sent

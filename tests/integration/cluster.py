@@ -277,11 +277,15 @@ class Headroom:
         self.stop()
         self.start()
 
-    def wait_current(self, timeout=30.0):
-        """Waits until the proxy's directory is current (loaded, following the stream)."""
+    def wait_current(self, timeout=30.0, flushed_seq=0):
+        """Waits until the proxy's directory is current (loaded, following the stream),
+        and has seen the flush numbered `flushed_seq` if one is given."""
         c = self.client(socket_timeout=10)
         deadline = time.time() + timeout
-        while c.info("directory").get("directory_current") != 1:
+        while True:
+            info = c.info("directory")
+            if info.get("directory_current") == 1 and int(info.get("directory_flushed_seq", 0)) >= flushed_seq:
+                break
             if time.time() > deadline:
                 raise AssertionError(f"{self.dir}: directory not current after {timeout} s")
             time.sleep(0.05)
@@ -354,9 +358,12 @@ class Cluster:
         # The main server's directory went back behind the proxies' backs: each reloads
         # it all (and the FLUSHALL through headroom marks what it had retiring).
         self.proxy.client().flushall()
+        # Each proxy has taken the flush's message (a proxy that loaded before the main
+        # server went back finds that out at that message, and reloads) and is current.
+        flushed = int(self.main.client.get("hr:dir:flushed") or 0)
         for p in self.proxies:
             if p.proc is not None:
-                p.wait_current()
+                p.wait_current(flushed_seq=flushed)
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""

@@ -124,6 +124,11 @@ TEST_CASE("a poll above what was expected counts only once the excess has lasted
   CHECK(poll(3000, 250) == 3000);
   // and less than expected is taken at once
   CHECK(poll(2000, 250) == 2000);
+  // An excess that grew in steps (memory written behind the proxy's back) is taken
+  // whole a kTransientMs after it stopped growing, not only its first step.
+  for (uint64_t used = 3000; used <= 10000; used += 1000) poll(used, 100);
+  for (int i = 0; i < 11; ++i) poll(10000, 100);
+  CHECK(n.ledger.projected_bytes(0) == 10000);
 }
 
 TEST_CASE("a reservation whose write failed, or never went, counts nothing") {
