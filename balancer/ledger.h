@@ -45,6 +45,7 @@ struct NodeFigures {
   uint64_t maxmemory = 0;
   uint64_t keys = 0;
   bool jemalloc = false;  // mem_allocator: Redis's default; its size classes are known
+  bool evicts = false;    // at maxmemory it evicts to make room (maxmemory_policy), not OOM
 };
 
 // Bytes reserved on a node for a new key; given back to Ledger::write_done.

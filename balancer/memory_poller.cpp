@@ -20,6 +20,19 @@ uint64_t field_u64(std::string_view info, std::string_view key) {
   }
   return 0;
 }
+
+// A field's text value ("allkeys-lru"), empty when absent.
+std::string_view field_text(std::string_view info, std::string_view key) {
+  size_t pos = 0;
+  while ((pos = info.find(key, pos)) != std::string_view::npos) {
+    if (pos == 0 || info[pos - 1] == '\n') {
+      std::string_view v = info.substr(pos + key.size());
+      return v.substr(0, v.find_first_of("\r\n"));
+    }
+    pos += key.size();
+  }
+  return {};
+}
 }  // namespace
 
 NodeFigures parse_info(std::string_view info) {
@@ -27,6 +40,13 @@ NodeFigures parse_info(std::string_view info) {
   f.used_memory = field_u64(info, "used_memory:");
   f.maxmemory = field_u64(info, "maxmemory:");
   f.keys = field_u64(info, "db0:keys=");
+  // allkeys-* always makes room; volatile-* only while some key has a TTL.
+  std::string_view policy = field_text(info, "maxmemory_policy:");
+  std::string_view db0 = field_text(info, "db0:");
+  uint64_t expires = 0;
+  if (size_t e = db0.find("expires="); e != std::string_view::npos)
+    std::from_chars(db0.data() + e + 8, db0.data() + db0.size(), expires);
+  f.evicts = f.maxmemory != 0 && (policy.starts_with("allkeys-") || (policy.starts_with("volatile-") && expires != 0));
   f.jemalloc = info.find("mem_allocator:jemalloc") != std::string_view::npos;
   return f;
 }

@@ -8,7 +8,7 @@ std::optional<NodeIndex> choose_node(const NodeRegistry& nodes, const Ledger& le
   for (const auto& n : nodes.all()) {
     if (!n.reachable || !n.backend_up || !ledger.polled(n.index)) continue;
     double fill = ledger.projected_fill(n.index);
-    if (fill >= kFullFill) continue;  // a full node would only answer OOM
+    if (fill >= kFullFill && !ledger.figures(n.index).evicts) continue;  // it would only answer OOM
     if (!best || fill < best_fill) {
       best = n.index;
       best_fill = fill;

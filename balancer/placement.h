@@ -2,6 +2,13 @@
 // memory relative to its size, i.e. the lowest projected fill (balancer/ledger.h).
 // With equal sizes this is the node with the most free bytes; with different sizes
 // nodes fill in proportion.
+//
+// A node that evicts at maxmemory (allkeys-*, or volatile-* while keys have TTLs)
+// keeps taking new keys when full: on a cache every node sits at maxmemory, and each
+// new key makes its node evict. "Most free memory" then means the fewest bytes
+// placed there since its last poll (each poll finds it back at maxmemory), so new
+// bytes, and the evictions they cause, spread evenly over the full nodes; a node
+// not yet full still goes first.
 #pragma once
 
 #include <optional>
@@ -11,7 +18,8 @@
 
 namespace headroom::balancer {
 
-// A node this full (projected) gets no new keys: Redis would refuse them with OOM.
+// A node this full (projected) that does not evict gets no new keys: Redis would
+// refuse them with OOM.
 inline constexpr double kFullFill = 0.98;
 
 // Picks the node for a new key among nodes that are reachable (poller), connected

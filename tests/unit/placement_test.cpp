@@ -3,6 +3,9 @@
 // unpolled nodes never get new keys, sizes fill in proportion.
 #include <doctest/doctest.h>
 
+#include <array>
+#include <cstdlib>
+
 #include "balancer/directory.h"
 #include "balancer/ledger.h"
 #include "balancer/memory_poller.h"
@@ -158,6 +161,35 @@ TEST_CASE("a full node gets no new keys") {
   CHECK(n.choose() == NodeIndex{1});
   n.ledger.grown(1, 9);  // 99% projected: full too
   CHECK_FALSE(n.choose().has_value());
+}
+
+TEST_CASE("full nodes that evict keep taking new keys, spread by the bytes placed since their poll") {
+  Nodes n({{1000, 1000}, {1000, 1000}, {1000, 1000}, {500, 1000}});
+  auto evicting = [&](NodeIndex i) {
+    n.ledger.poll_sent(i);
+    n.ledger.poll_answered(i, {i == 3 ? 500u : 1000u, 1000, 1, true, true}, 0);
+  };
+  for (NodeIndex i = 0; i < 4; ++i) evicting(i);
+  CHECK(n.choose() == NodeIndex{3});  // not full yet: first
+  std::array<int, 4> got{};
+  for (int k = 0; k < 400; ++k) {
+    auto node = n.choose();
+    REQUIRE(node.has_value());
+    ++got[*node];
+    n.ledger.write_done(n.ledger.reserve(*node, 36), true);
+  }
+  CHECK(got[3] > got[0]);
+  CHECK(std::abs(got[0] - got[1]) <= 1);
+  CHECK(std::abs(got[1] - got[2]) <= 1);
+}
+
+TEST_CASE("eviction: allkeys-* evicts, volatile-* only while keys have a TTL, noeviction never") {
+  const std::string mem = "# Memory\r\nused_memory:100\r\nmaxmemory:1000\r\nmaxmemory_policy:";
+  CHECK(parse_info(mem + "allkeys-lru\r\n# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n").evicts);
+  CHECK(parse_info(mem + "volatile-lru\r\n# Keyspace\r\ndb0:keys=5,expires=2,avg_ttl=9\r\n").evicts);
+  CHECK_FALSE(parse_info(mem + "volatile-lru\r\n# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n").evicts);
+  CHECK_FALSE(parse_info(mem + "noeviction\r\n# Keyspace\r\ndb0:keys=5,expires=5,avg_ttl=9\r\n").evicts);
+  CHECK_FALSE(parse_info("# Memory\r\nused_memory:100\r\nmaxmemory:0\r\nmaxmemory_policy:allkeys-lru\r\n").evicts);
 }
 
 TEST_CASE("unreachable, unpolled and disconnected nodes get no new keys") {
