@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "net/handle.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::balancer {
@@ -16,11 +17,6 @@ constexpr uint32_t kProbeIntervalMs = 100;  // PING again while the server is lo
 // With request_ms 0 ("no timeout") data requests may wait for ever, but a placement
 // or a directory load must not: the control plane still gives up after this.
 constexpr uint32_t kFallbackCommandMs = 5000;
-
-template <typename H>
-void close_and_delete(H* h) {
-  uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
-}
 
 bool is_pong(const redisReply* r) {
   // In subscribed mode (RESP2) PING is answered ["pong", ""].
@@ -43,22 +39,16 @@ ControlConn::ControlConn(uv_loop_t* loop, std::string label, conf::Endpoint addr
     : loop_(loop), label_(std::move(label)), address_(std::move(address)), password_(std::move(password)),
       tls_context_(tls), timeouts_(timeouts), stream_(loop, *this, in_),
       backoff_(kInitialBackoffMs, kMaxBackoffMs, kHealthyMs) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
-  watchdog_ = new uv_timer_t;
-  uv_timer_init(loop_, watchdog_);
-  watchdog_->data = this;
-  flusher_ = new uv_idle_t;
-  uv_idle_init(loop_, flusher_);
-  flusher_->data = this;
+  timer_ = net::new_handle(loop_, this, uv_timer_init);
+  watchdog_ = net::new_handle(loop_, this, uv_timer_init);
+  flusher_ = net::new_handle(loop_, this, uv_idle_init);
 }
 
 ControlConn::~ControlConn() {
   stop();
-  close_and_delete(timer_);
-  close_and_delete(watchdog_);
-  close_and_delete(flusher_);
+  net::close_and_delete(timer_);
+  net::close_and_delete(watchdog_);
+  net::close_and_delete(flusher_);
 }
 
 void ControlConn::start(StateFn on_state) {

@@ -32,6 +32,9 @@
 
 namespace headroom::balancer {
 
+// A string, status or error reply's text.
+inline std::string_view reply_text(const redisReply* r) { return {r->str, r->len}; }
+
 struct ControlTimeouts {
   uint32_t connect_ms = 1000;   // connect and TLS handshake
   uint32_t command_ms = 5000;   // a command's reply (0 in the config: kFallbackCommandMs)

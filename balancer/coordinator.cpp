@@ -7,6 +7,7 @@
 
 #include "balancer/directory_scripts.h"
 #include "balancer/sweep.h"
+#include "net/handle.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::balancer {
@@ -28,13 +29,6 @@ constexpr std::string_view kGoneEvents[] = {"__keyevent@0__:del", "__keyevent@0_
 // expired and evicted classes.
 constexpr std::string_view kNeededEvents = "Egxe";
 
-std::string_view str(const redisReply* r) { return {r->str, r->len}; }
-
-template <typename H>
-void close_and_delete(H* h) {
-  uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
-}
-
 uint64_t to_u64(std::string_view s) {
   uint64_t v = 0;
   std::from_chars(s.data(), s.data() + s.size(), v);
@@ -49,18 +43,14 @@ Coordinator::Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegist
                                         config_.main.password, tls_, timeouts_);
   links_.resize(nodes_.size());
   sweep_ = std::make_unique<Sweep>(*this);
-  lease_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, lease_timer_);
-  lease_timer_->data = this;
-  tick_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, tick_timer_);
-  tick_timer_->data = this;
+  lease_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  tick_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 Coordinator::~Coordinator() {
   stop();
-  close_and_delete(lease_timer_);
-  close_and_delete(tick_timer_);
+  net::close_and_delete(lease_timer_);
+  net::close_and_delete(tick_timer_);
 }
 
 void Coordinator::start() {
@@ -153,7 +143,7 @@ void Coordinator::became_inactive(const std::string& why) {
 }
 
 bool Coordinator::lease_lost(redisReply* r) {
-  if (r != nullptr && r->type == REDIS_REPLY_ERROR && str(r).starts_with("NOTCOORD")) {
+  if (r != nullptr && r->type == REDIS_REPLY_ERROR && reply_text(r).starts_with("NOTCOORD")) {
     became_inactive("the main server says the lease is another proxy's");
     return true;
   }
@@ -193,10 +183,10 @@ void Coordinator::on_node_cmd_up(NodeIndex i) {
     if (r == nullptr || links_[i].cmd.get() != c) return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
       spdlog::warn("coordinator: node {}: cannot read notify-keyspace-events ({}): deletions are found by the "
-                   "sweep only", nodes_[i].name(), r->type == REDIS_REPLY_ERROR ? str(r) : "unexpected reply");
+                   "sweep only", nodes_[i].name(), r->type == REDIS_REPLY_ERROR ? reply_text(r) : "unexpected reply");
       return;
     }
-    std::string value(str(r->element[1]));
+    std::string value(reply_text(r->element[1]));
     const bool all = value.find('A') != std::string::npos;
     std::string wanted = value;
     for (char f : kNeededEvents)
@@ -205,16 +195,16 @@ void Coordinator::on_node_cmd_up(NodeIndex i) {
     c->command({"CONFIG", "SET", "notify-keyspace-events", wanted}, [this, i](redisReply* r2) {
       if (r2 != nullptr && r2->type == REDIS_REPLY_ERROR)
         spdlog::warn("coordinator: node {}: cannot turn on keyevent notifications ({}): deletions are found by "
-                     "the sweep only", nodes_[i].name(), str(r2));
+                     "the sweep only", nodes_[i].name(), reply_text(r2));
     });
   });
 }
 
 void Coordinator::on_notification(NodeIndex i, redisReply* r) {
   if (!active() || r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
-  if (str(r->element[0]) != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
+  if (reply_text(r->element[0]) != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
   ++counters_.notifications;
-  std::string_view dk = directory_key(str(r->element[2]));
+  std::string_view dk = directory_key(reply_text(r->element[2]));
   if (is_tag(dk)) return;  // a tag's entry serves the tag's other keys: the sweep decides
   retires_.emplace_back(std::string(dk), i);
 }
@@ -303,8 +293,8 @@ void Coordinator::on_proxies(redisReply* r) {
   std::unordered_set<std::string> present;
   uint64_t barrier = UINT64_MAX;
   for (size_t i = 0; i + 1 < list->elements; i += 2) {
-    std::string id(str(list->element[i]));
-    std::string_view value = str(list->element[i + 1]);
+    std::string id(reply_text(list->element[i]));
+    std::string_view value = reply_text(list->element[i + 1]);
     present.insert(id);
     auto [it, fresh] = proxies_.try_emplace(id, ProxySeen{std::string(value), now, 0});
     ProxySeen& seen = it->second;
@@ -361,7 +351,7 @@ void Coordinator::fence(const std::string& id) {
         node_done(false);
         return;
       }
-      std::string_view list = str(r);
+      std::string_view list = reply_text(r);
       std::vector<std::string> ids;
       for (size_t at = list.find(needle); at != std::string_view::npos; at = list.find(needle, at + 1)) {
         size_t line = list.rfind('\n', at);

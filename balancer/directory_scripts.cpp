@@ -65,6 +65,21 @@ void load_all(ControlConn& conn) {
   }
 }
 
+bool parse_entry_value(std::string_view value, std::string_view& node, uint64_t& version, bool& retiring) {
+  size_t sp = value.find(' ');
+  node = value.substr(0, sp);
+  version = 0;
+  retiring = false;
+  if (sp == std::string_view::npos) return !node.empty();
+  std::string_view rest = value.substr(sp + 1);
+  if (rest.ends_with(" R")) {
+    retiring = true;
+    rest.remove_suffix(2);
+  }
+  auto r = std::from_chars(rest.data(), rest.data() + rest.size(), version);
+  return !node.empty() && r.ec == std::errc() && r.ptr == rest.data() + rest.size();
+}
+
 void encode_head(resp::Buffer& out, Script s, size_t numkeys, size_t total_after) {
   resp::add_array_header(out, static_cast<int64_t>(3 + total_after));
   resp::add_bulk(out, "EVALSHA");

@@ -12,6 +12,7 @@
 // (keys are binary-safe; node names hold no space or newline).
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -232,6 +233,10 @@ void load_all(ControlConn& conn);
 // EVALSHA of `s` with `keys` and then `args`, appended to `out`.
 void encode(resp::Buffer& out, Script s, std::span<const std::string_view> keys,
             std::span<const std::string_view> args);
+// An entry's value as the scripts write it (see the top of this file): its node, its
+// version (0 before versioned entries) and whether it is marked retiring. False when
+// the value is not one.
+bool parse_entry_value(std::string_view value, std::string_view& node, uint64_t& version, bool& retiring);
 // The header of an EVALSHA of `s` with `numkeys` keys and `total` arguments after
 // them all: the caller appends the keys and arguments as bulk strings.
 void encode_head(resp::Buffer& out, Script s, size_t numkeys, size_t total_after);

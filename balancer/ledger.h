@@ -91,8 +91,6 @@ class Ledger {
   // --- reading
   bool polled(NodeIndex node) const { return fills_[node].polled; }
   const NodeFigures& figures(NodeIndex node) const { return fills_[node].figures; }
-  // The node's bytes at its last answered poll, as the projection counts them.
-  uint64_t polled_bytes(NodeIndex node) const { return fills_[node].base; }
   uint64_t reserved(NodeIndex node) const { return fills_[node].reserved; }
   uint64_t growth_since_poll(NodeIndex node) const;
   uint64_t projected_bytes(NodeIndex node) const;

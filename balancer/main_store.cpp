@@ -7,6 +7,7 @@
 #include <random>
 
 #include "balancer/directory_scripts.h"
+#include "net/handle.h"
 #include "resp/reply_writer.h"
 
 namespace headroom::balancer {
@@ -42,24 +43,6 @@ bool parse_u64(std::string_view s, uint64_t& out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
-
-std::string_view str(const redisReply* r) { return {r->str, r->len}; }
-
-// An entry's value: "<node> <version>[ R]" ("<node>" before versioned entries).
-bool parse_value(std::string_view v, std::string_view& node, uint64_t& version, bool& retiring) {
-  size_t sp = v.find(' ');
-  node = v.substr(0, sp);
-  version = 0;
-  retiring = false;
-  if (sp == std::string_view::npos) return !node.empty();
-  std::string_view rest = v.substr(sp + 1);
-  if (rest.ends_with(" R")) {
-    retiring = true;
-    rest.remove_suffix(2);
-  }
-  return !node.empty() && parse_u64(rest, version);
-}
-
 }  // namespace
 
 MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegistry& nodes, Directory& dir,
@@ -69,21 +52,14 @@ MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegis
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls, timeouts);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls,
                                        timeouts);
-  retry_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, retry_timer_);
-  retry_timer_->data = this;
-  heartbeat_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, heartbeat_timer_);
-  heartbeat_timer_->data = this;
+  retry_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  heartbeat_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 MainStore::~MainStore() {
   stop();
-  auto close = [](uv_timer_t* t) {
-    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  };
-  close(retry_timer_);
-  close(heartbeat_timer_);
+  net::close_and_delete(retry_timer_);
+  net::close_and_delete(heartbeat_timer_);
 }
 
 uint32_t MainStore::bucket_of(std::string_view dir_key) {
@@ -185,10 +161,10 @@ void MainStore::start_load() {
                 [this, gen](redisReply* r) {
                   if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
                   if (r->type == REDIS_REPLY_ERROR) {
-                    retry_load("checking the directory's layout answered " + std::string(str(r)));
+                    retry_load("checking the directory's layout answered " + std::string(reply_text(r)));
                     return;
                   }
-                  std::string_view theirs = r->type == REDIS_REPLY_STRING ? str(r) : "unreadable";
+                  std::string_view theirs = r->type == REDIS_REPLY_STRING ? reply_text(r) : "unreadable";
                   if (theirs != layout_) {
                     if (on_fatal_)
                       on_fatal_("the directory on main server " + config_.name + " has layout '" + std::string(theirs) +
@@ -232,7 +208,7 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
       r->element[0]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_ARRAY) {
     // A bucket that does not load makes the whole load worthless: its end would drop
     // every entry of that bucket.
-    retry_load(r->type == REDIS_REPLY_ERROR ? "a bucket load answered " + std::string(str(r))
+    retry_load(r->type == REDIS_REPLY_ERROR ? "a bucket load answered " + std::string(reply_text(r))
                                             : std::string("a bucket load gave an unexpected reply"));
     return;
   }
@@ -246,11 +222,11 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
   if (r->element[1]->type == REDIS_REPLY_INTEGER) dir_.flushed(static_cast<uint64_t>(r->element[1]->integer));
   const redisReply* fields = r->element[2];
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-    std::string_view key = str(fields->element[i]);
+    std::string_view key = reply_text(fields->element[i]);
     std::string_view node_name;
     uint64_t version = 0;
     bool retiring = false;
-    if (!parse_value(str(fields->element[i + 1]), node_name, version, retiring)) continue;
+    if (!scripts::parse_entry_value(reply_text(fields->element[i + 1]), node_name, version, retiring)) continue;
     auto node = nodes_.find(node_name);
     if (!node) {
       ++unknown_nodes_[std::string(node_name)];
@@ -329,7 +305,7 @@ void MainStore::check_not_back(uint64_t seen) {
     back_check_ = 0;
     uint64_t now = 0;
     if (r == nullptr) return;  // the connection is gone: its reconnection reloads
-    if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && parse_u64(str(r), now) && now < seen)) {
+    if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && parse_u64(reply_text(r), now) && now < seen)) {
       went_back("its change stream is at " + std::to_string(now) + ", below the " + std::to_string(seen) +
                 " the last load saw");
       return;
@@ -342,14 +318,14 @@ void MainStore::check_not_back(uint64_t seen) {
 
 void MainStore::on_event(redisReply* r) {
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
-  std::string_view kind = str(r->element[0]);
+  std::string_view kind = reply_text(r->element[0]);
   if (kind == "subscribe") {
     subscribed_ = true;
     start_load();
     return;
   }
   if (kind != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
-  std::string_view msg = str(r->element[2]);
+  std::string_view msg = reply_text(r->element[2]);
   // "<type><seq> <origin>\n<entries>"
   size_t sp = msg.find(' ');
   size_t nl = msg.find('\n');
@@ -497,12 +473,12 @@ void MainStore::beat_now() {
   beat_in_flight_ = cmd_->command_encoded(script_call_.view(), [this, origin](redisReply* reply) {
     beat_in_flight_ = false;
     if (reply == nullptr || origin != origin_) return;
-    if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) && str(reply) == "GONE") {
+    if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) && reply_text(reply) == "GONE") {
       start_over("the main server no longer has this proxy's registration (the coordinator fenced it, or the main server lost its data)");
       return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-      spdlog::warn("directory: heartbeat answered {}", str(reply));
+      spdlog::warn("directory: heartbeat answered {}", reply_text(reply));
       return;
     }
     if (!registered_) spdlog::info("directory: registered as proxy {}", origin_);
@@ -636,7 +612,7 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
   if (r == nullptr) {
     error = kPlacementCutOff;
   } else if (r->type == REDIS_REPLY_ERROR) {
-    error = "ERR main server refused placement: " + std::string(str(r));
+    error = "ERR main server refused placement: " + std::string(reply_text(r));
   } else if (!valid_placement_reply(r, b.items.size())) {
     error = "ERR main server refused placement: unexpected reply";
   }
@@ -653,7 +629,7 @@ void MainStore::on_batch_reply(uint64_t sent_at, redisReply* r) {
     if (!error.empty()) {
       res.error = error;
     } else if (next < r->elements && r->element[next]->integer == static_cast<long long>(i + 1)) {
-      std::string_view name = str(r->element[next + 1]);
+      std::string_view name = reply_text(r->element[next + 1]);
       res.version = static_cast<uint64_t>(r->element[next + 2]->integer);
       next += 4;
       if (auto idx = nodes_.find(name)) res.node = *idx;
@@ -724,7 +700,7 @@ void MainStore::mark_flushed(std::function<void(std::string_view)> fn) {
   ++sent_;
   bool sent = cmd_->command_encoded(call.view(), [fn](redisReply* r) {
     if (r == nullptr) fn("ERR main server unavailable: directory not flushed");
-    else if (r->type == REDIS_REPLY_ERROR) fn(str(r));
+    else if (r->type == REDIS_REPLY_ERROR) fn(reply_text(r));
     else fn("");
   });
   if (!sent) fn("ERR main server unavailable: directory not flushed");

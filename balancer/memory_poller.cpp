@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "net/handle.h"
+
 namespace headroom::balancer {
 
 namespace {
@@ -54,15 +56,12 @@ NodeFigures parse_info(std::string_view info) {
 MemoryPoller::MemoryPoller(uv_loop_t* loop, NodeRegistry& nodes, Ledger& ledger, uint32_t interval_ms,
                            const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
     : loop_(loop), nodes_(nodes), ledger_(ledger), interval_ms_(interval_ms), tls_(tls), timeouts_(timeouts) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 MemoryPoller::~MemoryPoller() {
   stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  net::close_and_delete(timer_);
 }
 
 void MemoryPoller::start() {

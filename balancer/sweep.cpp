@@ -20,23 +20,6 @@ constexpr uint32_t kBucketsInFlight = 64;
 // coordinator, a notification connection that came back, a FLUSHALL).
 constexpr uint32_t kBucketsPerTick = 6;
 constexpr uint64_t kScanCount = 200;  // SCAN's COUNT per node step
-
-std::string_view str(const redisReply* r) { return {r->str, r->len}; }
-
-bool parse_value(std::string_view v, std::string_view& node, uint64_t& version, bool& retiring) {
-  size_t sp = v.find(' ');
-  node = v.substr(0, sp);
-  version = 0;
-  retiring = false;
-  if (sp == std::string_view::npos) return !node.empty();
-  std::string_view rest = v.substr(sp + 1);
-  if (rest.ends_with(" R")) {
-    retiring = true;
-    rest.remove_suffix(2);
-  }
-  auto r = std::from_chars(rest.data(), rest.data() + rest.size(), version);
-  return !node.empty() && r.ec == std::errc() && r.ptr == rest.data() + rest.size();
-}
 }  // namespace
 
 Sweep::Sweep(Coordinator& c) : c_(c) {}
@@ -107,12 +90,12 @@ void Sweep::on_bucket(redisReply* r) {
   const uint64_t flushed = r->element[1]->type == REDIS_REPLY_INTEGER ? static_cast<uint64_t>(r->element[1]->integer) : 0;
   const redisReply* fields = r->element[2];
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-    std::string_view key = str(fields->element[i]);
-    std::string_view value = str(fields->element[i + 1]);
+    std::string_view key = reply_text(fields->element[i]);
+    std::string_view value = reply_text(fields->element[i + 1]);
     std::string_view node_name;
     uint64_t version = 0;
     bool retiring = false;
-    if (!parse_value(value, node_name, version, retiring)) continue;
+    if (!scripts::parse_entry_value(value, node_name, version, retiring)) continue;
     auto node = c_.nodes().find(node_name);
     if (!node) continue;
     ++entries_checked_;
@@ -159,11 +142,11 @@ void Sweep::scan_nodes() {
 void Sweep::on_scan(NodeIndex node, redisReply* r) {
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY) return;
   NodeScan& s = scans_[node];
-  s.cursor = std::string(str(r->element[0]));
+  s.cursor = std::string(reply_text(r->element[0]));
   const redisReply* keys = r->element[1];
   const uint64_t gen = generation_;
   for (size_t i = 0; i < keys->elements; ++i) {
-    std::string_view key = str(keys->element[i]);
+    std::string_view key = reply_text(keys->element[i]);
     ++keys_scanned_;
     std::string_view dk = directory_key(key);
     if (is_tag(dk)) {
@@ -180,7 +163,7 @@ void Sweep::on_scan(NodeIndex node, redisReply* r) {
                           return;
                         }
                         if (e->type != REDIS_REPLY_STRING) return;
-                        std::string_view v = str(e);
+                        std::string_view v = reply_text(e);
                         if (v.substr(0, v.find(' ')) != c_.nodes()[node].name()) {
                           auto& n = c_.counters_mut().misplaced;
                           if (n++ < 10)

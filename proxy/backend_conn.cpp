@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/handle.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
 #include "resp/reply_writer.h"
@@ -18,14 +19,11 @@ constexpr size_t kReadChunk = 64 * 1024;
 BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config)
     : server_(server), node_(node), config_(config), stream_(server.loop(), *this, in_),
       backoff_(kInitialBackoffMs, kMaxBackoffMs, kHealthyMs) {
-  retry_timer_ = new uv_timer_t;
-  uv_timer_init(server_.loop(), retry_timer_);
-  retry_timer_->data = this;
+  retry_timer_ = net::new_handle(server_.loop(), this, uv_timer_init);
 }
 
 BackendConn::~BackendConn() {
-  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  net::close_and_delete(retry_timer_);
 }
 
 void BackendConn::start() {

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "net/address.h"
+#include "net/handle.h"
 #include "proxy/client_conn.h"
 #include "proxy/monitor.h"
 #include "proxy/router.h"
@@ -14,10 +15,6 @@ namespace headroom::proxy {
 namespace {
 constexpr uint64_t kShutdownGraceMs = 5000;
 
-template <typename H>
-void close_and_delete(H* h) {
-  uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
-}
 }  // namespace
 
 Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, net::TlsContexts tls)
@@ -35,15 +32,9 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
     for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
       pools_[i].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i]));
-  prepare_ = new uv_prepare_t;
-  uv_prepare_init(loop_, prepare_);
-  prepare_->data = this;
-  shutdown_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, shutdown_timer_);
-  shutdown_timer_->data = this;
-  timeout_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timeout_timer_);
-  timeout_timer_->data = this;
+  prepare_ = net::new_handle(loop_, this, uv_prepare_init);
+  shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 Server::~Server() {
@@ -57,11 +48,11 @@ Server::~Server() {
   for (ClientConn* c : all) c->close();
   delete_closed_clients();
   pools_.clear();
-  close_and_delete(prepare_);
-  close_and_delete(shutdown_timer_);
-  close_and_delete(timeout_timer_);
+  net::close_and_delete(prepare_);
+  net::close_and_delete(shutdown_timer_);
+  net::close_and_delete(timeout_timer_);
   for (auto& l : listeners_)
-    if (l.tcp != nullptr) close_and_delete(l.tcp);
+    if (l.tcp != nullptr) net::close_and_delete(l.tcp);
 }
 
 int Server::start() {
@@ -259,7 +250,7 @@ void Server::shutdown() {
   stopping_ = true;
   spdlog::info("shutting down: delivering in-flight replies to {} clients", clients_.size());
   for (auto& l : listeners_)
-    if (l.tcp != nullptr) close_and_delete(l.tcp);
+    if (l.tcp != nullptr) net::close_and_delete(l.tcp);
   listeners_.clear();
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
   for (ClientConn* c : all) c->close_after_replies();

@@ -272,6 +272,19 @@ class Result:
 # ---------------------------------------------------------------------------
 # Verification
 
+def running_max(rows, field):
+    """For rows (start, end, _, op) in order: the largest rows[..i][field] so far, and
+    the op that has it, for each i."""
+    best, best_op = NEG, None
+    out, out_op = [], []
+    for row in rows:
+        if row[field] > best:
+            best, best_op = row[field], row[3]
+        out.append(best)
+        out_op.append(best_op)
+    return out, out_op
+
+
 class _Resets:
     """Resets of one key: (s, e, definite, op). Answers, in O(log n):
     latest_end_before(t): the largest e over resets with s < t (a reset could be
@@ -282,22 +295,10 @@ class _Resets:
     def __init__(self, items):
         by_s = sorted(items, key=lambda x: x[0])
         self.starts = [x[0] for x in by_s]
-        self.pre_e, self.pre_e_op = [], []
-        best, best_op = NEG, None
-        for s, e, _, op in by_s:
-            if e > best:
-                best, best_op = e, op
-            self.pre_e.append(best)
-            self.pre_e_op.append(best_op)
+        self.pre_e, self.pre_e_op = running_max(by_s, 1)
         defs = sorted((x for x in items if x[2] and x[1] < INF), key=lambda x: x[1])
         self.ends = [x[1] for x in defs]
-        self.pre_s, self.pre_s_op = [], []
-        best, best_op = NEG, None
-        for s, e, _, op in defs:
-            if s > best:
-                best, best_op = s, op
-            self.pre_s.append(best)
-            self.pre_s_op.append(best_op)
+        self.pre_s, self.pre_s_op = running_max(defs, 0)
 
     def latest_end_before(self, t):
         i = bisect.bisect_left(self.starts, t)

@@ -193,6 +193,17 @@ class RedisServer:
         stop(self.proc)
 
 
+def run_headroom(workdir, main, nodes, name):
+    """Runs headroom once in the foreground on a minimal config (`name`.yml) and returns
+    the finished process: for configs it must refuse at start."""
+    cfg = f"{workdir}/{name}.yml"
+    with open(cfg, "w") as f:
+        f.write(f"listen: 127.0.0.1:{free_port()}\nmain: {{name: main, address: 127.0.0.1:{main.port}}}\nnodes:\n")
+        for n in nodes:
+            f.write(f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}\n")
+    return subprocess.run([headroom_bin(), "-c", cfg], capture_output=True, text=True, timeout=60)
+
+
 def yaml_value(v):
     """A settings value as YAML: strings as written (existing callers pass YAML text
     such as "{connect_ms: 1000}"), booleans as true/false, dicts as flow mappings."""

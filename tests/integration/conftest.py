@@ -28,6 +28,21 @@ def ref(clean):
     return redis.Redis(port=clean.reference.port, decode_responses=True)
 
 
+@pytest.fixture
+def own():
+    """Makes clusters of the test's own (Cluster's arguments), closed when it ends."""
+    made = []
+
+    def make(**kw):
+        c = Cluster(**kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
 def pytest_runtest_makereport(item, call):
     # On failure, show headroom's log: it says what the proxy saw.
     if call.when == "call" and call.excinfo is not None and "cluster" in item.fixturenames:

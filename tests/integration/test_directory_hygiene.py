@@ -3,28 +3,12 @@ expired, for a write that created nothing, or for a read-only script; a director
 that names a node the config lacks stops the start; a subscription that silently
 stopped delivering is found and the directory reloaded."""
 import socket
-import subprocess
 import threading
 import time
 
-import pytest
 import redis
 
-from cluster import Cluster, Headroom, RedisServer, free_port, headroom_bin, read, stop
-
-
-@pytest.fixture
-def own():
-    made = []
-
-    def make(**kw):
-        c = Cluster(**kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+from cluster import Headroom, read, run_headroom
 
 
 def main_entries(main):
@@ -95,15 +79,6 @@ def test_a_deleted_keys_entry_leaves_every_proxy_and_the_main_server(own):
     assert len(c.node_of("learn:0")) == 1
 
 
-def run_headroom(workdir, main, nodes):
-    cfg = f"{workdir}/fewer-nodes.yml"
-    with open(cfg, "w") as f:
-        f.write(f"listen: 127.0.0.1:{free_port()}\nmain: {{name: main, address: 127.0.0.1:{main.port}}}\nnodes:\n")
-        for n in nodes:
-            f.write(f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}\n")
-    return subprocess.run([headroom_bin(), "-c", cfg], capture_output=True, text=True, timeout=60)
-
-
 def test_a_config_without_a_node_the_directory_names_refuses_to_start(own):
     c = own()
     c.proxy.wait_nodes_up()
@@ -114,7 +89,7 @@ def test_a_config_without_a_node_the_directory_names_refuses_to_start(own):
     p.execute()
     on_node4 = c.nodes[3].client.dbsize()
     assert on_node4 > 0
-    out = run_headroom(c.workdir, c.main, c.nodes[:3])  # node4 left out
+    out = run_headroom(c.workdir, c.main, c.nodes[:3], "fewer-nodes")  # node4 left out
     log = out.stdout + out.stderr
     assert out.returncode == 1, log
     assert "names node 'node4' for" in log and "drain it first" in log, log

@@ -2,13 +2,12 @@
 or hash differs from the directory's refuses to start (it would look for every entry
 in the wrong bucket) instead of serving wrong answers."""
 import contextlib
-import subprocess
 import tempfile
 
 import pytest
 import redis
 
-from cluster import Headroom, RedisServer, bucket_of, free_port, headroom_bin, stop
+from cluster import Headroom, RedisServer, bucket_of, run_headroom, stop
 
 LAYOUT = "buckets=65536 hash=fnv1a64 entries=versioned"
 UNVERSIONED = "buckets=65536 hash=fnv1a64"  # the layout before versioned entries
@@ -29,15 +28,6 @@ def servers():
     finally:
         for s in made:
             stop(s.proc)
-
-
-def run_headroom(workdir, main, nodes):
-    cfg = f"{workdir}/layout.yml"
-    with open(cfg, "w") as f:
-        f.write(f"listen: 127.0.0.1:{free_port()}\nmain: {{name: main, address: 127.0.0.1:{main.port}}}\nnodes:\n")
-        for n in nodes:
-            f.write(f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}}}\n")
-    return subprocess.run([headroom_bin(), "-c", cfg], capture_output=True, text=True, timeout=60)
 
 
 @contextlib.contextmanager
@@ -62,7 +52,7 @@ def test_a_fresh_main_server_gets_the_layout_marker(servers):
 def test_a_directory_with_another_layout_stops_headroom(servers):
     workdir, main, nodes = servers
     main.client.set("hr:dir:layout", "buckets=16384 hash=fnv1a64")
-    out = run_headroom(workdir, main, nodes)
+    out = run_headroom(workdir, main, nodes, "layout")
     assert out.returncode == 1, out.stdout + out.stderr
     log = out.stdout + out.stderr
     assert "has layout 'buckets=16384 hash=fnv1a64'" in log and LAYOUT in log, log

@@ -12,6 +12,7 @@ import redis
 
 from checker import Target, observe_placement
 from cluster import Cluster
+from test_pipeline import run_pipeline
 
 ROUNDS = 4
 
@@ -85,13 +86,6 @@ def prepared(client, cmds):
     return send
 
 
-def pipelined(client, cmds):
-    p = client.pipeline(transaction=False)
-    for c in cmds:
-        p.execute_command(*c)
-    return p.execute(raise_on_error=False)
-
-
 SETTLE = 0.5   # seconds for what the proxies still send after the replies (removals, events)
 REPAIR = 2.0   # seconds more a repair in the background may take
 
@@ -126,7 +120,7 @@ def disagreements(a, b, keys, allowed):
 
 def written_again(c, client, keys):
     """Writes every key again through `client`; returns the sum of DBSIZE over the nodes."""
-    pipelined(client, [("SET", k, "again") for k in keys])
+    run_pipeline(client, [("SET", k, "again") for k in keys])
     return sum(n.client.dbsize() for n in c.nodes)
 
 
@@ -199,7 +193,7 @@ def test_del_through_one_proxy_while_another_sets_through_its_cached_entry(pair)
         variant = DEL_VARIANTS[rnd % len(DEL_VARIANTS)]
         pair.flushall()
         keys = [f"delrace{rnd}:{i}" for i in range(300)]
-        assert pipelined(a, [("SET", k, "old") for k in keys]) == [True] * len(keys)
+        assert run_pipeline(a, [("SET", k, "old") for k in keys]) == [True] * len(keys)
         wait_known(b, keys, "old")  # B has every entry cached (from A's placement events)
         new = {k: f"new{i}" for i, k in enumerate(keys)}
         busy = None
@@ -214,7 +208,7 @@ def test_del_through_one_proxy_while_another_sets_through_its_cached_entry(pair)
             def deleter():
                 out = []
                 for chunk, done in zip(chunks, answered):
-                    out += pipelined(a, [("DEL", k) for k in chunk])
+                    out += run_pipeline(a, [("DEL", k) for k in chunk])
                     done.set()
                 return out
 
@@ -222,7 +216,7 @@ def test_del_through_one_proxy_while_another_sets_through_its_cached_entry(pair)
                 out = []
                 for chunk, done in zip(chunks, answered):
                     done.wait(30)
-                    out += pipelined(b, [("SET", k, new[k]) for k in chunk])
+                    out += run_pipeline(b, [("SET", k, new[k]) for k in chunk])
                 return out
             busy = main_busy(pair, 300)
             dels, sets = at_once(deleter, setter)
@@ -249,14 +243,14 @@ def test_flushall_through_one_proxy_while_another_writes(pair):
         pair.flushall()
         keys = [f"flushrace{rnd}:{i}" for i in range(2000)]
         known, new = keys[:1000], keys[1000:]
-        assert pipelined(a, [("SET", k, "old") for k in known]) == [True] * len(known)
+        assert run_pipeline(a, [("SET", k, "old") for k in known]) == [True] * len(known)
         wait_known(b, known, "old")
         started = threading.Event()
 
         def writer(client, ks):
             out = []
             for i in range(0, len(ks), 25):
-                out += pipelined(client, [("SET", k, f"new-{k}") for k in ks[i:i + 25]])
+                out += run_pipeline(client, [("SET", k, f"new-{k}") for k in ks[i:i + 25]])
                 if i >= 200:
                     started.set()
             started.set()

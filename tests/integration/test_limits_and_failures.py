@@ -1,6 +1,5 @@
 """Limits enforced with Redis's errors, a node that dies or hangs, and graceful
 shutdown. Each test builds its own cluster: they stop and kill servers."""
-import os
 import signal
 import socket
 import threading
@@ -8,22 +7,6 @@ import time
 
 import pytest
 import redis
-
-from cluster import Cluster
-
-
-@pytest.fixture
-def own():
-    made = []
-
-    def make(**kw):
-        c = Cluster(**kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def test_max_clients(own):

@@ -45,20 +45,6 @@ def test_two_proxies_placing_the_same_new_keys_agree(clean):
     clean.proxies.remove(observer)
 
 
-def test_a_proxy_learns_of_keys_another_placed(clean):
-    second = clean.add_proxy("headroom-third")
-    a = clean.proxy.client(decode_responses=True)
-    b = second.client(decode_responses=True)
-    for i in range(200):
-        a.set(f"learn:{i}", f"v{i}")
-    # b reads through its own cache, filled by the main server's change events
-    assert b.mget([f"learn:{i}" for i in range(200)]) == [f"v{i}" for i in range(200)]
-    assert b.delete("learn:0") == 1
-    assert a.get("learn:0") is None
-    second.stop()
-    clean.proxies.remove(second)
-
-
 def test_restarted_proxy_finds_every_key(clean):
     r = clean.proxy.client(decode_responses=True)
     p = r.pipeline(transaction=False)
@@ -82,13 +68,15 @@ def test_entries_deleted_while_a_proxy_was_not_listening_are_dropped_on_reload(c
     a = clean.proxy.client(decode_responses=True)
     b = second.client(decode_responses=True)
     assert a.set("stale:k", "v") is True
-    old_node = clean.node_of("stale:k")
     assert b.get("stale:k") == "v"
-    # The key and its entry vanish behind every proxy's back (no event is published)...
+    # The key and its entry vanish behind every proxy's back (no removal is published).
+    # The key goes first: a key on a node with no entry is an orphan the coordinator's
+    # sweep adopts (it gave the entry back in one run), while an entry whose key is gone
+    # only retires, and is removed no sooner than every proxy has acknowledged that.
     bucket = bucket_of("stale:k")
-    assert clean.main.client.hdel(bucket, "stale:k") == 1
     for n in clean.nodes:
         n.client.delete("stale:k")
+    assert clean.main.client.hdel(bucket, "stale:k") == 1
     # ...then the proxies' subscriptions drop: each resubscribes and reloads, and the
     # reload drops the entry nothing on the main server names any more.
     clean.main.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")

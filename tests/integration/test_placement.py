@@ -8,15 +8,26 @@ def used(node):
     return node.client.info("memory")["used_memory"]
 
 
+def wait_counted(proxy_client, nodes, timeout=30):
+    """Waits until the proxy counts each node's memory as the node has it now. Memory
+    written behind headroom's back counts once it has lasted Ledger::kTransientMs over
+    the polls (a poll's one-off excess may be a large value's query buffer)."""
+    deadline = time.time() + timeout
+    while True:
+        seen = proxy_client.info("nodes")
+        if all(float(seen[n.name]["fill"]) * int(seen[n.name]["capacity"]) >= 0.99 * used(n) for n in nodes):
+            return
+        assert time.time() < deadline, seen
+        time.sleep(0.1)
+
+
 def test_new_keys_go_to_the_node_with_most_free_memory(r, clean):
     # Fill three nodes unevenly behind the proxy's back; node3 stays the emptiest.
     fill = {"node1": 6, "node2": 3, "node3": 0, "node4": 9}  # megabytes
     for n in clean.nodes:
         for i in range(fill[n.name]):
             n.client.set(f"ballast:{n.name}:{i}", "b" * (1 << 20))
-    # Memory headroom did not write counts once it has lasted Ledger::kTransientMs (1 s)
-    # over the polls: a poll's one-off excess may be a large value's query buffer.
-    time.sleep(1.6)
+    wait_counted(r, clean.nodes)
     for i in range(20):
         r.set(f"new:{i}", "v" * 100)
         assert clean.node_of(f"new:{i}") == ["node3"], i
@@ -81,7 +92,7 @@ def test_a_new_keys_bytes_are_counted_once_while_its_write_is_in_flight():
     import socket
     import tempfile
 
-    from cluster import Headroom, RedisServer, bucket_of, stop
+    from cluster import Headroom, RedisServer, bucket_of
 
     workdir = tempfile.mkdtemp(prefix="headroom-it-")
     main = RedisServer(workdir, "main", "0")
@@ -281,7 +292,7 @@ def test_full_lru_nodes_keep_taking_new_keys_evenly():
         for n in c.nodes:
             info = n.client.info("memory")
             assert info["used_memory"] > 0.95 * info["maxmemory"], (n.name, info["used_memory"])
-        time.sleep(1.6)  # the polls say every node is full
+        wait_counted(r, c.nodes)  # every node full, as the proxy sees it
         counts = {n.name: 0 for n in c.nodes}
         p = r.pipeline(transaction=False)
         for i in range(2000):
@@ -314,8 +325,8 @@ def test_a_full_noeviction_node_gets_no_new_key_from_any_proxy():
                     i += 1
             except redis.ResponseError as e:  # OOM: node1 is at its maxmemory
                 assert "OOM" in str(e), e
-                pass
-        time.sleep(1.6)  # the polls have seen it
+        for px in (c.proxy, second):
+            wait_counted(px.client(socket_timeout=30), c.nodes)
         node1_keys = c.nodes[0].client.dbsize()
 
         def burst(proxy, tag):

@@ -8,22 +8,6 @@ import time
 import pytest
 import redis
 
-from cluster import Cluster
-
-
-@pytest.fixture
-def own():
-    made = []
-
-    def make(**kw):
-        c = Cluster(**kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
 
 def sockets_of(pid):
     """Established TCP sockets of process `pid`, as `ss -tnpo` prints them."""
