@@ -137,6 +137,7 @@ void Coordinator::became_inactive(const std::string& why) {
   }
   retires_.clear();
   settling_.clear();  // what is left is found again by the next coordinator's sweep
+  tags_waiting_.clear();
   waiting_keys_.clear();
   fencing_.clear();
   sweep_->end();
@@ -266,6 +267,11 @@ void Coordinator::settle_later(std::string dir_key, NodeIndex node, std::string 
   settling_.emplace(seq, Waiting{std::move(dir_key), node, std::move(value), seq});
 }
 
+void Coordinator::node_scanned() {
+  for (auto& w : tags_waiting_) settling_.emplace(w.seq, std::move(w));
+  tags_waiting_.clear();
+}
+
 void Coordinator::on_tick(uv_timer_t* t) {
   auto* self = static_cast<Coordinator*>(t->data);
   if (!self->active()) return;
@@ -391,7 +397,9 @@ void Coordinator::settle_round() {
   settle_in_flight_ = true;
   struct Round {
     std::vector<Waiting> items;
-    std::vector<int8_t> present;  // per item: 1 present, 0 absent, -1 unknown (node unreachable)
+    // per item: 1 present, 0 absent, -1 unknown (node unreachable), -2 a tag whose node
+    // has not been scanned since the barrier passed its retirement
+    std::vector<int8_t> present;
     size_t left = 0;
   };
   auto round = std::make_shared<Round>();
@@ -404,8 +412,11 @@ void Coordinator::settle_round() {
     for (size_t k = 0; k < round->items.size(); ++k) {
       if (round->present[k] == 0) gone.push_back(&round->items[k]);
       else if (round->present[k] == 1) back.push_back(&round->items[k]);
-      else settle_later(std::move(round->items[k].key), round->items[k].node, std::move(round->items[k].value),
-                        round->items[k].seq);  // its node is unreachable: later
+      else if (round->present[k] == -2 && waiting_keys_.insert(round->items[k].key).second)
+        tags_waiting_.push_back(std::move(round->items[k]));
+      else if (round->present[k] == -1)  // its node is unreachable: later
+        settle_later(std::move(round->items[k].key), round->items[k].node, std::move(round->items[k].value),
+                     round->items[k].seq);
     }
     if (!gone.empty()) send_settle('D', gone);
     if (!back.empty()) send_settle('P', back);
@@ -413,8 +424,12 @@ void Coordinator::settle_round() {
   };
   for (size_t k = 0; k < round->items.size(); ++k) {
     const Waiting& w = round->items[k];
-    if (is_tag(w.key)) {  // the sweep retired it having found no key of the tag
-      round->present[k] = 0;
+    if (is_tag(w.key)) {
+      // No single key to look for: a write through the entry before the barrier
+      // (after a FLUSHALL, say) may have left any key of the tag. A scan of the node
+      // begun after the barrier finds it if it is there.
+      const auto seen = sweep_->tag_seen(w.node, w.key, w.seq);
+      round->present[k] = seen ? (*seen ? 1 : 0) : -2;
       continue;
     }
     ControlConn* c = node_conn(w.node);

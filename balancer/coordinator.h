@@ -8,8 +8,9 @@
 //   - retires the entries of keys a data node reports deleted, expired, evicted or
 //     renamed away (keyevent notifications, which it turns on on each node);
 //   - removes retiring entries once every registered proxy has acknowledged the
-//     retirement (the barrier) and the key is confirmed absent on its node, and makes
-//     live again those whose key it finds present;
+//     retirement (the barrier) and the key is confirmed absent on its node (for a
+//     hash tag's entry: no key of the tag in a scan of the node begun after the
+//     barrier), and makes live again those whose key it finds present;
 //   - fences proxies whose registration lapsed, so the barrier never waits for ever
 //     and a proxy that may be stale cannot write;
 //   - runs the sweep (balancer/sweep.h), the backstop for what notifications miss.
@@ -60,7 +61,7 @@ class Coordinator {
 
   bool active() const { return token_ != 0; }
   const CoordinatorCounters& counters() const { return counters_; }
-  size_t waiting() const { return settling_.size(); }  // retiring entries not yet settled
+  size_t waiting() const { return settling_.size() + tags_waiting_.size(); }  // retiring entries not yet settled
   const Sweep& sweep() const { return *sweep_; }
 
   // --- for the sweep
@@ -70,6 +71,9 @@ class Coordinator {
   void settle_later(std::string dir_key, NodeIndex node, std::string value, uint64_t seq);
   // A key found on `node` with no entry: it gets one there.
   void adopt(std::string_view dir_key, NodeIndex node);
+  // A complete scan of a node ended: the tag entries waiting for one are settled again.
+  void node_scanned();
+  uint64_t barrier() const { return barrier_; }
   ControlConn* node_conn(NodeIndex node);  // nullptr while not connected
   ControlConn& main() { return *main_; }
   MainStore& store() { return store_; }
@@ -133,7 +137,8 @@ class Coordinator {
 
   std::vector<std::pair<std::string, NodeIndex>> retires_;  // notified, not yet sent
   std::multimap<uint64_t, Waiting> settling_;               // retiring, by the change that retired them
-  std::unordered_set<std::string> waiting_keys_;            // the keys in settling_
+  std::vector<Waiting> tags_waiting_;  // past the barrier, waiting for a scan of their node begun after it
+  std::unordered_set<std::string> waiting_keys_;  // the keys in settling_ and tags_waiting_
   uint64_t barrier_ = 0;  // every registered proxy has acknowledged this far
   std::unordered_map<std::string, ProxySeen> proxies_;
   std::unordered_set<std::string> fencing_;  // ids being fenced now

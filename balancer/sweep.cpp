@@ -30,7 +30,10 @@ void Sweep::begin() {
   buckets_in_flight_ = 0;
   fast_ = true;  // what a previous coordinator left (or a FLUSHALL before this one took over)
   scans_.assign(c_.nodes().size(), NodeScan{});
-  for (auto& s : scans_) s.started_seq = c_.store().applied_seq();
+  for (auto& s : scans_) {
+    s.started_seq = c_.store().applied_seq();
+    s.started_barrier = c_.barrier();
+  }
 }
 
 void Sweep::end() {
@@ -177,9 +180,19 @@ void Sweep::on_scan(NodeIndex node, redisReply* r) {
     s.done_tags.swap(s.tags);
     s.tags.clear();
     s.done_seq = s.started_seq;
+    s.done_barrier = s.started_barrier;
     s.done = true;
     s.started_seq = c_.store().applied_seq();
+    s.started_barrier = c_.barrier();
+    c_.node_scanned();
   }
+}
+
+std::optional<bool> Sweep::tag_seen(NodeIndex node, std::string_view tag, uint64_t seq) const {
+  if (node >= scans_.size()) return std::nullopt;
+  const NodeScan& s = scans_[node];
+  if (!s.done || s.done_barrier < seq) return std::nullopt;
+  return s.done_tags.count(std::string(tag)) > 0;
 }
 
 }  // namespace headroom::balancer

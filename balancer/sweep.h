@@ -6,7 +6,8 @@
 //     than the last FLUSHALL) is handed to the coordinator to settle; a live entry's
 //     key is checked on its node and, if absent, retired. A tag's entry is retired
 //     when the last complete scan of its node (started after the entry was written)
-//     found no key with the tag.
+//     found no key with the tag, and removed only when a later scan, started after
+//     the barrier passed its retirement, found none either (tag_seen).
 //   keys: every data node's keys, with SCAN. A key whose entry is missing gets one on
 //     that node (an orphan, adopted); a key whose entry names another node is counted
 //     and logged (misplaced: the directory's node is authoritative, so that copy is
@@ -18,7 +19,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -44,6 +47,11 @@ class Sweep {
   // One step of each pass, within the rate (called every coordinator tick).
   void tick();
 
+  // Whether the last complete scan of `node` saw a key of `tag`, if that scan began
+  // once every proxy had acknowledged `seq` (so it saw every key still there that was
+  // written through the entry as it was before `seq`); nullopt until such a scan ends.
+  std::optional<bool> tag_seen(NodeIndex node, std::string_view tag, uint64_t seq) const;
+
   uint64_t entries_checked() const { return entries_checked_; }
   uint64_t keys_scanned() const { return keys_scanned_; }
   uint64_t passes() const { return passes_; }
@@ -54,10 +62,12 @@ class Sweep {
     std::string cursor = "0";
     bool in_flight = false;
     uint64_t started_seq = 0;             // the change stream when this scan began
+    uint64_t started_barrier = 0;         // the coordinator's barrier when this scan began
     std::unordered_set<std::string> tags;  // tags seen so far in this scan
     // The last complete scan: the tags it saw, and the stream when it began.
     std::unordered_set<std::string> done_tags;
     uint64_t done_seq = 0;
+    uint64_t done_barrier = 0;
     bool done = false;
   };
 

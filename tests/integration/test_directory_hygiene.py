@@ -198,3 +198,33 @@ def _via(main, port):
     t.port = port
     t.name = main.name
     return t
+
+
+def test_a_tag_key_written_behind_a_flush_keeps_its_tags_entry(own):
+    """A write through a proxy that has not yet taken a FLUSHALL's message can reach the
+    node after the flush emptied it: the key comes back under the old entry, which the
+    flush made retiring (docs/directory.md, FLUSHALL). For a hash tag's entry the
+    coordinator must find that key before removing the entry; it used to remove every
+    flushed tag entry unchecked, so the key was lost to reads and the tag's next key was
+    placed afresh, maybe on another node (the checker saw one tag on two nodes)."""
+    c = own()
+    c.proxy.wait_nodes_up()
+    r = c.proxy.client(decode_responses=True)
+    assert r.set("{t}a", "1") is True
+    (name,) = c.node_of("{t}a")
+    node = next(n for n in c.nodes if n.name == name)
+
+    def settled():
+        d = r.info("directory")
+        return int(d["coordinator_removed"]) + int(d["coordinator_revived"])
+
+    before = settled()
+    assert r.flushall() is True
+    node.client.set("{t}late", "v")  # what the late write through the old entry leaves
+    deadline = time.time() + 30
+    while settled() == before:
+        assert time.time() < deadline, r.info("directory")
+        time.sleep(0.1)
+    assert r.get("{t}late") == "v"
+    assert r.set("{t}b", "2") is True
+    assert c.node_of("{t}b") == [name]
