@@ -25,6 +25,10 @@ class MemoryPoller {
   void start();
   void stop();
 
+  // Node i's control connection while it is up (else nullptr): for the few commands
+  // that must not wait behind the data connection (SCRIPT KILL).
+  ControlConn* conn(NodeIndex i) { return i < conns_.size() && conns_[i] && conns_[i]->up() ? conns_[i].get() : nullptr; }
+
  private:
   static void on_tick(uv_timer_t* t);
   void poll(NodeIndex i);

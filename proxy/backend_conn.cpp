@@ -92,8 +92,8 @@ void BackendConn::mark_dirty() {
   server_.mark_dirty(this);
 }
 
-void BackendConn::sent(Request* req, uint32_t fragment) {
-  inflight_.push_back({req, fragment, uv_now(server_.loop())});
+void BackendConn::sent(Request* req, uint32_t fragment, uint32_t skip) {
+  inflight_.push_back({req, fragment, skip, uv_now(server_.loop())});
   ++sent_count_;
   mark_dirty();
 }
@@ -101,7 +101,7 @@ void BackendConn::sent(Request* req, uint32_t fragment) {
 void BackendConn::probe_exists(std::string_view key, std::function<void(bool)> fn) {
   std::string_view argv[] = {"EXISTS", key};
   resp::add_command(out_, argv);
-  inflight_.push_back({nullptr, 0, uv_now(server_.loop())});
+  inflight_.push_back({nullptr, 0, 0, uv_now(server_.loop())});
   probes_.push_back(std::move(fn));
   ++sent_count_;
   mark_dirty();
@@ -142,6 +142,8 @@ bool BackendConn::take_replies() {
       spdlog::error("node {}: reply with no request waiting for it", config_.name);
       fail("unexpected reply", unavailable_error(), true);
       return false;
+    } else if (inflight_.front().skip > 0) {
+      --inflight_.front().skip;  // the block's earlier replies: what matters is in its last (EXEC's)
     } else {
       Pending p = inflight_.front();
       inflight_.pop_front();

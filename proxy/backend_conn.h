@@ -46,8 +46,10 @@ class BackendConn final : private net::Stream::Owner {
 
   // The buffer to append a command to; call sent() after appending it.
   resp::Buffer& out() { return out_; }
-  // Registers the command just appended: its reply goes to (req, fragment).
-  void sent(Request* req, uint32_t fragment);
+  // Registers the command just appended: its reply goes to (req, fragment). A block
+  // of commands (a transaction: MULTI, the commands, EXEC) is registered once, with
+  // `skip` the replies before its last, which are dropped.
+  void sent(Request* req, uint32_t fragment, uint32_t skip = 0);
 
   // Asks the node whether `key` exists, after everything sent before it on this
   // connection; `fn` gets the answer (true when it cannot be known: the connection
@@ -70,6 +72,7 @@ class BackendConn final : private net::Stream::Owner {
   struct Pending {
     Request* req = nullptr;  // nullptr: a probe (probes_ has its callback)
     uint32_t fragment = 0;
+    uint32_t skip = 0;     // replies still to drop before the one that goes to req
     uint64_t sent_ms = 0;  // loop time when it was queued
   };
 

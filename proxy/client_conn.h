@@ -13,6 +13,7 @@
 
 #include "net/stream.h"
 #include "proxy/request.h"
+#include "proxy/transaction.h"
 #include "resp/buffer.h"
 #include "resp/request_framer.h"
 #include "resp/ring.h"
@@ -38,6 +39,7 @@ class ClientConn final : private net::Stream::Owner {
   bool authenticated() const { return authenticated_; }
   void set_authenticated(bool a) { authenticated_ = a; }
   const std::string& peer() const { return stream_.peer(); }
+  Transaction& transaction() { return transaction_; }
   bool closed() const { return closed_; }
 
   // A request that waited (placement) may now go: dispatch queued requests in order.
@@ -91,6 +93,7 @@ class ClientConn final : private net::Stream::Owner {
   resp::Ring<Request*> queue_;   // requests not yet answered, in arrival order
   size_t dispatched_ = 0;        // queue_'s first N requests have been dispatched
   resp::Buffer out_;             // replies not yet handed to the stream
+  Transaction transaction_;      // MULTI ... EXEC, as queued so far
   uint64_t last_read_ms_ = 0;
   bool authenticated_ = false;
   bool read_paused_ = false;     // by max_pipeline

@@ -149,7 +149,9 @@ void run_local_command(Server& server, Request& req) {
   using resp::LocalCommand;
   switch (req.cmd->local) {
     case LocalCommand::Ping:
-      if (argv.size() > 1) resp::add_bulk(out, argv[1]);
+      // Redis's row says at least one argument; its PING checks for at most two itself.
+      if (argv.size() > 2) resp::add_error(out, "ERR wrong number of arguments for 'ping' command");
+      else if (argv.size() > 1) resp::add_bulk(out, argv[1]);
       else resp::add_simple(out, "PONG");
       break;
     case LocalCommand::Echo:
@@ -203,6 +205,9 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::Info:
       resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
       break;
+    case LocalCommand::Multi:  // Route::Transaction: the router answers them
+    case LocalCommand::Exec:
+    case LocalCommand::Discard:
     case LocalCommand::None:
       resp::add_error(out, "ERR command '" + std::string(req.cmd->name) + "' is not supported by headroom");
       break;

@@ -1,6 +1,8 @@
 #include "proxy/merge.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <random>
 
 #include "proxy/request.h"
@@ -124,10 +126,59 @@ void merge_scan(Request& req, size_t node_count) {
   req.reply.append(elements[1]);
 }
 
+void merge_same(Request& req) {
+  std::string_view first = fragment_reply(req, req.fragments[0]);
+  for (const auto& f : req.fragments) {
+    if (fragment_reply(req, f) != first) {
+      resp::add_error(req.reply, "ERR the data nodes answered differently");
+      return;
+    }
+  }
+  req.reply.append(first);
+}
+
+void merge_least(Request& req) {
+  thread_local std::vector<std::string_view> elements;
+  thread_local std::vector<int64_t> least;
+  for (size_t k = 0; k < req.fragments.size(); ++k) {
+    if (!resp::split_array_reply(fragment_reply(req, req.fragments[k]), elements) ||
+        (k > 0 && elements.size() != least.size())) {
+      resp::add_error(req.reply, "ERR unexpected reply from a node to a fan-out command");
+      return;
+    }
+    if (k == 0) least.assign(elements.size(), INT64_MAX);
+    for (size_t i = 0; i < elements.size(); ++i) {
+      int64_t n = 0;
+      if (!resp::parse_integer_reply(elements[i], n)) {
+        resp::add_error(req.reply, "ERR unexpected reply from a node to a fan-out command");
+        return;
+      }
+      least[i] = std::min(least[i], n);
+    }
+  }
+  resp::add_array_header(req.reply, static_cast<int64_t>(least.size()));
+  for (int64_t n : least) resp::add_integer(req.reply, n);
+}
+
+// Errors included: the one node that was busy answers +OK, the others NOTBUSY.
+void merge_any_ok(Request& req) {
+  for (const auto& f : req.fragments) {
+    if (fragment_reply(req, f) == "+OK\r\n") {
+      resp::add_simple(req.reply, "OK");
+      return;
+    }
+  }
+  req.reply.append(fragment_reply(req, req.fragments[0]));
+}
+
 }  // namespace
 
 void merge_fragments(Request& req, size_t node_count) {
   req.reply.clear();
+  if (req.cmd->merge == Merge::AnyOk) {
+    merge_any_ok(req);
+    return;
+  }
   for (const auto& f : req.fragments) {
     std::string_view r = fragment_reply(req, f);
     if (!r.empty() && r[0] == '-') {
@@ -142,6 +193,9 @@ void merge_fragments(Request& req, size_t node_count) {
     case Merge::Concat: merge_concat(req); break;
     case Merge::Random: merge_random(req); break;
     case Merge::Scan: merge_scan(req, node_count); break;
+    case Merge::Same: merge_same(req); break;
+    case Merge::Least: merge_least(req); break;
+    case Merge::AnyOk: break;  // above: its errors are part of the merge
     case Merge::None: req.reply.append(fragment_reply(req, req.fragments[0])); break;
   }
 }

@@ -10,7 +10,8 @@ namespace headroom::proxy {
 struct Request;
 
 // Every fragment of `req` has answered: fills req.reply. If any fragment answered
-// with an error, the client gets the first such error (in fragment order).
+// with an error, the client gets the first such error (in fragment order), except
+// under Merge::AnyOk, where one +OK is enough.
 // `node_count`: how many data nodes there are (a SCAN cursor moves on to the next).
 void merge_fragments(Request& req, size_t node_count);
 

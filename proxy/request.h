@@ -80,6 +80,7 @@ struct Request {
   uint32_t fragments_pending = 0;
   uint32_t placements_pending = 0;
   int target_node = -1;        // SameNode: the node every new key is placed on
+  uint32_t skip_replies = 0;   // EXEC: the block's replies before EXEC's (BackendConn::sent)
   bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
   std::string error;           // a placement's failure, replied when the request goes
 
@@ -124,6 +125,7 @@ struct Request {
     fragment_replies.clear();
     fragments_pending = placements_pending = 0;
     target_node = -1;
+    skip_replies = 0;
     keys_invalid = false;
     error.clear();
     done = owner_done = false;

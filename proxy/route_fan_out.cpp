@@ -1,6 +1,7 @@
 // Route::FanOut: commands with no key asked of every data node (DBSIZE, KEYS,
-// RANDOMKEY, FLUSHALL, CONFIG SET), merged by the row's Merge; a kFlushes command
-// flushes the directory on the main server as one more fragment. SCAN walks the
+// RANDOMKEY, FLUSHALL, CONFIG SET, SCRIPT LOAD), merged by the row's Merge; a
+// kFlushes command flushes the directory on the main server as one more fragment;
+// a kOnControlConn one (SCRIPT KILL) goes on each node's control connection. SCAN walks the
 // nodes one after another, its cursor naming the node.
 #include <spdlog/spdlog.h>
 
@@ -14,6 +15,10 @@
 namespace headroom::proxy {
 
 void Router::route_fan_out(Request* req) {
+  if (req->cmd->has(resp::kOnControlConn)) {
+    route_control(req);
+    return;
+  }
   const size_t n = server_.nodes().size();
   std::vector<BackendConn*>& conns = fan_out_conns_;
   conns.resize(n);
@@ -35,6 +40,45 @@ void Router::route_fan_out(Request* req) {
       conns[i]->out().append(req->raw);
     }
     sent(req, *conns[i], i);
+  }
+  ++server_.stats().commands_forwarded;
+}
+
+namespace {
+// A control connection's (parsed) reply as RESP again: the replies of the commands
+// sent there are statuses, errors and integers.
+void encode_reply(const redisReply* r, resp::Buffer& out) {
+  if (r == nullptr) return;
+  switch (r->type) {
+    case REDIS_REPLY_STATUS: resp::add_simple(out, balancer::reply_text(r)); break;
+    case REDIS_REPLY_ERROR: resp::add_error(out, balancer::reply_text(r)); break;
+    case REDIS_REPLY_INTEGER: resp::add_integer(out, r->integer); break;
+    case REDIS_REPLY_STRING: resp::add_bulk(out, balancer::reply_text(r)); break;
+    default: resp::add_error(out, "ERR unexpected reply from a node"); break;
+  }
+}
+}  // namespace
+
+// SCRIPT KILL and FUNCTION KILL: on each node's control connection (the memory
+// poller's). The client that runs the script may share the node's data connection
+// with this one, and Redis reads no more from that connection until its script ends.
+void Router::route_control(Request* req) {
+  const size_t n = server_.nodes().size();
+  for (NodeIndex i = 0; i < n; ++i) {
+    if (server_.poller().conn(i) == nullptr) {
+      reply_error(req, "ERR node " + server_.nodes()[i].name() + " is unavailable (its control connection is down)");
+      return;
+    }
+  }
+  for (NodeIndex i = 0; i < n; ++i) {
+    const uint32_t f = add_fragment(req, i);
+    ++req->fragments_pending;
+    server_.poller().conn(i)->command(req->argv, [this, req, f, i](redisReply* r) {
+      resp::Buffer reply;
+      encode_reply(r, reply);
+      if (reply.empty()) resp::add_error(reply, "ERR node " + server_.nodes()[i].name() + " connection lost");
+      on_fragment_reply(req, f, reply.view());
+    });
   }
   ++server_.stats().commands_forwarded;
 }

@@ -8,33 +8,32 @@
 
 namespace headroom::proxy {
 
-bool Router::route_same_node(Request* req) {
+bool Router::common_node(Request* req, int& target, std::string& nodes) {
   look_up_keys(req);
-  int target = -1;
-  std::string nodes_seen;
+  target = -1;
+  nodes.clear();
   bool cross = false;
   for (size_t i = 0; i < req->keys.size(); ++i) {
     int n = req->key_nodes[i];
     if (n >= 0) {
       if (target < 0) {
         target = n;
-        nodes_seen = server_.nodes()[static_cast<NodeIndex>(n)].name();
+        nodes = server_.nodes()[static_cast<NodeIndex>(n)].name();
       } else if (target != n) {
         cross = true;
-        nodes_seen += ", " + server_.nodes()[static_cast<NodeIndex>(n)].name();
+        nodes += ", " + server_.nodes()[static_cast<NodeIndex>(n)].name();
       }
     } else if (!req->keys[i].may_create && !absence_known(req)) {
-      return true;
+      return false;
     }
   }
-  if (cross) {
-    ++server_.stats().crossnode_errors;
-    reply_error(req, "CROSSNODE keys of '" + resp::to_lower(req->argv[0]) + "' live on different nodes (" +
-                         nodes_seen + "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
-    return true;
-  }
+  if (cross) ++server_.stats().crossnode_errors;
+  return !cross;
+}
+
+bool Router::forward_to_common_node(Request* req, int target) {
   // New keys go to the existing keys' node; once placed this runs again, and a key
-  // another proxy placed elsewhere meanwhile gives CROSSNODE above.
+  // another proxy placed elsewhere meanwhile gives CROSSNODE.
   if (!place_new_keys(req)) return req->done;
   NodeIndex node = 0;
   if (target >= 0) {
@@ -45,6 +44,18 @@ bool Router::route_same_node(Request* req) {
   }
   forward_raw(req, node);
   return true;
+}
+
+bool Router::route_same_node(Request* req) {
+  int target = -1;
+  std::string nodes;
+  if (!common_node(req, target, nodes)) {
+    if (!req->done)
+      reply_error(req, "CROSSNODE keys of '" + resp::to_lower(req->argv[0]) + "' live on different nodes (" +
+                           nodes + "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
+    return true;
+  }
+  return forward_to_common_node(req, target);
 }
 
 }  // namespace headroom::proxy

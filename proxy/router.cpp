@@ -34,13 +34,12 @@ std::string unknown_command_error(std::span<const std::string_view> argv) {
   return msg;
 }
 
-// The name a refusal gives: what the client typed ("config get", "subscribe").
+}  // namespace
+
 std::string typed_name(const resp::CommandInfo& cmd, std::span<const std::string_view> argv) {
   bool sub = cmd.name.find('|') != std::string_view::npos && argv.size() > 1;
   return sub ? resp::to_lower(argv[0]) + " " + resp::to_lower(argv[1]) : resp::to_lower(argv[0]);
 }
-
-}  // namespace
 
 Router::Router(Server& server) : server_(server) {
   // allow_dangerous_commands names top-level commands ("config" allows CONFIG GET and
@@ -66,34 +65,49 @@ std::string Router::main_unavailable(std::string_view what) const {
   return "ERR main server " + m.name + " (" + conf::to_string(m.address) + ") is unavailable: " + std::string(what);
 }
 
+void Router::reject(Request* req, std::string_view msg) {
+  // As Redis: a command refused while a transaction is queued discards the transaction.
+  Transaction& tx = req->client->transaction();
+  if (tx.open) tx.failed = true;
+  reply_error(req, msg);
+}
+
 void Router::prepare(Request* req) {
   std::span<const std::string_view> argv(req->argv);
   bool unknown_sub = false;
   const resp::CommandInfo* cmd = resp::lookup_command(argv, &unknown_sub);
   if (cmd == nullptr) {
     if (unknown_sub)
-      reply_error(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try " +
-                           resp::to_upper(argv[0]) + " HELP.");
+      reject(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try " +
+                      resp::to_upper(argv[0]) + " HELP.");
     else
-      reply_error(req, unknown_command_error(argv));
+      reject(req, unknown_command_error(argv));
     return;
   }
   req->cmd = cmd;
   if (!resp::arity_ok(*cmd, argv.size())) {
-    reply_error(req, "ERR wrong number of arguments for '" + std::string(cmd->name) + "' command");
+    reject(req, "ERR wrong number of arguments for '" + std::string(cmd->name) + "' command");
     return;
   }
   if (!req->client->authenticated() && !cmd->has(resp::kNoAuth)) {
-    reply_error(req, "NOAUTH Authentication required.");
+    reject(req, "NOAUTH Authentication required.");
     return;
   }
   if (cmd->route == Route::Refused) {
-    reply_error(req, "ERR command '" + typed_name(*cmd, argv) + "' is not supported by headroom");
+    reject(req, "ERR command '" + typed_name(*cmd, argv) + "' is not supported by headroom");
     return;
   }
   if (cmd->has(resp::kDangerous) && !allowed_dangerous_[static_cast<size_t>(cmd - resp::all_commands().data())]) {
-    reply_error(req, "ERR command '" + std::string(cmd->name.substr(0, cmd->name.find('|'))) +
-                         "' is disabled by headroom's configuration (allow_dangerous_commands)");
+    reject(req, "ERR command '" + std::string(cmd->name.substr(0, cmd->name.find('|'))) +
+                    "' is disabled by headroom's configuration (allow_dangerous_commands)");
+    return;
+  }
+  if (cmd->route == Route::Transaction) {
+    transaction_command(req);
+    return;
+  }
+  if (req->client->transaction().open && cmd->local != resp::LocalCommand::Quit) {
+    queue_in_transaction(req);  // inside MULTI a blocking command does not block: it is queued
     return;
   }
   if (resp::blocks(*cmd, argv)) {
@@ -146,6 +160,8 @@ bool Router::dispatch(Request* req) {
     case Route::AnyNode:
       route_any(req);
       return true;
+    case Route::Transaction:
+      return route_transaction(req);  // EXEC's block (MULTI and DISCARD are answered in prepare)
     case Route::Refused:
       break;  // answered in prepare
   }
@@ -168,7 +184,7 @@ void Router::look_up_keys(Request* req) {
 bool Router::place_new_keys(Request* req) {
   if (req->placements_pending > 0) return false;
   look_up_keys(req);
-  const bool same_node = req->cmd->route == Route::SameNode;
+  const bool same_node = req->cmd->route == Route::SameNode || req->cmd->route == Route::Transaction;
   int target = -1;
   if (same_node) {
     // New keys join the keys that exist; keys on several nodes are the route's
@@ -286,7 +302,7 @@ uint32_t Router::add_fragment(Request* req, NodeIndex node) {
 
 void Router::sent(Request* req, BackendConn& b, uint32_t fragment) {
   ++req->fragments_pending;
-  b.sent(req, fragment);
+  b.sent(req, fragment, req->skip_replies);
   ++server_.stats().fragments_sent;
 }
 

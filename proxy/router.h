@@ -8,8 +8,10 @@
 //   route_split.cpp      Split: one fragment per node, merged by the row's Merge
 //   route_same_node.cpp  SameNode: every key on one node, else CROSSNODE
 //   route_fan_out.cpp    FanOut: every node (SCAN walks them; FLUSHALL flushes the directory too)
+//   route_transaction.cpp  MULTI ... EXEC: queued by the proxy, run on one node as one block
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +23,9 @@ namespace headroom::proxy {
 
 class BackendConn;
 class Server;
+
+// The name a refusal gives: what the client typed ("config get", "subscribe").
+std::string typed_name(const resp::CommandInfo& cmd, std::span<const std::string_view> argv);
 
 class Router {
  public:
@@ -47,6 +52,19 @@ class Router {
   bool route_same_node(Request* req);
   void route_fan_out(Request* req);
   void route_scan(Request* req);
+  void route_control(Request* req);
+  // MULTI, EXEC and DISCARD, at prepare: EXEC turns the request into the whole block.
+  void transaction_command(Request* req);
+  // A command inside MULTI: checked (its keys on the transaction's node) and queued.
+  void queue_in_transaction(Request* req);
+  bool route_transaction(Request* req);
+
+  // SameNode and EXEC: the node every key with an entry lives on (`target`, -1 when
+  // none has one). false when they live on several (`nodes` names them), or when a
+  // key's absence cannot be known (then the request has been answered).
+  bool common_node(Request* req, int& target, std::string& nodes);
+  // Places the new keys on `target` (or where the first is placed), then forwards.
+  bool forward_to_common_node(Request* req, int target);
 
   // --- shared by the routes (router.cpp)
   // Fills req->key_nodes from the directory, unless it did so since the directory
@@ -78,6 +96,8 @@ class Router {
   void finish(Request* req);  // every fragment answered: merge and complete
   void complete(Request* req) { req->done = true; }
   void reply_error(Request* req, std::string_view msg);
+  // reply_error for a command Redis would refuse: inside MULTI, it discards the transaction.
+  void reject(Request* req, std::string_view msg);
   std::string main_unavailable(std::string_view what) const;
 
   Server& server_;

@@ -60,6 +60,7 @@ class Server final : private balancer::WriteTracker {
   balancer::Ledger& ledger() { return ledger_; }
   balancer::Directory& directory() { return directory_; }
   balancer::MainStore& main_store() { return *main_store_; }
+  balancer::MemoryPoller& poller() { return *poller_; }
   balancer::Coordinator& coordinator() { return *coordinator_; }
   Router& router() { return *router_; }
   RequestPool& requests() { return requests_; }

@@ -21,6 +21,7 @@ enum class Route : uint8_t {
   FanOut,    // no key: asked of every data node, merged by `merge`
   AnyNode,   // no key, node-independent answer (TIME, ...): any live data node
   Local,     // answered by the proxy itself (PING, ECHO, SELECT, HELLO, ...)
+  Transaction,  // MULTI, EXEC, DISCARD: the client's transaction (proxy/transaction.h)
   Refused,   // refused with an error that names the command
 };
 
@@ -33,6 +34,9 @@ enum class Merge : uint8_t {
   Concat,   // arrays concatenated (KEYS)
   Scan,     // SCAN: the cursor encodes the node
   Random,   // RANDOMKEY: first non-nil answer
+  Same,     // one reply, every node's alike (SCRIPT LOAD's sha, FUNCTION LOAD's library)
+  Least,    // arrays of integers, each element the least of the nodes' (SCRIPT EXISTS: on every node)
+  AnyOk,    // +OK when some node said +OK, else the first error (SCRIPT KILL: the busy node's answer)
 };
 
 // Command flags, a subset of Redis's plus our own.
@@ -53,12 +57,14 @@ enum CommandFlag : uint32_t {
   kBlockingOption = 1u << 13, // ours: blocks only with the BLOCK option (XREAD, XREADGROUP); see blocks()
   kOpenContainer = 1u << 14,  // ours: a container whose unlisted subcommands use its own row (DEBUG)
   kRedactArgs = 1u << 15,     // ours: MONITOR shows its arguments as "(redacted)" (AUTH, HELLO)
+  kOnControlConn = 1u << 16,  // ours: FanOut on each node's control connection, not the data one (SCRIPT KILL)
 };
 
-// The proxy's own implementation of a Route::Local command.
+// The proxy's own implementation of a Route::Local (or Route::Transaction) command.
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, Shutdown, Monitor,
+  Multi, Exec, Discard,
 };
 
 // An option that may precede a command's keys, with the number of values it takes
@@ -111,7 +117,7 @@ struct CommandInfo {
   Route route = Route::Refused;
   Merge merge = Merge::None;
   std::span<const KeySpec> key_specs;  // empty for keyless commands
-  LocalCommand local = LocalCommand::None;  // Route::Local: which one answers
+  LocalCommand local = LocalCommand::None;  // Route::Local and Transaction: which one answers
   std::span<const OptionSpec> options;      // kBlockingOption: the options before the keys
   Growth growth;                            // a write's growth of an existing key
 

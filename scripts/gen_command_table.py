@@ -25,12 +25,16 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
          "shutdown": "Shutdown", "monitor": "Monitor"}
+# The client's transaction, queued by the proxy and run on one node (proxy/transaction.h).
+TRANSACTION = {"multi": "Multi", "exec": "Exec", "discard": "Discard"}
 # Keyless, node-independent answers: any data node replies. COMMAND is here rather
 # than in LOCAL because every node gives the same reply and the proxy does not build
 # one; its GETKEYS also answers for headroom, whose key specs are Redis's.
 ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command|list",
             "command|getkeys", "command|getkeysandflags", "command|help", "time", "lolwut",
             "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help",
+            # alike on every node when loaded through headroom: one node answers
+            "function|list", "function|dump",
             # dangerous: CONFIG GET answers from one data node; DEBUG goes to one data
             # node, except DEBUG OBJECT/LISTPACK <key> (rows of their own, below)
             "config|get", "debug"}
@@ -38,15 +42,22 @@ ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command
 FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Random",
            "flushdb": "AllOk", "flushall": "AllOk",
            # dangerous: a setting changes on every data node, or on none
-           "config|set": "AllOk", "config|resetstat": "AllOk", "config|rewrite": "AllOk"}
+           "config|set": "AllOk", "config|resetstat": "AllOk", "config|rewrite": "AllOk",
+           # Scripts and functions are cached per node: loaded on every node, EVALSHA and
+           # FCALL work wherever their keys live. A script is there only if it is on every
+           # node (a node restarted since has lost it: the client loads it again). KILL
+           # reaches the node that is busy, whichever it is.
+           "script|load": "Same", "script|exists": "Least", "script|flush": "AllOk", "script|kill": "AnyOk",
+           "function|load": "Same", "function|delete": "AllOk", "function|flush": "AllOk",
+           "function|restore": "AllOk", "function|kill": "AnyOk"}
 # Independent keys: one fragment per node. (MSETNX is not here: splitting it would
 # break its all-or-nothing promise; it is same-node.)
 SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
          "exists": "Sum", "touch": "Sum"}
 # Refused with an error naming the command, though they have keys or look harmless:
-# transactions, pub/sub, replication, cluster, server administration, scripts'
+# WATCH (it needs a connection of its own), pub/sub, replication, cluster, server administration, scripts'
 # server-side state, and connection-state commands a shared backend cannot honour.
-REFUSED_PREFIXES = ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe",
+REFUSED_PREFIXES = ("watch", "unwatch", "subscribe", "psubscribe",
                     "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish",
                     "spublish", "pubsub", "sync", "psync", "replconf", "replicaof",
                     "slaveof", "cluster", "save", "bgsave",
@@ -70,6 +81,9 @@ FLAG_BITS = {"write": "kWrite", "readonly": "kReadOnly", "denyoom": "kDenyOom",
 # Our own behaviour, as flags (resp/command_table.h says what each means).
 REDACTED = {"auth", "hello"}  # MONITOR shows their arguments as "(redacted)", as Redis does
 FLUSHES = {"flushall", "flushdb"}
+# Sent on each node's control connection: the data connection may be the one whose
+# script is running, and Redis reads nothing more from that one until the script ends.
+ON_CONTROL_CONN = {"script|kill", "function|kill"}
 
 # Commands that block only with an option: the options that may come before the key
 # spec's keyword (STREAMS), with how many values each takes; BLOCK makes it block.
@@ -152,6 +166,8 @@ def parse_specs(name, cmd_flags, raw_specs):
 def route_of(name, flags, specs, container):
     if name in LOCAL:
         return "Local", "None"
+    if name in TRANSACTION:
+        return "Transaction", "None"
     if name.split("|")[0] in EXTRA_SUBCOMMANDS and "|" in name:
         return "Single", "None"
     if name in ANY_NODE or name.endswith("|help"):
@@ -226,7 +242,9 @@ def main():
             bits.append("kFlushes")
         if name in REDACTED:
             bits.append("kRedactArgs")
-        local, opts = LOCAL.get(name, "None"), "{}"
+        if name in ON_CONTROL_CONN:
+            bits.append("kOnControlConn")
+        local, opts = LOCAL.get(name, TRANSACTION.get(name, "None")), "{}"
         if name in BLOCKING_OPTIONS:
             bits.append("kBlockingOption")
             arr = f"opts_{ident(name)}"

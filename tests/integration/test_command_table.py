@@ -178,7 +178,7 @@ def test_dangerous_commands_are_marked(table):
 
 def test_routing_of_the_commands_the_design_names(table):
     route = {n: r["route"] for n, r in table.items()}
-    SINGLE, SPLIT, SAME, FAN, ANY, LOCAL, REFUSED = range(7)
+    SINGLE, SPLIT, SAME, FAN, ANY, LOCAL, TRANSACTION, REFUSED = range(8)
     for n in ("get", "set", "hset", "lpush", "expire", "xadd", "object|encoding", "smismember", "memory|usage"):
         assert route[n] == SINGLE, n
     for n in ("mget", "mset", "del", "unlink", "exists", "touch"):
@@ -191,15 +191,19 @@ def test_routing_of_the_commands_the_design_names(table):
               "bzpopmax", "xread", "xreadgroup", "lcs"):
         assert route[n] == SAME, n
     for n in ("dbsize", "keys", "scan", "randomkey", "flushdb", "flushall", "config|set", "config|resetstat",
-              "config|rewrite"):
+              "config|rewrite", "script|load", "script|exists", "script|flush", "script|kill", "function|load",
+              "function|delete", "function|flush", "function|restore", "function|kill"):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
               "client|setinfo", "info", "shutdown", "monitor"):
         assert route[n] == LOCAL, n
-    for n in ("multi", "exec", "discard", "watch", "unwatch", "subscribe", "cluster|info", "migrate", "move",
-              "swapdb", "client|list", "client|kill", "script|load", "function|load"):
+    for n in ("multi", "exec", "discard"):
+        assert route[n] == TRANSACTION, n
+    for n in ("watch", "unwatch", "subscribe", "cluster|info", "migrate", "move",
+              "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
-    for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug"):
+    for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug", "function|list",
+              "function|dump"):
         assert route[n] == ANY, n
     for n in ("debug|object", "debug|listpack"):  # they name a key: its node answers
         assert route[n] == SINGLE, n
@@ -268,7 +272,7 @@ def test_known_differences_from_command_getkeys(server, table):
                 server.execute_command("COMMAND", "GETKEYS", *argv)
         else:
             assert [s(k) for k in server.execute_command("COMMAND", "GETKEYS", *argv)] == redis_keys
-    assert table["migrate"]["route"] == 6  # Refused
+    assert table["migrate"]["route"] == 7  # Refused
     server.execute_command("PFMERGE", "a1")  # runs, and creates its key
     assert server.execute_command("EXISTS", "a1") == 1
     server.execute_command("DEL", "a1")

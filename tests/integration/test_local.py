@@ -9,6 +9,8 @@ from cluster import raw
 def test_connection_commands(r):
     assert r.ping() is True
     assert raw(r, "PING", "hi") == "hi"
+    with pytest.raises(redis.ResponseError, match="^wrong number of arguments for 'ping' command$"):
+        raw(r, "PING", "a", "b")
     assert r.echo("hello") == "hello"
     assert raw(r, "SELECT", "0") == "OK"
     with pytest.raises(redis.ResponseError, match="database 0 only"):
@@ -65,7 +67,7 @@ def test_redis_error_wording(r):
 
 
 def test_refused_commands_name_themselves(r):
-    for cmd, name in ((("MULTI",), "multi"), (("CLUSTER", "INFO"), "cluster info"), (("CONFIG", "GET", "x"), "config"),
+    for cmd, name in ((("WATCH", "k"), "watch"), (("CLUSTER", "INFO"), "cluster info"), (("CONFIG", "GET", "x"), "config"),
                       (("BLPOP", "q", "0"), "blpop"), (("SUBSCRIBE", "ch"), "subscribe"),
                       (("XREAD", "BLOCK", "0", "STREAMS", "s", "$"), "xread")):
         with pytest.raises(redis.ResponseError) as e:

@@ -1,4 +1,5 @@
-// ioredis through headroom: strings, hashes, MGET/MSET across nodes, a pipeline.
+// ioredis through headroom: strings, hashes, MGET/MSET across nodes, a pipeline, a
+// transaction (multi) and one refused whole (a bad command inside it).
 // Usage: node ioredis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that CA
 // (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const Redis = require("ioredis");
@@ -27,6 +28,12 @@ async function main() {
   for (let i = 0; i < 1000; i++) p.set(`io:p${i}`, String(i)).get(`io:p${i}`);
   const res = await p.exec();
   for (let i = 0; i < 1000; i++) assert.deepStrictEqual(res[2 * i + 1], [null, String(i)]);
+  // A transaction: MULTI ... EXEC, its new keys placed together on one node.
+  const tx = await r.multi().set("io:tx1", "v").incr("io:tx2").get("io:tx1").exec();
+  assert.deepStrictEqual(tx, [[null, "OK"], [null, 1], [null, "v"]]);
+  // One refused while queued (wrong arity) discards it all: nothing of it runs.
+  await assert.rejects(r.multi().set("io:tx3", "x").call("GET").exec(), /EXECABORT/);
+  assert.strictEqual(await r.exists("io:tx3"), 0);
   assert.strictEqual(await r.del("io:a", "io:h", "io:nope"), 2);
   await r.quit();
   console.log("ioredis ok");

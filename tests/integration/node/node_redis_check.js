@@ -1,4 +1,5 @@
-// node-redis (v4) through headroom: strings, lists, sets, MGET, a multi-command pipeline.
+// node-redis (v4) through headroom: strings, lists, sets, MGET, a multi-command pipeline,
+// a transaction (multi) and one refused whole (a bad command inside it).
 // Usage: node node_redis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that
 // CA (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const { createClient } = require("redis");
@@ -30,6 +31,11 @@ async function main() {
   // Commands issued together are pipelined by node-redis.
   const replies = await Promise.all(keys.map((k) => c.get(k)));
   assert.deepStrictEqual(replies, keys.map((_, i) => `v${i}`));
+  // A transaction: MULTI ... EXEC, its new keys placed together on one node.
+  assert.deepStrictEqual(await c.multi().set("nr:tx1", "v").incr("nr:tx2").get("nr:tx1").exec(), ["OK", 1, "v"]);
+  // One refused while queued (wrong arity) discards it all: nothing of it runs.
+  await assert.rejects(c.multi().set("nr:tx3", "x").addCommand(["GET"]).exec(), /EXECABORT/);
+  assert.strictEqual(await c.exists("nr:tx3"), 0);
   await c.quit();
   console.log("node-redis ok");
 }

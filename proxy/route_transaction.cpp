@@ -1,0 +1,158 @@
+// Route::Transaction: MULTI ... EXEC (proxy/transaction.h). The commands are queued
+// by the proxy and answered +QUEUED; each key must live on the transaction's node or
+// have no entry yet (a key elsewhere is a queued error, CROSSNODE, and EXEC then
+// discards everything, as Redis discards a transaction with a bad command). EXEC
+// becomes one request whose bytes are the whole block, MULTI, the commands, EXEC:
+// its new keys are placed on the transaction's node, the block goes to that node on
+// the client's connection, and EXEC's reply, the transaction's, is forwarded.
+#include <algorithm>
+
+#include "proxy/client_conn.h"
+#include "proxy/router.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+
+namespace headroom::proxy {
+
+using resp::LocalCommand;
+using resp::Route;
+
+namespace {
+constexpr std::string_view kMulti = "*1\r\n$5\r\nMULTI\r\n";
+constexpr std::string_view kExec = "*1\r\n$4\r\nEXEC\r\n";
+
+void reply_status(Request* req, std::string_view status) {
+  req->reply.clear();
+  req->reply.append(status);
+  req->done = true;
+}
+}  // namespace
+
+void Router::transaction_command(Request* req) {
+  Transaction& tx = req->client->transaction();
+  switch (req->cmd->local) {
+    case LocalCommand::Multi:
+      if (tx.open) {
+        reply_error(req, "ERR MULTI calls can not be nested");  // as Redis: the transaction goes on
+        return;
+      }
+      tx.open = true;
+      reply_status(req, "+OK\r\n");
+      return;
+    case LocalCommand::Discard:
+      if (!tx.open) {
+        reply_error(req, "ERR DISCARD without MULTI");
+        return;
+      }
+      tx.clear();
+      reply_status(req, "+OK\r\n");
+      return;
+    case LocalCommand::Exec:
+      break;
+    default:
+      return;
+  }
+  if (!tx.open) {
+    reply_error(req, "ERR EXEC without MULTI");
+    return;
+  }
+  if (tx.failed) {
+    tx.clear();
+    reply_error(req, "EXECABORT Transaction discarded because of previous errors.");
+    return;
+  }
+  if (tx.commands == 0) {
+    tx.clear();
+    reply_status(req, "*0\r\n");
+    return;
+  }
+  // The request becomes the block; its arguments and keys are the queued commands'.
+  req->owned.clear();
+  req->owned.append(kMulti);
+  req->owned.append(tx.queued.view());
+  req->owned.append(kExec);
+  req->raw = req->owned.view();
+  const char* base = req->owned.data() + kMulti.size();
+  req->argv.clear();
+  for (const auto& a : tx.args) req->argv.emplace_back(base + a.offset, a.size);
+  req->keys.swap(tx.keys);
+  req->skip_replies = tx.commands + 1;  // MULTI's +OK and each +QUEUED
+  tx.clear();
+  for (const auto& k : req->keys) {
+    if (k.may_create) {
+      place_new_keys(req);  // as for any write: placements start at once
+      return;
+    }
+  }
+}
+
+void Router::queue_in_transaction(Request* req) {
+  Transaction& tx = req->client->transaction();
+  const resp::CommandInfo& cmd = *req->cmd;
+  std::span<const std::string_view> argv(req->argv);
+  // What one node answers can be queued there; what the proxy answers, or gathers from
+  // every node, cannot be part of one node's transaction. PING and ECHO the node
+  // answers as the proxy would.
+  const bool on_one_node = cmd.route == Route::Single || cmd.route == Route::Split ||
+                           cmd.route == Route::SameNode || cmd.route == Route::AnyNode ||
+                           cmd.local == LocalCommand::Ping || cmd.local == LocalCommand::Echo;
+  if (!on_one_node) {
+    reject(req, "ERR command '" + typed_name(cmd, argv) +
+                    "' cannot run inside a transaction through headroom: it is not one node's to answer");
+    return;
+  }
+  // Arguments that cannot hold valid keys: the node refuses the command when it is
+  // queued there, and EXEC answers EXECABORT, as Redis does.
+  if (!cmd.key_specs.empty() && !resp::resolve_keys(cmd, argv, req->keys)) req->keys.clear();
+  look_up_keys(req);
+  for (size_t i = 0; i < req->keys.size(); ++i) {
+    const int n = req->key_nodes[i];
+    if (n < 0) continue;
+    std::string_view key = req->argv[req->keys[i].argv_index];
+    if (tx.node < 0) {
+      tx.node = n;
+      tx.node_key = key;
+    } else if (n != tx.node) {
+      ++server_.stats().crossnode_errors;
+      reject(req, "CROSSNODE key '" + std::string(key.substr(0, 128)) + "' lives on node " +
+                      server_.nodes()[static_cast<NodeIndex>(n)].name() + " and the transaction's key '" +
+                      tx.node_key.substr(0, 128) + "' on node " +
+                      server_.nodes()[static_cast<NodeIndex>(tx.node)].name() +
+                      ": a transaction's keys must share a node (keys that share a hash tag, like "
+                      "{user:42}:a and {user:42}:b, do)");
+      return;
+    }
+  }
+  if (tx.queued.size() + req->raw.size() > server_.config().max_request_bytes) {
+    reject(req, "ERR transaction larger than max_request_bytes (" +
+                    std::to_string(server_.config().max_request_bytes) + " bytes)");
+    tx.queued.clear();  // it will be discarded: its memory goes now
+    tx.args.clear();
+    tx.keys.clear();
+    return;
+  }
+  const uint32_t first_arg = static_cast<uint32_t>(tx.args.size());
+  const size_t offset = tx.queued.size();
+  for (auto a : argv)
+    tx.args.push_back({static_cast<uint32_t>(offset + static_cast<size_t>(a.data() - req->raw.data())),
+                       static_cast<uint32_t>(a.size())});
+  tx.queued.append(req->raw);
+  for (const auto& k : req->keys) tx.keys.push_back({k.argv_index + first_arg, k.may_create});
+  ++tx.commands;
+  reply_status(req, "+QUEUED\r\n");
+}
+
+bool Router::route_transaction(Request* req) {
+  int target = -1;
+  std::string nodes;
+  if (!common_node(req, target, nodes)) {
+    // Checked as the commands were queued; a key placed elsewhere by another proxy
+    // since then can still split them.
+    if (!req->done)
+      reply_error(req, "EXECABORT Transaction discarded: its keys now live on different nodes (" + nodes + ")");
+    return true;
+  }
+  return forward_to_common_node(req, target);
+}
+
+}  // namespace headroom::proxy
