@@ -326,6 +326,7 @@ void MainStore::on_event(redisReply* r) {
   }
   if (kind != "message" || r->element[2]->type != REDIS_REPLY_STRING) return;
   std::string_view msg = reply_text(r->element[2]);
+  if (!msg.empty() && msg[0] == 'F') ++flushes_received_;
   // "<type><seq> <origin>\n<entries>"
   size_t sp = msg.find(' ');
   size_t nl = msg.find('\n');

@@ -89,6 +89,7 @@ class MainStore {
   // (hr-<id>), its fence marker. A new one after a fence.
   const std::string& origin() const { return origin_; }
   uint64_t applied_seq() const { return applied_seq_; }
+  uint64_t flushes_received() const { return flushes_received_; }  // FLUSHALL messages, ever
   uint64_t acked_seq() const;
 
   // Asks the main server for a live entry of dir_key, placed on `node` if there is
@@ -190,6 +191,7 @@ class MainStore {
   bool loaded_ = false;
   bool subscribed_ = false;
   bool current_ = false;
+  uint64_t flushes_received_ = 0;
   bool registered_ = false;
   bool leaving_ = false;
   bool beat_in_flight_ = false;

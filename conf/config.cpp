@@ -197,7 +197,7 @@ void parse_timeouts(const YAML::Node& t, Config& c) {
 
 void parse_limits(const YAML::Node& l, Config& c) {
   check_keys(l, "limits", {"max_clients", "max_request_bytes", "max_bulk_bytes", "max_args", "max_pipeline",
-                           "max_client_output_bytes", "max_backend_inflight"});
+                           "max_client_output_bytes", "max_backend_inflight", "max_leases_per_node"});
   if (l["max_clients"]) c.max_clients = parse_u32(l["max_clients"], "limits.max_clients", 1, 1000000);
   // Below 1kb a request could not even carry a short SET; below that is a unit mistake.
   if (l["max_request_bytes"]) c.max_request_bytes = parse_size_node(l["max_request_bytes"], "limits.max_request_bytes", 1024);
@@ -210,6 +210,8 @@ void parse_limits(const YAML::Node& l, Config& c) {
     c.max_client_output_bytes = parse_size_node(l["max_client_output_bytes"], "limits.max_client_output_bytes", 1024);
   if (l["max_backend_inflight"])
     c.max_backend_inflight = parse_u32(l["max_backend_inflight"], "limits.max_backend_inflight", 0, 100000000);
+  if (l["max_leases_per_node"])
+    c.max_leases_per_node = parse_u32(l["max_leases_per_node"], "limits.max_leases_per_node", 1, 1000000);
 }
 
 void parse_directory(const YAML::Node& d, Config& c) {

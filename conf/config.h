@@ -78,6 +78,7 @@ struct Config {
   uint32_t max_pipeline = 100000;              // requests in flight per client before reading pauses
   uint64_t max_client_output_bytes = 256ull << 20;  // unsent replies per client before it is closed
   uint32_t max_backend_inflight = 100000;      // commands awaiting a node's reply before more are refused (0: no bound)
+  uint32_t max_leases_per_node = 1000;         // connections leased to one client each (WATCH), per data node
 
   // The directory (docs/directory.md): how fast the coordinator's sweep checks
   // entries and keys, and how long a proxy's registration may go unrenewed before

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "net/handle.h"
+#include "proxy/client_conn.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
 #include "resp/reply_writer.h"
@@ -80,6 +83,10 @@ void BackendConn::init_done(bool fenced) {
   ready_ = true;
   last_failure_.clear();
   backoff_.connected(uv_now(server_.loop()));
+  if (leased_) {
+    if (lessee_ != nullptr) lessee_->lease_ready();
+    return;
+  }
   server_.backend_state_changed(node_);
   spdlog::info("node {}: connected to {}{}", config_.name, conf::to_string(config_.address),
                stream_.tls() ? " (" + stream_.tls()->describe() + ")" : std::string());
@@ -176,11 +183,12 @@ void BackendConn::check_timeouts(uint64_t now_ms, uint32_t request_timeout_ms) {
 void BackendConn::fail(std::string_view why, const std::string& error, bool reset) {
   // Each new reason once (a refused connect, a certificate that does not verify);
   // retries that fail the same way every backoff step only at debug level.
-  if (ready_ || why != last_failure_) spdlog::warn("node {}: {}", config_.name, why);
+  if (leased_) spdlog::debug("node {}: leased connection: {}", config_.name, why);
+  else if (ready_ || why != last_failure_) spdlog::warn("node {}: {}", config_.name, why);
   else spdlog::debug("node {}: {}", config_.name, why);
   last_failure_ = why;
   ready_ = false;
-  server_.backend_state_changed(node_);
+  if (!leased_) server_.backend_state_changed(node_);
   stream_.close(reset);
   out_.clear();
   in_.clear();
@@ -201,6 +209,11 @@ void BackendConn::fail(std::string_view why, const std::string& error, bool rese
         fn(true);  // unknown: nothing is retired on a guess
       }
     });
+  }
+  if (leased_) {
+    stopping_ = true;  // what was built on it is gone: its client hears so, and it is not reopened
+    if (ClientConn* c = std::exchange(lessee_, nullptr)) c->lease_lost();
+    return;
   }
   schedule_reconnect();
 }

@@ -22,6 +22,7 @@
 namespace headroom::proxy {
 
 struct Request;
+class ClientConn;
 class Server;
 
 class BackendConn final : private net::Stream::Owner {
@@ -35,6 +36,15 @@ class BackendConn final : private net::Stream::Owner {
   // Closes the socket; in-flight fragments fail. The object stays usable until
   // destroyed (it is owned by the Server).
   void shutdown();
+
+  // A connection leased to one client (proxy/leases.h): it tells `lessee` when it is
+  // ready (lease_ready) or lost (lease_lost), and never reconnects: the state the
+  // client built on it (WATCH) went with it. nullptr: a shared connection.
+  void set_lessee(ClientConn* lessee) {
+    lessee_ = lessee;
+    leased_ = true;
+  }
+  ClientConn* lessee() const { return lessee_; }
 
   bool connected() const { return ready_; }
   // Commands sent on this connection, and those answered (or failed), since it was
@@ -110,6 +120,8 @@ class BackendConn final : private net::Stream::Owner {
   bool ready_ = false;       // connected (and, over TLS, past the handshake)
   bool dirty_ = false;       // queued for this loop turn's flush
   bool stopping_ = false;
+  bool leased_ = false;          // set with a lessee once: never reconnects
+  ClientConn* lessee_ = nullptr;
 };
 
 }  // namespace headroom::proxy

@@ -198,6 +198,7 @@ void ClientConn::close() {
   if (closed_) return;
   closed_ = true;
   stream_.close();
+  server_.leases().drop(this);
   server_.client_closed(this);
 }
 

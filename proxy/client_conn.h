@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "net/stream.h"
+#include "proxy/leases.h"
 #include "proxy/request.h"
 #include "proxy/transaction.h"
 #include "resp/buffer.h"
@@ -40,6 +41,13 @@ class ClientConn final : private net::Stream::Owner {
   void set_authenticated(bool a) { authenticated_ = a; }
   const std::string& peer() const { return stream_.peer(); }
   Transaction& transaction() { return transaction_; }
+  Lease& lease() { return lease_; }
+  // The leased connection is ready (a request waits for it), or lost.
+  void lease_ready() { pump(); }
+  void lease_lost() {
+    lease_.lost = true;
+    pump();
+  }
   bool closed() const { return closed_; }
 
   // A request that waited (placement) may now go: dispatch queued requests in order.
@@ -94,6 +102,7 @@ class ClientConn final : private net::Stream::Owner {
   size_t dispatched_ = 0;        // queue_'s first N requests have been dispatched
   resp::Buffer out_;             // replies not yet handed to the stream
   Transaction transaction_;      // MULTI ... EXEC, as queued so far
+  Lease lease_;                  // a connection of its own to one node (WATCH)
   uint64_t last_read_ms_ = 0;
   bool authenticated_ = false;
   bool read_paused_ = false;     // by max_pipeline

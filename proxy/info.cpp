@@ -52,6 +52,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     out += "# Clients\r\n";
     line(out, "connected_clients", server.client_count());
     line(out, "maxclients", cfg.max_clients);
+    line(out, "leased_connections", server.leases().open_count());  // a client's own (WATCH)
     out += "\r\n";
   }
   if (want("memory")) {
@@ -90,6 +91,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "directory_current", store.current() ? 1 : 0);
     line(out, "directory_entries", server.directory().size());
     line(out, "directory_applied_seq", store.applied_seq());
+    line(out, "directory_flushes_received", store.flushes_received());
     line(out, "directory_acked_seq", store.acked_seq());
     line(out, "directory_flushed_seq", server.directory().flushed_seq());
     line(out, "proxy_id", store.origin());

@@ -208,6 +208,8 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::Multi:  // Route::Transaction: the router answers them
     case LocalCommand::Exec:
     case LocalCommand::Discard:
+    case LocalCommand::Watch:
+    case LocalCommand::Unwatch:
     case LocalCommand::None:
       resp::add_error(out, "ERR command '" + std::string(req.cmd->name) + "' is not supported by headroom");
       break;

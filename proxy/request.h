@@ -81,6 +81,7 @@ struct Request {
   uint32_t placements_pending = 0;
   int target_node = -1;        // SameNode: the node every new key is placed on
   uint32_t skip_replies = 0;   // EXEC: the block's replies before EXEC's (BackendConn::sent)
+  bool unwatches = false;      // EXEC, DISCARD, UNWATCH: the client's lease ends once it is dispatched
   bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
   std::string error;           // a placement's failure, replied when the request goes
 
@@ -126,6 +127,7 @@ struct Request {
     fragments_pending = placements_pending = 0;
     target_node = -1;
     skip_replies = 0;
+    unwatches = false;
     keys_invalid = false;
     error.clear();
     done = owner_done = false;

@@ -5,8 +5,15 @@
 // becomes one request whose bytes are the whole block, MULTI, the commands, EXEC:
 // its new keys are placed on the transaction's node, the block goes to that node on
 // the client's connection, and EXEC's reply, the transaction's, is forwarded.
+//
+// WATCH needs the node to remember it for this client: the client leases a
+// connection of its own to the watched keys' node (proxy/leases.h) and every command
+// of its to that node goes there until EXEC, DISCARD or UNWATCH ends the watch; the
+// transaction's node is then that node.
 #include <algorithm>
 
+#include "balancer/directory.h"
+#include "balancer/placement.h"
 #include "proxy/client_conn.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
@@ -37,6 +44,10 @@ void Router::transaction_command(Request* req) {
         return;
       }
       tx.open = true;
+      if (const Lease& lease = req->client->lease(); lease.conn != nullptr && !lease.watched.empty()) {
+        tx.node = static_cast<int32_t>(lease.node);  // the watched keys' node
+        tx.node_key = lease.watched.front();
+      }
       reply_status(req, "+OK\r\n");
       return;
     case LocalCommand::Discard:
@@ -45,8 +56,24 @@ void Router::transaction_command(Request* req) {
         return;
       }
       tx.clear();
+      req->unwatches = true;
       reply_status(req, "+OK\r\n");
       return;
+    case LocalCommand::Watch:
+      if (tx.open) {
+        reply_error(req, "ERR WATCH inside MULTI is not allowed");  // as Redis: the transaction goes on
+        return;
+      }
+      resp::resolve_keys(*req->cmd, req->argv, req->keys);
+      return;  // dispatch watches, on the client's lease
+    case LocalCommand::Unwatch:
+      if (tx.open) {
+        queue_in_transaction(req);  // queued, as Redis queues it
+        return;
+      }
+      req->unwatches = true;
+      if (req->client->lease().conn == nullptr) reply_status(req, "+OK\r\n");  // nothing watched
+      return;  // else dispatch sends it on the lease, which then ends
     case LocalCommand::Exec:
       break;
     default:
@@ -56,9 +83,15 @@ void Router::transaction_command(Request* req) {
     reply_error(req, "ERR EXEC without MULTI");
     return;
   }
+  req->unwatches = true;  // EXEC ends the watch, as in Redis, whatever it answers
   if (tx.failed) {
     tx.clear();
     reply_error(req, "EXECABORT Transaction discarded because of previous errors.");
+    return;
+  }
+  if (tx.watch_broken) {  // as Redis answers a transaction whose watched key changed
+    tx.clear();
+    reply_status(req, "*-1\r\n");
     return;
   }
   if (tx.commands == 0) {
@@ -95,7 +128,8 @@ void Router::queue_in_transaction(Request* req) {
   // answers as the proxy would.
   const bool on_one_node = cmd.route == Route::Single || cmd.route == Route::Split ||
                            cmd.route == Route::SameNode || cmd.route == Route::AnyNode ||
-                           cmd.local == LocalCommand::Ping || cmd.local == LocalCommand::Echo;
+                           cmd.local == LocalCommand::Ping || cmd.local == LocalCommand::Echo ||
+                           cmd.local == LocalCommand::Unwatch;
   if (!on_one_node) {
     reject(req, "ERR command '" + typed_name(cmd, argv) +
                     "' cannot run inside a transaction through headroom: it is not one node's to answer");
@@ -113,6 +147,13 @@ void Router::queue_in_transaction(Request* req) {
       tx.node = n;
       tx.node_key = key;
     } else if (n != tx.node) {
+      const auto& watched = req->client->lease().watched;
+      if (std::find(watched.begin(), watched.end(), key) != watched.end()) {
+        // Watched with no entry, and placed on another node since: it was created
+        // meanwhile, a change, so EXEC fails as Redis fails it (nil), running nothing.
+        tx.watch_broken = true;
+        continue;
+      }
       ++server_.stats().crossnode_errors;
       reject(req, "CROSSNODE key '" + std::string(key.substr(0, 128)) + "' lives on node " +
                       server_.nodes()[static_cast<NodeIndex>(n)].name() + " and the transaction's key '" +
@@ -143,6 +184,22 @@ void Router::queue_in_transaction(Request* req) {
 }
 
 bool Router::route_transaction(Request* req) {
+  switch (req->cmd->local) {
+    case LocalCommand::Watch:
+      return route_watch(req);
+    case LocalCommand::Unwatch:
+      if (const Lease& lease = req->client->lease(); lease.conn != nullptr && !lease.lost)
+        forward_raw(req, lease.node);  // on the lease, in order
+      else
+        reply_status(req, "+OK\r\n");  // it ended (or was lost) meanwhile: nothing is watched
+      unwatch(req);
+      return true;
+    case LocalCommand::Exec:
+      break;
+    default:
+      return true;  // answered in prepare
+  }
+  Lease& lease = req->client->lease();
   int target = -1;
   std::string nodes;
   if (!common_node(req, target, nodes)) {
@@ -150,9 +207,100 @@ bool Router::route_transaction(Request* req) {
     // since then can still split them.
     if (!req->done)
       reply_error(req, "EXECABORT Transaction discarded: its keys now live on different nodes (" + nodes + ")");
+    unwatch(req);
     return true;
   }
-  return forward_to_common_node(req, target);
+  if (lease.conn != nullptr) {
+    if (lease.lost) {
+      reply_error(req, "EXECABORT Transaction discarded: the connection to node " +
+                           server_.nodes()[lease.node].name() + " that held its WATCH was lost");
+      unwatch(req);
+      return true;
+    }
+    // A watched key placed on another node since the WATCH (it had no entry then) was
+    // created meanwhile, out of the watching node's sight: the transaction fails as
+    // Redis fails one whose watched key changed. So does one of its own keys placed
+    // elsewhere since it was queued.
+    bool changed = target >= 0 && static_cast<NodeIndex>(target) != lease.node;
+    for (const auto& k : lease.watched) {
+      auto e = server_.directory().find(balancer::directory_key(k));
+      if (e && e->node != lease.node) changed = true;
+    }
+    if (changed) {
+      req->reply.clear();
+      resp::add_nil_array(req->reply);
+      complete(req);
+      unwatch(req);
+      return true;
+    }
+    target = static_cast<int>(lease.node);
+    req->target_node = target;  // new keys go there too
+  }
+  const bool went = forward_to_common_node(req, target);
+  if (went && (req->done || req->fragments_pending > 0)) unwatch(req);  // sent on the lease (or failed)
+  return went;
+}
+
+bool Router::route_watch(Request* req) {
+  ClientConn& client = *req->client;
+  Lease& lease = client.lease();
+  int target = -1;
+  std::string nodes;
+  if (!common_node(req, target, nodes)) {
+    if (!req->done)
+      reply_error(req, "CROSSNODE keys of 'watch' live on different nodes (" + nodes +
+                           "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
+    return true;
+  }
+  if (lease.conn != nullptr && lease.ending) {
+    // The last transaction's EXEC is still on its way: the same node's lease serves
+    // this watch too (Redis runs the EXEC, then this WATCH); another node's waits
+    // for it to end.
+    if (target >= 0 && static_cast<NodeIndex>(target) != lease.node) return false;  // Leases pumps
+    lease.ending = false;
+  }
+  if (lease.conn != nullptr) {
+    if (target >= 0 && static_cast<NodeIndex>(target) != lease.node) {
+      ++server_.stats().crossnode_errors;
+      reply_error(req, "CROSSNODE keys of 'watch' live on node " + server_.nodes()[static_cast<NodeIndex>(target)].name() +
+                           " and this connection watches keys on node " + server_.nodes()[lease.node].name() +
+                           " ('" + lease.watched.front().substr(0, 128) + "'); keys that share a hash tag share a node");
+      return true;
+    }
+  } else {
+    NodeIndex node;
+    if (target >= 0) {
+      node = static_cast<NodeIndex>(target);
+    } else {
+      // No key has an entry: the node new keys would go to; the transaction's keys
+      // are then placed there.
+      auto chosen = balancer::choose_node(server_.nodes(), server_.ledger());
+      if (!chosen) {
+        reply_error(req, "ERR no data node can take a new key (all are unreachable or full)");
+        return true;
+      }
+      node = *chosen;
+    }
+    std::string error;
+    if (!server_.leases().open(&client, node, error)) {
+      reply_error(req, error);
+      return true;
+    }
+  }
+  if (lease.lost) {
+    reply_error(req, "ERR the connection to node " + server_.nodes()[lease.node].name() +
+                         " for this client's WATCH was lost");
+    server_.leases().end_when_idle(&client);
+    return true;
+  }
+  if (!lease.conn->connected()) return false;  // lease_ready pumps
+  for (const auto& k : req->keys) lease.watched.emplace_back(req->argv[k.argv_index]);
+  forward_raw(req, lease.node);
+  return true;
+}
+
+void Router::unwatch(Request* req) {
+  if (req->client->lease().conn != nullptr) server_.leases().end_when_idle(req->client);
 }
 
 }  // namespace headroom::proxy

@@ -131,7 +131,10 @@ void Router::prepare(Request* req) {
 }
 
 bool Router::dispatch(Request* req) {
-  if (req->done) return true;
+  if (req->done) {
+    if (req->unwatches) unwatch(req);  // DISCARD, EXEC answered at once: in order, the watch ends
+    return true;
+  }
   if (req->placements_pending > 0) return false;
   if (!req->error.empty()) {
     reply_error(req, req->error);
@@ -278,7 +281,9 @@ bool Router::absence_known(Request* req) {
 }
 
 BackendConn* Router::ready_backend(Request* req, NodeIndex node) {
-  BackendConn& b = server_.backends(node).for_client(req->client->id());
+  const Lease& lease = req->client->lease();
+  BackendConn& b = lease.conn != nullptr && lease.node == node ? *lease.conn
+                                                               : server_.backends(node).for_client(req->client->id());
   if (!b.connected()) {
     reply_error(req, b.unavailable_error());
     return nullptr;

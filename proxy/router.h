@@ -58,6 +58,9 @@ class Router {
   // A command inside MULTI: checked (its keys on the transaction's node) and queued.
   void queue_in_transaction(Request* req);
   bool route_transaction(Request* req);
+  bool route_watch(Request* req);
+  // EXEC, DISCARD or UNWATCH was dispatched: the client's lease ends once idle.
+  void unwatch(Request* req);
 
   // SameNode and EXEC: the node every key with an entry lives on (`target`, -1 when
   // none has one). false when they live on several (`nodes` names them), or when a

@@ -28,6 +28,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   main_store_->set_write_tracker(this);
   main_store_->set_ledger(&ledger_);
   router_ = std::make_unique<Router>(*this);
+  leases_ = std::make_unique<Leases>(*this);
   pools_.resize(nodes_.size());
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
     for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
@@ -47,6 +48,7 @@ Server::~Server() {
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
   for (ClientConn* c : all) c->close();
   delete_closed_clients();
+  leases_.reset();
   pools_.clear();
   net::close_and_delete(prepare_);
   net::close_and_delete(shutdown_timer_);
@@ -67,6 +69,7 @@ int Server::start() {
         uint64_t now = uv_now(self->loop_);
         for (auto& pool : self->pools_)
           for (auto& b : pool.all()) b->check_timeouts(now, self->config_.request_timeout_ms);
+        self->leases_->check_timeouts(now, self->config_.request_timeout_ms);
         self->close_idle_clients(now);
       },
       period, period);
@@ -159,6 +162,7 @@ void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->end_of
 // Once per loop turn, before the loop waits for I/O: everything queued for a socket
 // goes out in one write, then the clients that closed during the turn are deleted.
 void Server::end_of_turn() {
+  if (leases_->any_to_close()) leases_->end_of_turn();  // first: a lease that ends may let a request go
   for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
   dirty_backends_.clear();
   for (size_t i = 0; i < dirty_clients_.size(); ++i) dirty_clients_[i]->flush();
@@ -172,6 +176,7 @@ void Server::sent_counts(std::vector<uint64_t>& out) const {
   out.clear();
   for (const auto& pool : pools_)
     for (const auto& b : pool.all()) out.push_back(b->sent_count());
+  leases_->sent_counts(out);  // after the shared connections: (lease id, count) pairs
 }
 
 bool Server::answered_all(const std::vector<uint64_t>& sent) const {
@@ -179,7 +184,7 @@ bool Server::answered_all(const std::vector<uint64_t>& sent) const {
   for (const auto& pool : pools_)
     for (const auto& b : pool.all())
       if (i < sent.size() && b->answered_count() < sent[i++]) return false;
-  return true;
+  return leases_->answered_all(sent, i);
 }
 
 void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply) {

@@ -23,6 +23,7 @@
 #include "conf/config.h"
 #include "net/tls.h"
 #include "proxy/backend_pool.h"
+#include "proxy/leases.h"
 #include "proxy/request.h"
 #include "proxy/request_pool.h"
 #include "proxy/stats.h"
@@ -64,6 +65,7 @@ class Server final : private balancer::WriteTracker {
   balancer::Coordinator& coordinator() { return *coordinator_; }
   Router& router() { return *router_; }
   RequestPool& requests() { return requests_; }
+  Leases& leases() { return *leases_; }
   Stats& stats() { return stats_; }
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
@@ -77,6 +79,7 @@ class Server final : private balancer::WriteTracker {
   void backend_state_changed(balancer::NodeIndex node) { nodes_[node].backend_up = node_available(node); }
 
   void mark_dirty(BackendConn* b) { dirty_backends_.push_back(b); }
+  void forget_dirty(BackendConn* b) { std::erase(dirty_backends_, b); }  // `b` is going away
   void mark_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
 
   // A backend's reply for (req, fragment); the Router takes it from there.
@@ -115,6 +118,7 @@ class Server final : private balancer::WriteTracker {
   RequestPool requests_;  // before the connections: their requests return here
   std::unique_ptr<balancer::MainStore> main_store_;
   std::unique_ptr<balancer::MemoryPoller> poller_;
+  std::unique_ptr<Leases> leases_;
   std::unique_ptr<balancer::Coordinator> coordinator_;
   std::vector<BackendPool> pools_;  // [node]
   std::unique_ptr<Router> router_;

@@ -18,6 +18,7 @@ namespace headroom::proxy {
 struct Transaction {
   bool open = false;    // between MULTI and EXEC/DISCARD
   bool failed = false;  // a command was refused while queued: EXEC discards it all
+  bool watch_broken = false;  // a watched key was created on another node meanwhile: EXEC answers nil
   int32_t node = -1;    // the node the queued keys live on (-1: none has an entry yet)
   std::string node_key; // the key that fixed `node`, for the CROSSNODE message
   uint32_t commands = 0;
@@ -30,7 +31,7 @@ struct Transaction {
   std::vector<resp::KeyRef> keys;   // argv_index: into `args`
 
   void clear() {
-    open = failed = false;
+    open = failed = watch_broken = false;
     node = -1;
     node_key.clear();
     commands = 0;

@@ -21,7 +21,7 @@ enum class Route : uint8_t {
   FanOut,    // no key: asked of every data node, merged by `merge`
   AnyNode,   // no key, node-independent answer (TIME, ...): any live data node
   Local,     // answered by the proxy itself (PING, ECHO, SELECT, HELLO, ...)
-  Transaction,  // MULTI, EXEC, DISCARD: the client's transaction (proxy/transaction.h)
+  Transaction,  // MULTI, EXEC, DISCARD, WATCH, UNWATCH: the client's transaction (proxy/transaction.h)
   Refused,   // refused with an error that names the command
 };
 
@@ -64,7 +64,7 @@ enum CommandFlag : uint32_t {
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, Shutdown, Monitor,
-  Multi, Exec, Discard,
+  Multi, Exec, Discard, Watch, Unwatch,
 };
 
 // An option that may precede a command's keys, with the number of values it takes

@@ -26,7 +26,7 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
          "shutdown": "Shutdown", "monitor": "Monitor"}
 # The client's transaction, queued by the proxy and run on one node (proxy/transaction.h).
-TRANSACTION = {"multi": "Multi", "exec": "Exec", "discard": "Discard"}
+TRANSACTION = {"multi": "Multi", "exec": "Exec", "discard": "Discard", "watch": "Watch", "unwatch": "Unwatch"}
 # Keyless, node-independent answers: any data node replies. COMMAND is here rather
 # than in LOCAL because every node gives the same reply and the proxy does not build
 # one; its GETKEYS also answers for headroom, whose key specs are Redis's.
@@ -55,9 +55,9 @@ FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Rand
 SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
          "exists": "Sum", "touch": "Sum"}
 # Refused with an error naming the command, though they have keys or look harmless:
-# WATCH (it needs a connection of its own), pub/sub, replication, cluster, server administration, scripts'
-# server-side state, and connection-state commands a shared backend cannot honour.
-REFUSED_PREFIXES = ("watch", "unwatch", "subscribe", "psubscribe",
+# pub/sub, replication, cluster, server administration, the rest of scripts' server-side
+# state, and connection-state commands a shared backend cannot honour.
+REFUSED_PREFIXES = ("subscribe", "psubscribe",
                     "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish",
                     "spublish", "pubsub", "sync", "psync", "replconf", "replicaof",
                     "slaveof", "cluster", "save", "bgsave",

@@ -288,14 +288,20 @@ class Headroom:
         self.stop()
         self.start()
 
-    def wait_current(self, timeout=30.0, flushed_seq=0):
+    def flushes(self):
+        """FLUSHALL messages the proxy has received."""
+        return int(self.client(socket_timeout=10).info("directory")["directory_flushes_received"])
+
+    def wait_current(self, timeout=30.0, flushed_seq=0, flushes_above=-1):
         """Waits until the proxy's directory is current (loaded, following the stream),
-        and has seen the flush numbered `flushed_seq` if one is given."""
+        has seen the flush numbered `flushed_seq` if one is given, and has received
+        more than `flushes_above` FLUSHALL messages."""
         c = self.client(socket_timeout=10)
         deadline = time.time() + timeout
         while True:
             info = c.info("directory")
-            if info.get("directory_current") == 1 and int(info.get("directory_flushed_seq", 0)) >= flushed_seq:
+            if info.get("directory_current") == 1 and int(info.get("directory_flushed_seq", 0)) >= flushed_seq and \
+                    int(info["directory_flushes_received"]) > flushes_above:
                 break
             if time.time() > deadline:
                 raise AssertionError(f"{self.dir}: directory not current after {timeout} s")
@@ -364,17 +370,20 @@ class Cluster:
         return p
 
     def flushall(self):
+        running = [p for p in self.proxies if p.proc is not None]
+        before = [p.flushes() for p in running]
         for s in self.servers:
             s.client.flushall()
         # The main server's directory went back behind the proxies' backs: each reloads
         # it all (and the FLUSHALL through headroom marks what it had retiring).
         self.proxy.client().flushall()
-        # Each proxy has taken the flush's message (a proxy that loaded before the main
-        # server went back finds that out at that message, and reloads) and is current.
-        flushed = int(self.main.client.get("hr:dir:flushed") or 0)
-        for p in self.proxies:
-            if p.proc is not None:
-                p.wait_current(flushed_seq=flushed)
+        # FLUSHALL is answered once the nodes are empty; the directory's flush on the
+        # main server follows, and its message. Each proxy has taken that message (a
+        # proxy that loaded before the main server went back finds that out at that
+        # message, and reloads) and is current again. (Its number says nothing: every
+        # flush here is number 1 of a fresh stream.)
+        for p, seen in zip(running, before):
+            p.wait_current(flushes_above=seen)
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""

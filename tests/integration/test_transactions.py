@@ -114,3 +114,145 @@ def test_commands_headroom_cannot_run_in_a_transaction_abort_it(clean, r):
     assert out[3].startswith("error: ResponseError") and "dbsize" in out[3] and "transaction" in out[3], out
     assert out[4] == EXECABORT
     assert out[5] == "0"
+
+
+# --- WATCH: a connection of the client's own to the watched keys' node
+
+
+def leased(r):
+    return int(r.info("clients")["leased_connections"])
+
+
+def test_watch_then_exec_as_redis_with_and_without_a_change(clean, r, ref, cluster):
+    other = clean.proxy.client(decode_responses=True)
+    results = []
+    for client, writer in ((r, other), (ref, ref)):
+        client.set("w:k", "1")
+        conn = client.connection_pool.get_connection("WATCH")
+        out = []
+        try:
+            for change in (False, True):
+                for cmd in (("WATCH", "w:k"), ("GET", "w:k")):
+                    conn.send_command(*cmd)
+                    out.append(conn.read_response())
+                if change:
+                    writer.set("w:k", "changed")  # another client, between WATCH and EXEC
+                for cmd in (("MULTI",), ("SET", "w:k", "mine"), ("EXEC",), ("GET", "w:k")):
+                    conn.send_command(*cmd)
+                    out.append(shown(conn.read_response()))
+            for cmd in (("WATCH", "w:k"), ("UNWATCH",), ("MULTI",), ("INCR", "w:n"), ("EXEC",)):
+                conn.send_command(*cmd)
+                out.append(shown(conn.read_response()))
+            writer.set("w:k", "x")
+            for cmd in (("WATCH", "w:k"), ("MULTI",), ("DISCARD",), ("MULTI",), ("INCR", "w:n"), ("EXEC",)):
+                conn.send_command(*cmd)
+                out.append(shown(conn.read_response()))
+        finally:
+            client.connection_pool.release(conn)
+        results.append(out)
+    assert results[0] == results[1]
+    assert results[0][10] is None  # the changed key: EXEC answered nil
+    wait_for(lambda: leased(r) == 0)
+
+
+def wait_for(cond, timeout=20):
+    import time
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+def test_optimistic_increments_through_redis_pys_transaction_helper_lose_nothing(clean, r):
+    import threading
+    r.set("w:counter", 0)
+    errors = []
+
+    def work():
+        c = clean.proxy.client(decode_responses=True)
+        try:
+            for _ in range(40):
+                c.transaction(lambda p: (lambda v: (p.multi(), p.set("w:counter", int(v) + 1)))(p.get("w:counter")),
+                              "w:counter")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert r.get("w:counter") == "160"
+    wait_for(lambda: leased(r) == 0)
+
+
+def test_watch_of_keys_on_two_nodes_is_crossnode(clean, r):
+    a, b = keys_on_two_nodes(clean, r)
+    assert run_on_one_connection(r, [("WATCH", a, b)])[0].startswith("error: ResponseError: CROSSNODE")
+    out = run_on_one_connection(r, [("WATCH", a), ("WATCH", b), ("MULTI",), ("SET", a, "1"), ("SET", b, "1"),
+                                    ("EXEC",), ("GET", a)])
+    assert out[0] == "OK" and out[1].startswith("error: ResponseError: CROSSNODE"), out
+    assert out[4].startswith("error: ResponseError: CROSSNODE") and out[5] == EXECABORT and out[6] == "a0", out
+
+
+def test_a_watched_missing_key_created_elsewhere_aborts_the_transaction(clean, r):
+    other = clean.add_proxy("watch-other") if len(clean.proxies) < 2 else clean.proxies[1]
+    b = other.client(decode_responses=True)
+    conn = r.connection_pool.get_connection("WATCH")
+    try:
+        for name in ("w:new1", "w:new2", "w:new3"):
+            conn.send_command("WATCH", name)
+            assert conn.read_response() == "OK"
+            assert b.set(name, "theirs") is True  # created by another client, through another proxy
+            for cmd in (("MULTI",), ("SET", name, "mine")):
+                conn.send_command(*cmd)
+                conn.read_response()
+            conn.send_command("EXEC")
+            assert conn.read_response() is None
+            assert r.get(name) == "theirs"
+        # the same when the transaction does not touch the watched key
+        for name in ("w:new4", "w:new5", "w:new6"):
+            conn.send_command("WATCH", name)
+            assert conn.read_response() == "OK"
+            assert b.set(name, "theirs") is True
+            for cmd in (("MULTI",), ("INCR", f"{name}:other")):
+                conn.send_command(*cmd)
+                conn.read_response()
+            conn.send_command("EXEC")
+            assert conn.read_response() is None
+            assert r.get(f"{name}:other") is None
+    finally:
+        r.connection_pool.release(conn)
+
+
+def test_a_client_that_leaves_while_watching_gives_its_lease_back(clean, r):
+    import socket
+    before = leased(r)
+    s = socket.create_connection(("127.0.0.1", clean.proxy.port))
+    s.sendall(b"WATCH w:gone\r\n")
+    assert s.recv(100) == b"+OK\r\n"
+    assert leased(r) == before + 1
+    s.close()
+    wait_for(lambda: leased(r) == before)
+
+
+def test_leases_are_bounded_per_node(own):
+    c = own(settings={"limits": "{max_leases_per_node: 2}"})
+    c.proxy.wait_nodes_up()
+    r = c.proxy.client(decode_responses=True)
+    r.set("{w}a", "1")
+    holders = [c.proxy.client(decode_responses=True).connection_pool.get_connection("WATCH") for _ in range(3)]
+    replies = []
+    for h in holders:
+        h.send_command("WATCH", "{w}a")
+        try:
+            replies.append(h.read_response())
+        except redis.ResponseError as e:
+            replies.append(str(e))
+    assert replies[:2] == ["OK", "OK"]
+    assert "max_leases_per_node" in replies[2], replies
+    for h in holders:
+        h.disconnect()
+    wait_for(lambda: leased(r) == 0)
+    assert run_on_one_connection(r, [("WATCH", "{w}a")]) == ["OK"]

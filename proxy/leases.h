@@ -1,0 +1,80 @@
+// Data-node connections leased to one client each, for as long as a state of the
+// client's lives on the connection (WATCH, until EXEC, DISCARD or UNWATCH). While a
+// client holds a lease on a node, every command of that client to that node goes on
+// it, in order, and no other client's does. A lease is a BackendConn of its own (the
+// same init: AUTH, the proxy's name for fencing, the fence check), opened on demand,
+// bounded per node (limits.max_leases_per_node), never reconnected (what the client
+// built on it went with it), and closed at the end of the loop turn in which it ends
+// (never inside one of its own callbacks).
+//
+// The change stream's acknowledgement covers writes sent on leases too (WriteTracker:
+// Server::sent_counts appends each open lease's id and count).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "balancer/node_registry.h"
+
+namespace headroom::proxy {
+
+class BackendConn;
+class ClientConn;
+class Server;
+
+// What a client holds: at most one lease, on one node.
+struct Lease {
+  BackendConn* conn = nullptr;  // nullptr: none
+  balancer::NodeIndex node = 0;
+  bool lost = false;    // the connection failed: the state on it is gone
+  bool ending = false;  // released once nothing is in flight on it
+  std::vector<std::string> watched;  // the keys WATCHed on it
+};
+
+class Leases {
+ public:
+  explicit Leases(Server& server);
+  ~Leases();
+
+  // Opens a lease on `node` for `client` (connecting now; the client hears
+  // lease_ready or lease_lost). false, with `error` set, when the node's bound is
+  // reached.
+  bool open(ClientConn* client, balancer::NodeIndex node, std::string& error);
+  // The client's lease ends once nothing is in flight on it (its EXEC answered).
+  void end_when_idle(ClientConn* client);
+  // The client has gone: its lease closes at the end of this turn (what is in flight
+  // on it fails, so nothing of a gone client runs later).
+  void drop(ClientConn* client);
+  // End of the loop turn: closes and frees the leases that ended.
+  void end_of_turn();
+  bool any_to_close() const { return !ending_.empty() || !dropped_.empty(); }
+
+  void check_timeouts(uint64_t now_ms, uint32_t request_timeout_ms);
+  void shutdown_all();
+  size_t open_count() const { return open_.size(); }
+
+  // WriteTracker (Server): appends (lease id, commands sent) for each open lease;
+  // answered: every lease named in `sent` from `from` on is gone or has answered that many.
+  void sent_counts(std::vector<uint64_t>& out) const;
+  bool answered_all(const std::vector<uint64_t>& sent, size_t from) const;
+
+ private:
+  struct Open {
+    std::unique_ptr<BackendConn> conn;
+    balancer::NodeIndex node;
+  };
+  void close(uint64_t id);
+
+  Server& server_;
+  uint64_t last_id_ = 0;
+  std::unordered_map<uint64_t, Open> open_;  // by lease id
+  std::unordered_map<const BackendConn*, uint64_t> ids_;
+  std::vector<uint32_t> per_node_;
+  std::vector<ClientConn*> ending_;   // leases to release once idle
+  std::vector<uint64_t> dropped_;     // leases to close now
+};
+
+}  // namespace headroom::proxy
