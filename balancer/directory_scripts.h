@@ -30,6 +30,7 @@ inline constexpr std::string_view kFlushedKey = "hr:dir:flushed";
 inline constexpr std::string_view kLayoutKey = "hr:dir:layout";
 inline constexpr std::string_view kProxiesKey = "hr:proxies";
 inline constexpr std::string_view kCoordinatorKey = "hr:coordinator";
+inline constexpr std::string_view kHoldsPrefix = "hr:holds:";  // + proxy id: the keys it holds (balancer/holds.h)
 // This build's layout, and the one before versioned entries, which it reads too.
 inline constexpr std::string_view kLayout = "buckets=65536 hash=fnv1a64 entries=versioned";
 inline constexpr std::string_view kUnversionedLayout = "buckets=65536 hash=fnv1a64";
@@ -115,17 +116,32 @@ return seq
 )";
 
 // The coordinator's: removes (ARGV[4] == 'D') or makes live again ('P') entries whose
-// value is still exactly what it checked. KEYS: buckets. ARGV: [1] channel, [2]
-// origin, [3] the coordinator lease's value, [4] 'D' or 'P', then key, expected value
-// for each KEYS[i]. Reply: how many entries changed, or an error NOTCOORD when the
-// lease is not (or no longer) the caller's.
+// value is still exactly what it checked, and (removal) that no registered proxy
+// holds (hr:holds:<id>: a client waits on the key). KEYS: buckets. ARGV: [1] channel,
+// [2] origin, [3] the coordinator lease's value, [4] 'D' or 'P', then key, expected
+// value for each KEYS[i]. Reply: how many entries changed, or an error NOTCOORD when
+// the lease is not (or no longer) the caller's.
 inline constexpr std::string_view kSettle = R"(
 if redis.call('GET', 'hr:coordinator') ~= ARGV[3] then
   return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
 end
+local holders = {}
+if ARGV[4] == 'D' then
+  for _, id in ipairs(redis.call('HKEYS', 'hr:proxies')) do
+    local set = 'hr:holds:' .. id
+    if redis.call('EXISTS', set) == 1 then holders[#holders + 1] = set end
+  end
+end
 local hit = {}
 for i = 1, #KEYS do
-  if redis.call('HGET', KEYS[i], ARGV[2 * i + 3]) == ARGV[2 * i + 4] then hit[#hit + 1] = i end
+  local key = ARGV[2 * i + 3]
+  if redis.call('HGET', KEYS[i], key) == ARGV[2 * i + 4] then
+    local held = false
+    for _, set in ipairs(holders) do
+      if redis.call('SISMEMBER', set, key) == 1 then held = true break end
+    end
+    if not held then hit[#hit + 1] = i end
+  end
 end
 if #hit == 0 then return 0 end
 local seq = redis.call('INCR', 'hr:dir:seq')
@@ -174,11 +190,12 @@ return layout
 )";
 
 // A proxy's registration and acknowledgements. ARGV: [1] proxy id, [2] the sequence
-// number it has acknowledged, [3] 'join', 'beat' or 'leave'. A beat of a proxy that
+// number it has acknowledged, [3] 'join', 'beat' or 'leave' (its holds go with it). A beat of a proxy that
 // is not registered (it was fenced and dropped) answers GONE and changes nothing.
 inline constexpr std::string_view kHeartbeat = R"(
 if ARGV[3] == 'leave' then
   redis.call('HDEL', 'hr:proxies', ARGV[1])
+  redis.call('DEL', 'hr:holds:' .. ARGV[1])
   return 'OK'
 end
 if ARGV[3] == 'beat' and redis.call('HEXISTS', 'hr:proxies', ARGV[1]) == 0 then return 'GONE' end
@@ -214,11 +231,12 @@ local t = redis.call('TIME')
 return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('HGETALL', 'hr:proxies')}
 )";
 
-// The coordinator drops a proxy it has fenced. ARGV: [1] lease value, [2] proxy id.
+// The coordinator drops a proxy it has fenced, and its holds. ARGV: [1] lease value, [2] proxy id.
 inline constexpr std::string_view kDropProxy = R"(
 if redis.call('GET', 'hr:coordinator') ~= ARGV[1] then
   return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
 end
+redis.call('DEL', 'hr:holds:' .. ARGV[2])
 return redis.call('HDEL', 'hr:proxies', ARGV[2])
 )";
 

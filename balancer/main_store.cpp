@@ -50,6 +50,7 @@ MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegis
     : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()), layout_(kLayout),
       loaded_at_(kBuckets, 0) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls, timeouts);
+  holds_ = std::make_unique<Holds>(*cmd_);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls,
                                        timeouts);
   retry_timer_ = net::new_handle(loop_, this, uv_timer_init);
@@ -458,6 +459,7 @@ void MainStore::check_acks() {
 void MainStore::heartbeat() {
   if (tracker_ != nullptr && !checkpoints_.empty()) check_acks();
   beat_now();
+  if (registered_) holds_->tick(uv_now(loop_), origin_);
 }
 
 void MainStore::beat_now() {
@@ -482,7 +484,10 @@ void MainStore::beat_now() {
       spdlog::warn("directory: heartbeat answered {}", reply_text(reply));
       return;
     }
-    if (!registered_) spdlog::info("directory: registered as proxy {}", origin_);
+    if (!registered_) {
+      spdlog::info("directory: registered as proxy {}", origin_);
+      holds_->registered(origin_);  // under this id: a new one after a fence, or the main server's restart
+    }
     registered_ = true;
   });
   if (beat_in_flight_) acked_reported_ = acked;

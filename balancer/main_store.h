@@ -22,6 +22,7 @@
 
 #include "balancer/control_conn.h"
 #include "balancer/directory.h"
+#include "balancer/holds.h"
 #include "balancer/ledger.h"
 #include "balancer/node_registry.h"
 #include "resp/buffer.h"
@@ -90,6 +91,11 @@ class MainStore {
   const std::string& origin() const { return origin_; }
   uint64_t applied_seq() const { return applied_seq_; }
   uint64_t flushes_received() const { return flushes_received_; }  // FLUSHALL messages, ever
+
+  // Entries a client waits on (balancer/holds.h).
+  void hold(std::string_view dir_key) { holds_->hold(dir_key, origin_); }
+  void release_hold(std::string_view dir_key) { holds_->release(dir_key, uv_now(loop_)); }
+  size_t holds() const { return holds_->held(); }
   uint64_t acked_seq() const;
 
   // Asks the main server for a live entry of dir_key, placed on `node` if there is
@@ -192,6 +198,7 @@ class MainStore {
   bool subscribed_ = false;
   bool current_ = false;
   uint64_t flushes_received_ = 0;
+  std::unique_ptr<Holds> holds_;  // on cmd_
   bool registered_ = false;
   bool leaving_ = false;
   bool beat_in_flight_ = false;

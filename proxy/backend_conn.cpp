@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <utility>
 
 #include "net/handle.h"
@@ -69,6 +70,13 @@ void BackendConn::on_stream_open() {
   resp::add_command(init_, exists);
   resp::add_command(init_, select0);
   init_replies_ = config_.password.empty() ? 4 : 5;
+  init_fence_reply_ = 2;  // EXISTS, then SELECT 0
+  if (leased_) {  // its id on the node, so that a client gone while blocked can be unblocked
+    std::string_view id[] = {"CLIENT", "ID"};
+    resp::add_command(init_, id);
+    ++init_replies_;
+    ++init_fence_reply_;
+  }
   stream_.write(init_);
 }
 
@@ -107,6 +115,10 @@ void BackendConn::sent(Request* req, uint32_t fragment, uint32_t skip) {
 
 void BackendConn::probe_exists(std::string_view key, std::function<void(bool)> fn) {
   std::string_view argv[] = {"EXISTS", key};
+  command(argv, [fn = std::move(fn)](std::string_view reply) { fn(reply != ":0\r\n"); });
+}
+
+void BackendConn::command(std::span<const std::string_view> argv, std::function<void(std::string_view)> fn) {
   resp::add_command(out_, argv);
   inflight_.push_back({nullptr, 0, 0, uv_now(server_.loop())});
   probes_.push_back(std::move(fn));
@@ -138,7 +150,9 @@ bool BackendConn::take_replies() {
     if (init_replies_ > 0) {
       --init_replies_;
       if (reply[0] == '-') spdlog::error("node {}: {} while connecting", config_.name, reply.substr(1, reply.size() - 3));
-      if (init_replies_ == 1) fenced_reply_ = reply == ":1\r\n";  // EXISTS hr:fence:<id>
+      if (init_replies_ + 1 == init_fence_reply_) fenced_reply_ = reply == ":1\r\n";  // EXISTS hr:fence:<id>
+      if (leased_ && init_replies_ == 0 && reply[0] == ':')  // CLIENT ID, last
+        node_client_id_ = std::strtoll(reply.data() + 1, nullptr, 10);
       in_.consume(static_cast<size_t>(len));
       if (init_replies_ == 0) {
         init_done(fenced_reply_);
@@ -160,7 +174,7 @@ bool BackendConn::take_replies() {
       } else {
         auto fn = std::move(probes_.front());
         probes_.pop_front();
-        fn(reply != ":0\r\n");
+        fn(reply);
       }
     }
     in_.consume(static_cast<size_t>(len));
@@ -206,7 +220,7 @@ void BackendConn::fail(std::string_view why, const std::string& error, bool rese
       } else {
         auto fn = std::move(probes_.front());
         probes_.pop_front();
-        fn(true);  // unknown: nothing is retired on a guess
+        fn({});  // unknown (a probe: nothing is retired on a guess)
       }
     });
   }

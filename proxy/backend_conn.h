@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 
 #include "balancer/node_registry.h"
@@ -65,6 +66,13 @@ class BackendConn final : private net::Stream::Owner {
   // connection; `fn` gets the answer (true when it cannot be known: the connection
   // failed first).
   void probe_exists(std::string_view key, std::function<void(bool exists)> fn);
+  // Sends a command of the proxy's own; `fn` gets its reply (empty when the
+  // connection failed first).
+  void command(std::span<const std::string_view> argv, std::function<void(std::string_view reply)> fn);
+
+  // A leased connection's client id on the node (CLIENT ID, asked as it connects),
+  // for CLIENT UNBLOCK; 0 until known.
+  int64_t node_client_id() const { return node_client_id_; }
 
   // Writes what out_ holds; called once per loop turn for a connection marked dirty.
   void flush();
@@ -109,9 +117,11 @@ class BackendConn final : private net::Stream::Owner {
   uv_timer_t* retry_timer_ = nullptr;  // owned; freed in its close callback
   resp::ReplyFramer framer_;
   resp::Ring<Pending> inflight_;
-  resp::Ring<std::function<void(bool)>> probes_;
+  resp::Ring<std::function<void(std::string_view)>> probes_;  // the proxy's own commands' callbacks
   resp::Buffer init_;          // the init sequence (AUTH, CLIENT SETNAME, the fence check)
   size_t init_replies_ = 0;    // its replies still to come, ahead of every command's
+  size_t init_fence_reply_ = 0;  // init_replies_ when the fence check's reply is next
+  int64_t node_client_id_ = 0;
   bool fenced_reply_ = false;
   std::string init_origin_;    // the proxy id the connection named itself after
   uint64_t sent_count_ = 0;

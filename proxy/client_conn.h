@@ -42,6 +42,7 @@ class ClientConn final : private net::Stream::Owner {
   const std::string& peer() const { return stream_.peer(); }
   Transaction& transaction() { return transaction_; }
   Lease& lease() { return lease_; }
+  const Lease& lease() const { return lease_; }
   // The leased connection is ready (a request waits for it), or lost.
   void lease_ready() { pump(); }
   void lease_lost() {

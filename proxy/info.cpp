@@ -52,7 +52,8 @@ std::string build_info(Server& server, std::string_view section_arg) {
     out += "# Clients\r\n";
     line(out, "connected_clients", server.client_count());
     line(out, "maxclients", cfg.max_clients);
-    line(out, "leased_connections", server.leases().open_count());  // a client's own (WATCH)
+    line(out, "leased_connections", server.leases().open_count());  // a client's own (WATCH, blocking calls)
+    line(out, "blocked_clients", server.blocked_clients());
     out += "\r\n";
   }
   if (want("memory")) {
@@ -74,6 +75,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "total_local_replies", stats.local_replies);
     line(out, "total_error_replies", stats.error_replies);
     line(out, "total_crossnode_errors", stats.crossnode_errors);
+    line(out, "total_blocking_given_back", stats.blocking_given_back);
     line(out, "total_placements", stats.placements);
     line(out, "total_placement_errors", stats.placement_errors);
     line(out, "total_protocol_errors", stats.protocol_errors);
@@ -92,6 +94,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "directory_entries", server.directory().size());
     line(out, "directory_applied_seq", store.applied_seq());
     line(out, "directory_flushes_received", store.flushes_received());
+    line(out, "directory_holds", store.holds());
     line(out, "directory_acked_seq", store.acked_seq());
     line(out, "directory_flushed_seq", server.directory().flushed_seq());
     line(out, "proxy_id", store.origin());

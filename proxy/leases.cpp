@@ -2,36 +2,58 @@
 
 #include <algorithm>
 
+#include "balancer/control_conn.h"
 #include "proxy/backend_conn.h"
 #include "proxy/client_conn.h"
 #include "proxy/server.h"
 
 namespace headroom::proxy {
 
-Leases::Leases(Server& server) : server_(server), per_node_(server.nodes().size(), 0) {}
+Leases::Leases(Server& server)
+    : server_(server), per_node_(server.nodes().size(), 0), idle_(server.nodes().size()) {}
 
 Leases::~Leases() { shutdown_all(); }
 
 bool Leases::open(ClientConn* client, balancer::NodeIndex node, std::string& error) {
-  const uint32_t limit = server_.config().max_leases_per_node;
-  if (per_node_[node] >= limit) {
-    error = "ERR node " + server_.nodes()[node].name() + " has " + std::to_string(limit) +
-            " leased connections (limits.max_leases_per_node); try again";
-    return false;
+  BackendConn* c = nullptr;
+  auto& idle = idle_[node];
+  while (c == nullptr && !idle.empty()) {  // one kept from an earlier lease, if still connected
+    const uint64_t id = idle.back();
+    idle.pop_back();
+    auto it = open_.find(id);
+    if (it == open_.end()) continue;
+    if (it->second.conn->connected()) c = it->second.conn.get();
+    else close(id);
   }
-  const uint64_t id = ++last_id_;
-  auto conn = std::make_unique<BackendConn>(server_, node, server_.config().nodes[node]);
-  conn->set_lessee(client);
-  BackendConn* c = conn.get();
-  ids_[c] = id;
-  open_.emplace(id, Open{std::move(conn), node});
-  ++per_node_[node];
+  if (c == nullptr) {
+    const uint32_t limit = server_.config().max_leases_per_node;
+    if (per_node_[node] >= limit) {
+      error = "ERR node " + server_.nodes()[node].name() + " has " + std::to_string(limit) +
+              " leased connections (limits.max_leases_per_node); try again";
+      return false;
+    }
+    const uint64_t id = ++last_id_;
+    auto conn = std::make_unique<BackendConn>(server_, node, server_.config().nodes[node]);
+    c = conn.get();
+    ids_[c] = id;
+    open_.emplace(id, Open{std::move(conn), node});
+    ++per_node_[node];
+    c->set_lessee(client);
+    c->start();
+  } else {
+    c->set_lessee(client);
+  }
   Lease& lease = client->lease();
   lease = Lease{};
   lease.conn = c;
   lease.node = node;
-  c->start();
   return true;
+}
+
+size_t Leases::idle_count() const {
+  size_t n = 0;
+  for (const auto& v : idle_) n += v.size();
+  return n;
 }
 
 void Leases::end_when_idle(ClientConn* client) {
@@ -44,9 +66,20 @@ void Leases::end_when_idle(ClientConn* client) {
 void Leases::drop(ClientConn* client) {
   Lease& lease = client->lease();
   if (lease.conn == nullptr) return;
-  lease.conn->set_lessee(nullptr);
-  dropped_.push_back(ids_.at(lease.conn));
+  BackendConn* c = lease.conn;
+  c->set_lessee(nullptr);
+  const uint64_t id = ids_.at(c);
   std::erase(ending_, client);
+  balancer::ControlConn* control = server_.poller().conn(lease.node);
+  if (lease.blocking && c->connected() && c->node_client_id() != 0 && control != nullptr) {
+    // Unblocked, not closed: an element popped for it just now still arrives, and is
+    // given back (route_blocking.cpp); the connection closes once it is answered.
+    const std::string cid = std::to_string(c->node_client_id());
+    control->command({"CLIENT", "UNBLOCK", cid}, [](redisReply*) {});
+    unblocking_.push_back(id);
+  } else {
+    dropped_.push_back(id);
+  }
   lease = Lease{};
 }
 
@@ -64,14 +97,29 @@ void Leases::end_of_turn() {
       continue;
     }
     lease.conn->set_lessee(nullptr);
-    dropped_.push_back(ids_.at(lease.conn));
+    give_back(ids_.at(lease.conn), lease.node, !lease.node_watches && !lease.lost);
     lease = Lease{};
     ending_.erase(ending_.begin() + static_cast<std::ptrdiff_t>(i));
     client->pump();  // a request that waited for the lease to end (a WATCH of another node's keys)
   }
+  std::erase_if(unblocking_, [this](uint64_t id) {
+    auto it = open_.find(id);
+    if (it == open_.end()) return true;
+    if (it->second.conn->inflight() != 0) return false;
+    dropped_.push_back(id);
+    return true;
+  });
   std::vector<uint64_t> closing;
   closing.swap(dropped_);
   for (uint64_t id : closing) close(id);
+}
+
+void Leases::give_back(uint64_t id, balancer::NodeIndex node, bool reusable) {
+  auto it = open_.find(id);
+  if (reusable && it != open_.end() && it->second.conn->connected() && idle_[node].size() < kIdlePerNode)
+    idle_[node].push_back(id);
+  else
+    dropped_.push_back(id);
 }
 
 void Leases::close(uint64_t id) {
@@ -86,7 +134,13 @@ void Leases::close(uint64_t id) {
 }
 
 void Leases::check_timeouts(uint64_t now_ms, uint32_t request_timeout_ms) {
-  for (auto& [id, o] : open_) o.conn->check_timeouts(now_ms, request_timeout_ms);
+  for (auto& [id, o] : open_) {
+    // A blocking command waits as long as its client asked: no request timeout (TCP
+    // keepalive finds a node that went away).
+    const ClientConn* c = o.conn->lessee();
+    if (c != nullptr && c->lease().blocking) continue;
+    o.conn->check_timeouts(now_ms, request_timeout_ms);
+  }
 }
 
 void Leases::shutdown_all() {
@@ -98,8 +152,13 @@ void Leases::shutdown_all() {
 
 void Leases::sent_counts(std::vector<uint64_t>& out) const {
   for (const auto& [id, o] : open_) {
+    // A blocking command in flight (the last sent: nothing of its client goes after
+    // it) is not waited for: it may wait for ever, and whatever it writes when it
+    // runs is to keys it holds, whose entries no removal can take meanwhile.
+    const ClientConn* c = o.conn->lessee();
+    const bool blocked = c != nullptr && c->lease().blocking;
     out.push_back(id);
-    out.push_back(o.conn->sent_count());
+    out.push_back(o.conn->sent_count() - (blocked ? 1 : 0));
   }
 }
 

@@ -82,6 +82,7 @@ struct Request {
   int target_node = -1;        // SameNode: the node every new key is placed on
   uint32_t skip_replies = 0;   // EXEC: the block's replies before EXEC's (BackendConn::sent)
   bool unwatches = false;      // EXEC, DISCARD, UNWATCH: the client's lease ends once it is dispatched
+  bool blocking = false;       // a blocking call, on a lease (route_blocking.cpp); its keys are held
   bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
   std::string error;           // a placement's failure, replied when the request goes
 
@@ -128,6 +129,7 @@ struct Request {
     target_node = -1;
     skip_replies = 0;
     unwatches = false;
+    blocking = false;
     keys_invalid = false;
     error.clear();
     done = owner_done = false;

@@ -55,6 +55,7 @@ bool Router::route_same_node(Request* req) {
                            nodes + "); keys that share a hash tag, like {user:42}:a and {user:42}:b, share a node");
     return true;
   }
+  if (req->blocking) return route_blocking(req, target);
   return forward_to_common_node(req, target);
 }
 

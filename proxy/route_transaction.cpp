@@ -188,8 +188,10 @@ bool Router::route_transaction(Request* req) {
     case LocalCommand::Watch:
       return route_watch(req);
     case LocalCommand::Unwatch:
-      if (const Lease& lease = req->client->lease(); lease.conn != nullptr && !lease.lost)
+      if (Lease& lease = req->client->lease(); lease.conn != nullptr && !lease.lost) {
         forward_raw(req, lease.node);  // on the lease, in order
+        lease.node_watches = false;
+      }
       else
         reply_status(req, "+OK\r\n");  // it ended (or was lost) meanwhile: nothing is watched
       unwatch(req);
@@ -237,7 +239,10 @@ bool Router::route_transaction(Request* req) {
     req->target_node = target;  // new keys go there too
   }
   const bool went = forward_to_common_node(req, target);
-  if (went && (req->done || req->fragments_pending > 0)) unwatch(req);  // sent on the lease (or failed)
+  if (went && (req->done || req->fragments_pending > 0)) {  // sent on the lease (or failed)
+    if (req->fragments_pending > 0) lease.node_watches = false;  // EXEC unwatches on the node
+    unwatch(req);
+  }
   return went;
 }
 
@@ -296,6 +301,7 @@ bool Router::route_watch(Request* req) {
   if (!lease.conn->connected()) return false;  // lease_ready pumps
   for (const auto& k : req->keys) lease.watched.emplace_back(req->argv[k.argv_index]);
   forward_raw(req, lease.node);
+  lease.node_watches = true;
   return true;
 }
 

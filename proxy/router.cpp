@@ -110,16 +110,18 @@ void Router::prepare(Request* req) {
     queue_in_transaction(req);  // inside MULTI a blocking command does not block: it is queued
     return;
   }
-  if (resp::blocks(*cmd, argv)) {
-    reply_error(req, "ERR blocking command '" + resp::to_lower(argv[0]) + "' is not supported by headroom");
-    return;
-  }
   if (!cmd->key_specs.empty() && !resp::resolve_keys(*cmd, argv, req->keys)) {
     // The arguments cannot hold valid keys (numkeys too large, ...): Redis rejects
     // such a command with its exact error, so any node can answer it.
     req->keys.clear();
     req->keys_invalid = true;
     return;
+  }
+  if (resp::blocks(*cmd, argv)) {
+    // A blocking read of a key no node has yet places it, so that the producer's
+    // later push goes to the node where the consumer waits (route_blocking.cpp).
+    req->blocking = true;
+    for (auto& k : req->keys) k.may_create = true;
   }
   // Start placing new keys now, so a pipeline of new keys shares main-server round trips.
   for (const auto& k : req->keys) {
@@ -131,6 +133,8 @@ void Router::prepare(Request* req) {
 }
 
 bool Router::dispatch(Request* req) {
+  // As Redis: nothing of a client's runs while its blocking command waits.
+  if (req->client->lease().blocking) return false;
   if (req->done) {
     if (req->unwatches) unwatch(req);  // DISCARD, EXEC answered at once: in order, the watch ends
     return true;
@@ -344,6 +348,7 @@ void Router::account(Request* req, const Fragment& f, std::string_view reply) {
 void Router::check_created(Request* req, const Request::Placed& p, std::string_view reply, bool error) {
   std::string_view dk = balancer::directory_key(req->argv[req->keys[p.key].argv_index]);
   if (balancer::is_tag(dk)) return;  // a tag's entry serves other keys too: the sweep decides
+  if (req->blocking) return;  // placed to be waited on: held while waited on, then the sweep decides
   const NodeIndex node = p.reservation.node;
   if (!req->cmd->has(resp::kRunsScript)) {  // a script's error may follow its writes
     if (error) {
@@ -362,6 +367,22 @@ void Router::check_created(Request* req, const Request::Placed& p, std::string_v
 void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply) {
   account(req, req->fragments[f], reply);
   --req->fragments_pending;
+  if (req->blocking) {
+    blocking_answered(req, reply);  // the client may go on (it is pumped), or gives back what it missed
+    if (req->owner_done) {
+      server_.requests().settle(req);
+      return;
+    }
+    ClientConn* client = req->client;
+    if (client->closed()) return;  // it goes at the end of this turn, with its queue
+    if (!client->deliver_head(req, reply)) {
+      req->reply.append(reply);
+      complete(req);
+      client->request_done();
+    }
+    client->pump();
+    return;
+  }
   if (req->owner_done) {  // orphaned: the client has gone
     server_.requests().settle(req);
     return;

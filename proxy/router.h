@@ -9,6 +9,7 @@
 //   route_same_node.cpp  SameNode: every key on one node, else CROSSNODE
 //   route_fan_out.cpp    FanOut: every node (SCAN walks them; FLUSHALL flushes the directory too)
 //   route_transaction.cpp  MULTI ... EXEC: queued by the proxy, run on one node as one block
+//   route_blocking.cpp   BLPOP, XREAD BLOCK, ...: on a lease, their keys held, nothing popped lost
 #pragma once
 
 #include <span>
@@ -59,6 +60,11 @@ class Router {
   void queue_in_transaction(Request* req);
   bool route_transaction(Request* req);
   bool route_watch(Request* req);
+  // A blocking call (BLPOP, XREAD BLOCK, ...), its keys on `target` (or to be placed).
+  bool route_blocking(Request* req, int target);
+  // Its reply came: the keys' holds end, the client may go on; a client gone
+  // meanwhile gets nothing, so what the reply popped is given back.
+  void blocking_answered(Request* req, std::string_view reply);
   // EXEC, DISCARD or UNWATCH was dispatched: the client's lease ends once idle.
   void unwatch(Request* req);
 

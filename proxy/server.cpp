@@ -191,6 +191,12 @@ void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view
   router_->on_fragment_reply(req, fragment, reply);
 }
 
+size_t Server::blocked_clients() const {
+  size_t n = 0;
+  for (const ClientConn* c : clients_) n += c->lease().blocking ? 1 : 0;
+  return n;
+}
+
 void Server::client_closed(ClientConn* c) {
   closed_clients_.push_back(c);
   std::erase(monitors_, c);
@@ -207,6 +213,9 @@ void Server::delete_closed_clients() {
     // are freed when the last answer arrives; the rest now.
     c->queue_.drain([this](Request* r) {
       r->client = nullptr;
+      // One still answered later reads its arguments then (what a write added, a key
+      // placed for it, what a blocking pop took): they must outlive the client's buffer.
+      if (r->outstanding() > 0) r->take_ownership();
       requests_.release(r);
     });
     clients_.erase(c);
@@ -258,12 +267,18 @@ void Server::shutdown() {
     if (l.tcp != nullptr) net::close_and_delete(l.tcp);
   listeners_.clear();
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
-  for (ClientConn* c : all) c->close_after_replies();
+  // A blocked client's reply may never come: it is closed now (its connection is
+  // unblocked, and what it took given back); the others get their replies first.
+  for (ClientConn* c : all) {
+    if (c->lease().blocking) c->close();
+    else c->close_after_replies();
+  }
   uv_timer_start(
       shutdown_timer_,
       [](uv_timer_t* t) {
         auto* self = static_cast<Server*>(t->data);
         spdlog::warn("shutdown grace period over: closing {} clients", self->clients_.size());
+        self->grace_over_ = true;
         std::vector<ClientConn*> rest(self->clients_.begin(), self->clients_.end());
         for (ClientConn* c : rest) c->close();
       },
@@ -273,6 +288,8 @@ void Server::shutdown() {
 
 void Server::maybe_finish_shutdown() {
   if (!stopping_ || !clients_.empty()) return;
+  // Blocked clients that left: their last replies (and what is given back) first.
+  if (!grace_over_ && (leases_->unblocking() != 0 || stats_.give_backs_in_flight != 0)) return;
   if (!left_) {
     // Unregistered before the connections close, so no removal waits for this proxy
     // until its registration lapses; then everything stops.
@@ -288,6 +305,7 @@ void Server::maybe_finish_shutdown() {
   main_store_->stop();
   for (auto& pool : pools_)
     for (auto& b : pool.all()) b->shutdown();
+  leases_->shutdown_all();
   // With every handle stopped, the loop ends and main() tears the rest down.
 }
 

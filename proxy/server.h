@@ -69,6 +69,7 @@ class Server final : private balancer::WriteTracker {
   Stats& stats() { return stats_; }
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
+  size_t blocked_clients() const;  // waiting on a blocking command (INFO)
   // TLS towards backends (data nodes, main server), or nullptr when off.
   const net::TlsContext* backend_tls() const { return tls_.backends.get(); }
 
@@ -119,6 +120,7 @@ class Server final : private balancer::WriteTracker {
   std::unique_ptr<balancer::MainStore> main_store_;
   std::unique_ptr<balancer::MemoryPoller> poller_;
   std::unique_ptr<Leases> leases_;
+  bool grace_over_ = false;  // shutdown waits for nothing more
   std::unique_ptr<balancer::Coordinator> coordinator_;
   std::vector<BackendPool> pools_;  // [node]
   std::unique_ptr<Router> router_;
