@@ -197,9 +197,9 @@ def test_routing_of_the_commands_the_design_names(table):
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
               "client|setinfo", "info", "shutdown", "monitor"):
         assert route[n] == LOCAL, n
-    for n in ("multi", "exec", "discard"):
+    for n in ("multi", "exec", "discard", "watch", "unwatch"):
         assert route[n] == TRANSACTION, n
-    for n in ("watch", "unwatch", "subscribe", "cluster|info", "migrate", "move",
+    for n in ("subscribe", "cluster|info", "migrate", "move",
               "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
     for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug", "function|list",

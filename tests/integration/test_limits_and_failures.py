@@ -397,5 +397,5 @@ def test_xread_of_a_stream_named_block_is_not_a_blocking_read(own):
     r.xgroup_create("s", "block", id="0", mkstream=True)  # a group named "block" is no BLOCK option either
     r.xadd("s", {"f": "v"}, id="1-1")
     assert raw(r, "XREADGROUP", "GROUP", "block", "block", "STREAMS", "s", ">") == [[b"s", [[b"1-1", [b"f", b"v"]]]]]
-    with pytest.raises(redis.ResponseError, match="blocking command 'xread'"):
-        raw(r, "XREAD", "BLOCK", "10", "STREAMS", "block", "0")
+    # with BLOCK it is a blocking read (on a connection of its own): data there, at once
+    assert raw(r, "XREAD", "BLOCK", "10", "STREAMS", "block", "0") == [[b"block", [[b"1-1", [b"f", b"v"]]]]]
