@@ -20,9 +20,9 @@ constexpr uint64_t kHealthyMs = 1000;  // a connection up this long resets the b
 constexpr size_t kReadChunk = 64 * 1024;
 }  // namespace
 
-BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config)
+BackendConn::BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config, bool resp3)
     : server_(server), node_(node), config_(config), stream_(server.loop(), *this, in_),
-      backoff_(kInitialBackoffMs, kMaxBackoffMs, kHealthyMs) {
+      backoff_(kInitialBackoffMs, kMaxBackoffMs, kHealthyMs), resp3_(resp3) {
   retry_timer_ = net::new_handle(server_.loop(), this, uv_timer_init);
 }
 
@@ -61,6 +61,12 @@ void BackendConn::on_stream_open() {
     std::string_view auth[] = {"AUTH", config_.password};
     resp::add_command(init_, auth);
   }
+  size_t hello = 0;
+  if (resp3_) {  // after AUTH, before everything else
+    std::string_view hello3[] = {"HELLO", "3"};
+    resp::add_command(init_, hello3);
+    hello = 1;
+  }
   std::string_view setname[] = {"CLIENT", "SETNAME", name};
   std::string_view select1[] = {"SELECT", "1"};
   std::string_view exists[] = {"EXISTS", marker};
@@ -69,7 +75,7 @@ void BackendConn::on_stream_open() {
   resp::add_command(init_, select1);
   resp::add_command(init_, exists);
   resp::add_command(init_, select0);
-  init_replies_ = config_.password.empty() ? 4 : 5;
+  init_replies_ = (config_.password.empty() ? 4 : 5) + hello;
   init_fence_reply_ = 2;  // EXISTS, then SELECT 0
   if (leased_) {  // its id on the node, so that a client gone while blocked can be unblocked
     std::string_view id[] = {"CLIENT", "ID"};

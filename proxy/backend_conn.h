@@ -28,7 +28,8 @@ class Server;
 
 class BackendConn final : private net::Stream::Owner {
  public:
-  BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config);
+  // `resp3`: the connection says HELLO 3 first, for clients that speak RESP3.
+  BackendConn(Server& server, balancer::NodeIndex node, const conf::BackendConfig& config, bool resp3 = false);
   ~BackendConn();
   BackendConn(const BackendConn&) = delete;
   BackendConn& operator=(const BackendConn&) = delete;
@@ -53,6 +54,7 @@ class BackendConn final : private net::Stream::Owner {
   uint64_t sent_count() const { return sent_count_; }
   uint64_t answered_count() const { return answered_count_; }
   balancer::NodeIndex node() const { return node_; }
+  bool resp3() const { return resp3_; }
   size_t inflight() const { return inflight_.size(); }
 
   // The buffer to append a command to; call sent() after appending it.
@@ -131,6 +133,7 @@ class BackendConn final : private net::Stream::Owner {
   bool dirty_ = false;       // queued for this loop turn's flush
   bool stopping_ = false;
   bool leased_ = false;          // set with a lessee once: never reconnects
+  bool resp3_ = false;
   ClientConn* lessee_ = nullptr;
 };
 

@@ -121,6 +121,10 @@ void ClientConn::write_ready_replies() {
     server_.requests().release(r);
   }
   if (closed_) return;
+  if (pump_at_head_ && dispatched_ == 0 && !queue_.empty()) {
+    pump_at_head_ = false;
+    pump();
+  }
   if (closing_) maybe_finish_close();
   if (read_paused_) check_pipeline();
 }

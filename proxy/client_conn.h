@@ -38,6 +38,9 @@ class ClientConn final : private net::Stream::Owner {
   const std::string& name() const { return name_; }
   void set_name(std::string n) { name_ = std::move(n); }
   bool authenticated() const { return authenticated_; }
+  // HELLO 3: this client speaks RESP3 (its commands go on RESP3 connections).
+  bool resp3() const { return resp3_; }
+  void set_resp3(bool on) { resp3_ = on; }
   void set_authenticated(bool a) { authenticated_ = a; }
   const std::string& peer() const { return stream_.peer(); }
   Transaction& transaction() { return transaction_; }
@@ -53,6 +56,9 @@ class ClientConn final : private net::Stream::Owner {
 
   // A request that waited (placement) may now go: dispatch queued requests in order.
   void pump();
+  bool is_head(const Request* r) const { return !queue_.empty() && queue_.front() == r; }
+  // The first request not dispatched waits to be the head (HELLO): pumped once it is.
+  void pump_at_head() { pump_at_head_ = true; }
   // A request of this client completed: write every completed reply at the head.
   void request_done() { write_ready_replies(); }
   // The head of queue_ is `req` and its reply is `reply`: write it without a copy
@@ -106,6 +112,8 @@ class ClientConn final : private net::Stream::Owner {
   Lease lease_;                  // a connection of its own to one node (WATCH)
   uint64_t last_read_ms_ = 0;
   bool authenticated_ = false;
+  bool resp3_ = false;
+  bool pump_at_head_ = false;
   bool read_paused_ = false;     // by max_pipeline
   bool closing_ = false;         // no more requests; close when replies are out
   bool closed_ = false;

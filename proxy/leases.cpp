@@ -10,13 +10,14 @@
 namespace headroom::proxy {
 
 Leases::Leases(Server& server)
-    : server_(server), per_node_(server.nodes().size(), 0), idle_(server.nodes().size()) {}
+    : server_(server), per_node_(server.nodes().size(), 0), idle_(2 * server.nodes().size()) {}
 
 Leases::~Leases() { shutdown_all(); }
 
 bool Leases::open(ClientConn* client, balancer::NodeIndex node, std::string& error) {
   BackendConn* c = nullptr;
-  auto& idle = idle_[node];
+  const bool resp3 = client->resp3();
+  auto& idle = idle_[idle_slot(node, resp3)];
   while (c == nullptr && !idle.empty()) {  // one kept from an earlier lease, if still connected
     const uint64_t id = idle.back();
     idle.pop_back();
@@ -33,7 +34,7 @@ bool Leases::open(ClientConn* client, balancer::NodeIndex node, std::string& err
       return false;
     }
     const uint64_t id = ++last_id_;
-    auto conn = std::make_unique<BackendConn>(server_, node, server_.config().nodes[node]);
+    auto conn = std::make_unique<BackendConn>(server_, node, server_.config().nodes[node], resp3);
     c = conn.get();
     ids_[c] = id;
     open_.emplace(id, Open{std::move(conn), node});
@@ -116,10 +117,14 @@ void Leases::end_of_turn() {
 
 void Leases::give_back(uint64_t id, balancer::NodeIndex node, bool reusable) {
   auto it = open_.find(id);
-  if (reusable && it != open_.end() && it->second.conn->connected() && idle_[node].size() < kIdlePerNode)
-    idle_[node].push_back(id);
-  else
-    dropped_.push_back(id);
+  if (reusable && it != open_.end() && it->second.conn->connected()) {
+    auto& idle = idle_[idle_slot(node, it->second.conn->resp3())];
+    if (idle.size() < kIdlePerNode) {
+      idle.push_back(id);
+      return;
+    }
+  }
+  dropped_.push_back(id);
 }
 
 void Leases::close(uint64_t id) {

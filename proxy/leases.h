@@ -90,7 +90,8 @@ class Leases {
   std::vector<ClientConn*> ending_;   // leases to release once idle
   std::vector<uint64_t> dropped_;     // leases to close now
   std::vector<uint64_t> unblocking_;  // of clients gone while blocked: closed once answered
-  std::vector<std::vector<uint64_t>> idle_;  // [node]: connected, no state, no lessee
+  std::vector<std::vector<uint64_t>> idle_;  // [idle_slot]: connected, no state, no lessee
+  static size_t idle_slot(balancer::NodeIndex node, bool resp3) { return 2 * node + (resp3 ? 1 : 0); }
 };
 
 }  // namespace headroom::proxy

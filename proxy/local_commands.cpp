@@ -71,7 +71,7 @@ void hello(Server& server, Request& req) {
       resp::add_error(out, "ERR Protocol version is not an integer or out of range");
       return;
     }
-    if (ver != 2) {  // headroom speaks RESP2 only
+    if (ver != 2 && ver != 3) {
       resp::add_error(out, "NOPROTO sorry, this protocol version is not supported.");
       return;
     }
@@ -95,13 +95,18 @@ void hello(Server& server, Request& req) {
                     "version at the same time");
     return;
   }
-  resp::add_array_header(out, 14);
+  // The switch, once every option is accepted: from the next command on, replies
+  // (and the nodes' connections its commands take) are in that protocol.
+  if (argv.size() >= 2) req.client->set_resp3(argv[1] == "3");
+  const bool resp3 = req.client->resp3();
+  if (resp3) resp::add_map_header(out, 7);
+  else resp::add_array_header(out, 14);
   resp::add_bulk(out, "server");
   resp::add_bulk(out, "redis");
   resp::add_bulk(out, "version");
   resp::add_bulk(out, "7.0.0");
   resp::add_bulk(out, "proto");
-  resp::add_integer(out, 2);
+  resp::add_integer(out, resp3 ? 3 : 2);
   resp::add_bulk(out, "id");
   resp::add_integer(out, static_cast<int64_t>(req.client->id()));
   resp::add_bulk(out, "mode");
@@ -186,7 +191,7 @@ void run_local_command(Server& server, Request& req) {
       if (set_client_name(req, argv[2], out)) resp::add_simple(out, "OK");
       break;
     case LocalCommand::ClientGetname:
-      if (req.client->name().empty()) resp::add_nil(out);
+      if (req.client->name().empty()) resp::add_nil(out, req.client->resp3());
       else resp::add_bulk(out, req.client->name());
       break;
     case LocalCommand::ClientId:
@@ -203,7 +208,10 @@ void run_local_command(Server& server, Request& req) {
       resp::add_simple(out, "OK");
       break;
     case LocalCommand::Info:
-      resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+      if (req.client->resp3())  // as Redis: a verbatim string in RESP3
+        resp::add_verbatim(out, "txt", build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+      else
+        resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
       break;
     case LocalCommand::Multi:  // Route::Transaction: the router answers them
     case LocalCommand::Exec:

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 
+#include "proxy/client_conn.h"
 #include "proxy/request.h"
 #include "resp/reply_framer.h"
 #include "resp/reply_writer.h"
@@ -89,7 +90,7 @@ void merge_random(Request& req) {
     if (r[0] == '$' && r != "$-1\r\n") found.push_back(r);
   }
   if (found.empty()) {
-    resp::add_nil(req.reply);
+    resp::add_nil(req.reply, req.client != nullptr && req.client->resp3());
     return;
   }
   thread_local std::minstd_rand rng(std::random_device{}());

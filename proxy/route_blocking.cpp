@@ -29,8 +29,10 @@ namespace headroom::proxy {
 
 namespace {
 
-// A bulk string's bytes ("$3\r\nabc\r\n" -> "abc"); empty for anything else.
+// A bulk string's bytes ("$3\r\nabc\r\n" -> "abc"), or a RESP3 double's (",1.5\r\n",
+// a score); empty for anything else.
 std::string_view bulk_text(std::string_view r) {
+  if (r.size() >= 3 && r[0] == ',') return r.substr(1, r.size() - 3);
   if (r.size() < 4 || r[0] != '$') return {};
   size_t nl = r.find('\n');
   return nl == std::string_view::npos ? std::string_view() : r.substr(nl + 1, r.size() - nl - 3);

@@ -91,7 +91,8 @@ void Router::transaction_command(Request* req) {
   }
   if (tx.watch_broken) {  // as Redis answers a transaction whose watched key changed
     tx.clear();
-    reply_status(req, "*-1\r\n");
+    resp::add_nil_array(req->reply, req->client->resp3());
+    req->done = true;
     return;
   }
   if (tx.commands == 0) {
@@ -230,7 +231,7 @@ bool Router::route_transaction(Request* req) {
     }
     if (changed) {
       req->reply.clear();
-      resp::add_nil_array(req->reply);
+      resp::add_nil_array(req->reply, req->client->resp3());
       complete(req);
       unwatch(req);
       return true;

@@ -150,6 +150,13 @@ bool Router::dispatch(Request* req) {
   }
   switch (req->cmd->route) {
     case Route::Local:
+      // HELLO may switch the client's protocol, and so the nodes' connections its
+      // commands take: it waits until every earlier command is answered, so none of
+      // them can be overtaken on the other connection.
+      if (req->cmd->local == resp::LocalCommand::Hello && !req->client->is_head(req)) {
+        req->client->pump_at_head();
+        return false;
+      }
       run_local_command(server_, *req);
       ++server_.stats().local_replies;
       complete(req);
@@ -286,8 +293,9 @@ bool Router::absence_known(Request* req) {
 
 BackendConn* Router::ready_backend(Request* req, NodeIndex node) {
   const Lease& lease = req->client->lease();
-  BackendConn& b = lease.conn != nullptr && lease.node == node ? *lease.conn
-                                                               : server_.backends(node).for_client(req->client->id());
+  BackendConn& b = lease.conn != nullptr && lease.node == node
+                       ? *lease.conn
+                       : server_.backends(node, req->client->resp3()).for_client(req->client->id());
   if (!b.connected()) {
     reply_error(req, b.unavailable_error());
     return nullptr;

@@ -29,10 +29,13 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   main_store_->set_ledger(&ledger_);
   router_ = std::make_unique<Router>(*this);
   leases_ = std::make_unique<Leases>(*this);
-  pools_.resize(nodes_.size());
-  for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
-    for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
-      pools_[i].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i]));
+  // RESP2 connections for nodes 0..n-1, then RESP3 ones (for clients that said HELLO 3:
+  // the nodes' replies are forwarded as they are, so they must be in the client's protocol).
+  pools_.resize(2 * nodes_.size());
+  for (int resp3 = 0; resp3 < 2; ++resp3)
+    for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
+      for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
+        pools_[resp3 * nodes_.size() + i].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i], resp3 != 0));
   prepare_ = net::new_handle(loop_, this, uv_prepare_init);
   shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
   timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);

@@ -75,6 +75,8 @@ class Server final : private balancer::WriteTracker {
 
   // The connections to `node`.
   BackendPool& backends(balancer::NodeIndex node) { return pools_[node]; }
+  // Those that speak RESP3 (resp3) or RESP2 to it.
+  BackendPool& backends(balancer::NodeIndex node, bool resp3) { return pools_[resp3 ? nodes_.size() + node : node]; }
   bool node_available(balancer::NodeIndex node) const { return pools_[node].any_connected(); }
   // A backend connection to `node` went up or down: placement follows.
   void backend_state_changed(balancer::NodeIndex node) { nodes_[node].backend_up = node_available(node); }
@@ -122,7 +124,7 @@ class Server final : private balancer::WriteTracker {
   std::unique_ptr<Leases> leases_;
   bool grace_over_ = false;  // shutdown waits for nothing more
   std::unique_ptr<balancer::Coordinator> coordinator_;
-  std::vector<BackendPool> pools_;  // [node]
+  std::vector<BackendPool> pools_;  // [node]: RESP2; [node count + node]: RESP3
   std::unique_ptr<Router> router_;
   Stats stats_;
 

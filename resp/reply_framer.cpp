@@ -48,7 +48,11 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
     int64_t n = 0;
     switch (*p) {
       case '+':
-      case '-': {
+      case '-':
+      case '_':    // RESP3 null
+      case ',':    // RESP3 double
+      case '#':    // RESP3 boolean
+      case '(': {  // RESP3 big number
         const char* nl = static_cast<const char*>(std::memchr(p, '\n', len - scanned_));
         if (nl == nullptr) return 0;
         if (nl == p || nl[-1] != '\r') {
@@ -68,7 +72,9 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
         scanned_ = static_cast<size_t>(after - data);
         break;
       }
-      case '$': {
+      case '$':
+      case '!':    // RESP3 blob error
+      case '=': {  // RESP3 verbatim string
         int r = scan_number(p + 1, end, n, after);
         if (r == 0) return 0;
         if (r < 0 || n < -1) {
@@ -89,15 +95,21 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
         scanned_ = line_end;
         break;
       }
-      case '*': {
+      case '*':
+      case '~':    // RESP3 set
+      case '>':    // RESP3 push
+      case '%':    // RESP3 map: n pairs
+      case '|': {  // RESP3 attribute: n pairs, then the reply they describe
         int r = scan_number(p + 1, end, n, after);
         if (r == 0) return 0;
         if (r < 0 || n < -1 || n > kMaxArrayLength) {
-          error_ = "bad array length";
+          error_ = "bad aggregate length";
           return -1;
         }
         scanned_ = static_cast<size_t>(after - data);
-        if (n > 0) owed_ += n;  // cannot overflow: kMaxArrayLength bounds each step
+        const bool pairs = *p == '%' || *p == '|';
+        if (n > 0) owed_ += pairs ? 2 * n : n;  // cannot overflow: kMaxArrayLength bounds each step
+        if (*p == '|') ++owed_;  // an attribute is not the item: the item follows it
         break;
       }
       default:

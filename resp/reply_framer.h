@@ -20,7 +20,8 @@ class ReplyFramer {
  public:
   // Length of the complete reply at the start of `data`; 0 when more bytes are
   // needed (the scan resumes from where it stopped on the next call, with `data`
-  // starting at the same reply); -1 when the bytes are not RESP2 (error() says why).
+  // starting at the same reply); -1 when the bytes are not RESP2 or RESP3 (error()
+  // says why).
   int64_t next(const char* data, size_t len);
 
   // Forgets a partly scanned reply (after a reconnect).

@@ -48,6 +48,23 @@ TEST_CASE("every RESP2 reply type is framed whole, at every split point") {
   }
 }
 
+TEST_CASE("every RESP3 reply type is framed whole, at every split point") {
+  std::vector<std::string> replies = {
+      "_\r\n", ",3.14\r\n", ",inf\r\n", "#t\r\n", "#f\r\n", "(3492890328409238509324850943850943825024385\r\n",
+      "!21\r\nSYNTAX invalid syntax\r\n", "=15\r\ntxt:Some string\r\n",
+      "%2\r\n+first\r\n:1\r\n$6\r\nsecond\r\n%1\r\n+a\r\n_\r\n", "~3\r\n+a\r\n:1\r\n,2.5\r\n", "%0\r\n", "~0\r\n",
+      ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n",
+      "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2039123\r\n:9543892\r\n",  // an attribute, then its reply
+      "*2\r\n%1\r\n+k\r\n~1\r\n#t\r\n_\r\n"};
+  std::string all;
+  for (auto& r : replies) all += r;
+  for (size_t chunk = 1; chunk <= all.size(); ++chunk) {
+    CAPTURE(chunk);
+    auto got = frame_all(all, chunk);
+    CHECK(got == replies);
+  }
+}
+
 TEST_CASE("replies nested deeper than hiredis allows are framed") {
   std::string deep;
   for (int i = 0; i < 20; ++i) deep += "*1\r\n";
