@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <cctype>
+#include <span>
 #include <string>
 
 #include "balancer/sweep.h"
@@ -25,10 +26,17 @@ void line(std::string& out, std::string_view key, uint64_t value) { line(out, ke
 
 }  // namespace
 
-std::string build_info(Server& server, std::string_view section_arg) {
-  std::string section = resp::to_lower(section_arg);
-  bool all = section.empty() || section == "default" || section == "all" || section == "everything";
-  auto want = [&](std::string_view s) { return all || section == s; };
+std::string build_info(Server& server, std::span<const std::string_view> sections) {
+  // As Redis 7: any number of sections; none, "default", "all" or "everything": every one.
+  bool all = sections.empty();
+  for (auto a : sections)
+    if (resp::iequals(a, "default") || resp::iequals(a, "all") || resp::iequals(a, "everything")) all = true;
+  auto want = [&](std::string_view s) {
+    if (all) return true;
+    for (auto a : sections)
+      if (resp::iequals(a, s)) return true;
+    return false;
+  };
   std::string out;
   uint64_t now_ms = uv_now(server.loop());
   const auto& cfg = server.config();
@@ -39,6 +47,7 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "headroom_version", std::string(HEADROOM_VERSION));
     line(out, "redis_version", std::string("7.0.0"));
     line(out, "redis_mode", std::string("standalone"));
+    line(out, "arch_bits", static_cast<uint64_t>(sizeof(void*) * 8));
     line(out, "process_id", static_cast<uint64_t>(getpid()));
     // As Redis: tcp_port is the plaintext port (0 when every client must use TLS).
     bool tls_only = cfg.tls.enabled && !cfg.tls.separate_port;
@@ -111,6 +120,11 @@ std::string build_info(Server& server, std::string_view section_arg) {
     line(out, "coordinator_sweep_catching_up", coord.active() && coord.sweep().catching_up() ? 1 : 0);
     line(out, "coordinator_sweep_entries_checked", coord.sweep().entries_checked());
     line(out, "coordinator_sweep_keys_scanned", coord.sweep().keys_scanned());
+    out += "\r\n";
+  }
+  if (want("cluster")) {  // clients read it at connect: headroom is no Redis Cluster
+    out += "# Cluster\r\n";
+    line(out, "cluster_enabled", uint64_t{0});
     out += "\r\n";
   }
   auto& nodes = server.nodes();

@@ -207,12 +207,14 @@ void run_local_command(Server& server, Request& req) {
       server.add_monitor(req.client);
       resp::add_simple(out, "OK");
       break;
-    case LocalCommand::Info:
+    case LocalCommand::Info: {
+      std::span<const std::string_view> sections(argv.data() + 1, argv.size() - 1);
       if (req.client->resp3())  // as Redis: a verbatim string in RESP3
-        resp::add_verbatim(out, "txt", build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+        resp::add_verbatim(out, "txt", build_info(server, sections));
       else
-        resp::add_bulk(out, build_info(server, argv.size() > 1 ? argv[1] : std::string_view()));
+        resp::add_bulk(out, build_info(server, sections));
       break;
+    }
     case LocalCommand::Multi:  // Route::Transaction: the router answers them
     case LocalCommand::Exec:
     case LocalCommand::Discard:

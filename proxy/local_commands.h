@@ -2,6 +2,7 @@
 // SETNAME/GETNAME/ID/SETINFO, INFO. Replies follow Redis's wording.
 #pragma once
 
+#include <span>
 #include <string>
 
 namespace headroom::proxy {
@@ -13,7 +14,7 @@ struct Request;
 // after its replies (QUIT).
 void run_local_command(Server& server, Request& req);
 
-// The INFO text for `section` ("" or "default", "all", or one section name).
-std::string build_info(Server& server, std::string_view section);
+// The INFO text for `sections` (none, "default", "all": every one; else those named).
+std::string build_info(Server& server, std::span<const std::string_view> sections);
 
 }  // namespace headroom::proxy

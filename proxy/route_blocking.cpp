@@ -152,9 +152,9 @@ void Router::blocking_answered(Request* req, std::string_view reply) {
   ++server_.stats().blocking_given_back;
   spdlog::debug("node {}: a client left while its {} took from '{}': given back", server_.nodes()[node].name(),
                 req->cmd->name, key);
-  ++server_.stats().give_backs_in_flight;
+  ++server_.give_backs_in_flight();
   b.command(argv, [node, this](std::string_view r) {
-    --server_.stats().give_backs_in_flight;
+    --server_.give_backs_in_flight();
     if (r.empty() || r[0] == '-')
       spdlog::error("node {}: could not give back what a blocking pop took for a client that left: {}",
                     server_.nodes()[node].name(), r.empty() ? std::string("connection lost") : std::string(r));

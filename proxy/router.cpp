@@ -5,6 +5,7 @@
 #include "balancer/directory.h"
 #include "balancer/placement.h"
 #include "proxy/client_conn.h"
+#include "proxy/config_guard.h"
 #include "proxy/local_commands.h"
 #include "proxy/merge.h"
 #include "proxy/server.h"
@@ -101,6 +102,14 @@ void Router::prepare(Request* req) {
     reject(req, "ERR command '" + std::string(cmd->name.substr(0, cmd->name.find('|'))) +
                     "' is disabled by headroom's configuration (allow_dangerous_commands)");
     return;
+  }
+  if (cmd->has(resp::kSetsConfig)) {
+    if (std::string_view owned = owned_config_parameter(argv); !owned.empty()) {
+      reject(req, "ERR CONFIG SET of '" + std::string(owned.substr(0, 64)) +
+                      "' is refused by headroom, which owns it: change it on the nodes directly and in "
+                      "headroom's config");
+      return;
+    }
   }
   if (cmd->route == Route::Transaction) {
     transaction_command(req);
@@ -412,6 +421,7 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
 void Router::finish(Request* req) {
   if (req->cmd->has(resp::kFlushes)) mark_flushed(req);
   merge_fragments(*req, server_.nodes().size());
+  if (req->cmd->has(resp::kResetsStats) && req->reply.view() == "+OK\r\n") server_.stats() = Stats{};
   complete(req);
   req->client->request_done();
 }

@@ -292,7 +292,7 @@ void Server::shutdown() {
 void Server::maybe_finish_shutdown() {
   if (!stopping_ || !clients_.empty()) return;
   // Blocked clients that left: their last replies (and what is given back) first.
-  if (!grace_over_ && (leases_->unblocking() != 0 || stats_.give_backs_in_flight != 0)) return;
+  if (!grace_over_ && (leases_->unblocking() != 0 || give_backs_in_flight_ != 0)) return;
   if (!left_) {
     // Unregistered before the connections close, so no removal waits for this proxy
     // until its registration lapses; then everything stops.

@@ -66,7 +66,10 @@ class Server final : private balancer::WriteTracker {
   Router& router() { return *router_; }
   RequestPool& requests() { return requests_; }
   Leases& leases() { return *leases_; }
-  Stats& stats() { return stats_; }
+  Stats& stats() { return stats_; }  // INFO's counters (CONFIG RESETSTAT zeroes them)
+  // Elements a blocking pop took for a client that had left, being put back: a
+  // shutdown waits for them.
+  uint64_t& give_backs_in_flight() { return give_backs_in_flight_; }
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
   size_t blocked_clients() const;  // waiting on a blocking command (INFO)
@@ -123,6 +126,7 @@ class Server final : private balancer::WriteTracker {
   std::unique_ptr<balancer::MemoryPoller> poller_;
   std::unique_ptr<Leases> leases_;
   bool grace_over_ = false;  // shutdown waits for nothing more
+  uint64_t give_backs_in_flight_ = 0;
   std::unique_ptr<balancer::Coordinator> coordinator_;
   std::vector<BackendPool> pools_;  // [node]: RESP2; [node count + node]: RESP3
   std::unique_ptr<Router> router_;

@@ -15,7 +15,6 @@ struct Stats {
   uint64_t error_replies = 0;         // errors headroom itself produced
   uint64_t crossnode_errors = 0;
   uint64_t blocking_given_back = 0;  // elements a blocking pop took for a client that had left, put back
-  uint64_t give_backs_in_flight = 0;  // of those, not yet answered (shutdown waits for them)
   uint64_t placements = 0;            // new keys placed by this proxy
   uint64_t placement_errors = 0;
   uint64_t protocol_errors = 0;

@@ -58,6 +58,8 @@ enum CommandFlag : uint32_t {
   kOpenContainer = 1u << 14,  // ours: a container whose unlisted subcommands use its own row (DEBUG)
   kRedactArgs = 1u << 15,     // ours: MONITOR shows its arguments as "(redacted)" (AUTH, HELLO)
   kOnControlConn = 1u << 16,  // ours: FanOut on each node's control connection, not the data one (SCRIPT KILL)
+  kSetsConfig = 1u << 17,     // ours: CONFIG SET: parameters headroom owns are refused (proxy/config_guard.h)
+  kResetsStats = 1u << 18,    // ours: CONFIG RESETSTAT: headroom's own counters are reset too
 };
 
 // The proxy's own implementation of a Route::Local (or Route::Transaction) command.

@@ -35,14 +35,17 @@ ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command
             "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help",
             # alike on every node when loaded through headroom: one node answers
             "function|list", "function|dump",
-            # dangerous: CONFIG GET answers from one data node; DEBUG goes to one data
-            # node, except DEBUG OBJECT/LISTPACK <key> (rows of their own, below)
-            "config|get", "debug"}
+            # dangerous: CONFIG GET answers from one data node
+            "config|get"}
 # Asked of every data node, merged.
 FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Random",
            "flushdb": "AllOk", "flushall": "AllOk",
            # dangerous: a setting changes on every data node, or on none
            "config|set": "AllOk", "config|resetstat": "AllOk", "config|rewrite": "AllOk",
+           # dangerous: DEBUG's settings (SET-ACTIVE-EXPIRE, QUICKLIST-PACKED-THRESHOLD,
+           # SLEEP, ...) apply to every node, which must answer alike; DEBUG OBJECT and
+           # LISTPACK <key> go to the key's node (rows of their own, below)
+           "debug": "Same",
            # Scripts and functions are cached per node: loaded on every node, EVALSHA and
            # FCALL work wherever their keys live. A script is there only if it is on every
            # node (a node restarted since has lost it: the client loads it again). KILL
@@ -84,6 +87,8 @@ FLUSHES = {"flushall", "flushdb"}
 # Sent on each node's control connection: the data connection may be the one whose
 # script is running, and Redis reads nothing more from that one until the script ends.
 ON_CONTROL_CONN = {"script|kill", "function|kill"}
+SETS_CONFIG = {"config|set"}        # parameters headroom owns are refused (proxy/config_guard.h)
+RESETS_STATS = {"config|resetstat"}  # headroom's own counters are reset with the nodes'
 
 # Commands that block only with an option: the options that may come before the key
 # spec's keyword (STREAMS), with how many values each takes; BLOCK makes it block.
@@ -244,6 +249,10 @@ def main():
             bits.append("kRedactArgs")
         if name in ON_CONTROL_CONN:
             bits.append("kOnControlConn")
+        if name in SETS_CONFIG:
+            bits.append("kSetsConfig")
+        if name in RESETS_STATS:
+            bits.append("kResetsStats")
         local, opts = LOCAL.get(name, TRANSACTION.get(name, "None")), "{}"
         if name in BLOCKING_OPTIONS:
             bits.append("kBlockingOption")

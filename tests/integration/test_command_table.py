@@ -192,7 +192,7 @@ def test_routing_of_the_commands_the_design_names(table):
         assert route[n] == SAME, n
     for n in ("dbsize", "keys", "scan", "randomkey", "flushdb", "flushall", "config|set", "config|resetstat",
               "config|rewrite", "script|load", "script|exists", "script|flush", "script|kill", "function|load",
-              "function|delete", "function|flush", "function|restore", "function|kill"):
+              "function|delete", "function|flush", "function|restore", "function|kill", "debug"):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
               "client|setinfo", "info", "shutdown", "monitor"):
@@ -202,7 +202,7 @@ def test_routing_of_the_commands_the_design_names(table):
     for n in ("subscribe", "cluster|info", "migrate", "move",
               "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
-    for n in ("command", "command|count", "command|getkeys", "time", "config|get", "debug", "function|list",
+    for n in ("command", "command|count", "command|getkeys", "time", "config|get", "function|list",
               "function|dump"):
         assert route[n] == ANY, n
     for n in ("debug|object", "debug|listpack"):  # they name a key: its node answers

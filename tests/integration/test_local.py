@@ -86,3 +86,45 @@ def test_quit_closes_after_reply(clean):
             break
         data += chunk
     assert data == b"+PONG\r\n+OK\r\n"
+
+
+def test_info_sections_clients_read_at_connect(r):
+    info = r.info("server")
+    assert info["arch_bits"] == 64 and info["redis_mode"] == "standalone"
+    assert r.info("cluster") == {"cluster_enabled": 0}
+    both = raw(r, "INFO", "clients", "server")  # as Redis 7: several sections at once
+    assert "# Clients" in both and "# Server" in both and "# Keyspace" not in both
+
+
+def test_config_set_of_what_headroom_owns_is_refused_whole(own):
+    c = own(settings={"allow_dangerous_commands": "[config]"})
+    c.proxy.wait_nodes_up()
+    r = c.proxy.client(decode_responses=True)
+    for name in ("requirepass", "MASTERAUTH", "port", "dir", "notify-keyspace-events", "tls-port", "replicaof"):
+        with pytest.raises(redis.ResponseError, match=f"CONFIG SET of '{name}' is refused by headroom"):
+            raw(r, "CONFIG", "SET", "maxmemory-samples", "7", name, "x")
+    for n in c.nodes:  # nothing of it ran: not even the allowed parameter before it
+        assert n.client.config_get("maxmemory-samples")["maxmemory-samples"] == "5"
+        assert n.client.config_get("requirepass")["requirepass"] == ""
+    assert raw(r, "CONFIG", "SET", "maxmemory-samples", "7") == "OK"
+    assert {n.client.config_get("maxmemory-samples")["maxmemory-samples"] for n in c.nodes} == {"7"}
+    assert r.set("still", "served") is True and r.get("still") == "served"
+
+
+def test_config_resetstat_resets_headrooms_counters_too(own):
+    c = own(settings={"allow_dangerous_commands": "[config, debug]"}, node_extra=("--enable-debug-command", "yes"))
+    c.proxy.wait_nodes_up()
+    r = c.proxy.client(decode_responses=True)
+    for i in range(20):
+        r.set(f"rs:{i}", i)
+    with pytest.raises(redis.ResponseError):
+        raw(r, "NOSUCH")
+    stats = r.info("stats")
+    assert stats["total_commands_processed"] >= 21 and stats["total_error_replies"] >= 1
+    assert raw(r, "CONFIG", "RESETSTAT") == "OK"
+    stats = r.info("stats")
+    assert stats["total_commands_processed"] <= 2 and stats["total_error_replies"] == 0
+    # DEBUG's settings reach every node, which answer alike
+    assert raw(r, "DEBUG", "SLEEP", "0") == "OK"
+    for n in c.nodes:
+        assert "cmdstat_debug" in n.client.info("commandstats")

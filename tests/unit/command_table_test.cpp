@@ -285,7 +285,7 @@ TEST_CASE("routing follows the design") {
       // Dangerous, and refused by the router unless allow_dangerous_commands names them:
       {{"CONFIG", "GET", "x"}, Route::AnyNode, Merge::None},
       {{"CONFIG", "SET", "x", "y"}, Route::FanOut, Merge::AllOk},
-      {{"DEBUG", "SLEEP", "0"}, Route::AnyNode, Merge::None},
+      {{"DEBUG", "SLEEP", "0"}, Route::FanOut, Merge::Same},
       {{"SHUTDOWN"}, Route::Local, Merge::None},
       {{"MONITOR"}, Route::Local, Merge::None},
   };
