@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/pubsub.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
 #include "resp/reply_writer.h"
@@ -186,6 +187,38 @@ void ClientConn::refuse(std::string_view error) {
   resp::add_error(reply, error);
   closing_ = true;
   queue_output(reply.view());
+}
+
+SubscriberConn& ClientConn::subscriber() {
+  if (!subscriber_) subscriber_ = std::make_unique<SubscriberConn>(server_, *this, resp3_);
+  return *subscriber_;
+}
+
+void ClientConn::await_confirmations(Request* req, uint32_t frames) {
+  pubsub_waiting_.push_back({req, frames});  // not done until they come (freed with the client if it goes first)
+}
+
+void ClientConn::push(std::string_view frame) {
+  if (closed_) return;
+  pubsub::Confirmation c;
+  const bool confirms = pubsub::confirmation_of(frame, c);
+  if (confirms && !c.name.empty()) {
+    if (c.subscribed) subscriptions_ += subscribed_[c.kind].insert(c.name).second ? 1 : 0;
+    else subscriptions_ -= subscribed_[c.kind].erase(c.name);
+  }
+  if (pubsub_waiting_.empty()) {  // a message: at once
+    queue_output(frame);
+    mark_dirty();
+    return;
+  }
+  Awaiting& w = pubsub_waiting_.front();
+  w.req->reply.append(frame);
+  if (confirms && --w.frames == 0) {
+    Request* req = w.req;
+    pubsub_waiting_.pop_front();
+    req->done = true;
+    pump();  // what waited for it goes now; its reply and frames are written in order
+  }
 }
 
 void ClientConn::close_after_replies() {

@@ -9,11 +9,14 @@
 
 #include <cstdint>
 #include <string>
+#include <memory>
 #include <string_view>
+#include <unordered_set>
 
 #include "net/stream.h"
 #include "proxy/leases.h"
 #include "proxy/request.h"
+#include "proxy/subscriber_conn.h"
 #include "proxy/transaction.h"
 #include "resp/buffer.h"
 #include "resp/request_framer.h"
@@ -68,6 +71,23 @@ class ClientConn final : private net::Stream::Owner {
   // Writes what out_ holds; called once per loop turn for a client marked dirty.
   void flush();
 
+  // Pub/sub (proxy/subscriber_conn.h). The client's connection to the main server,
+  // opened on its first (un)subscribe.
+  SubscriberConn& subscriber();
+  // A frame from it: held in the (un)subscribe request waiting for its confirmations
+  // (so replies and frames keep their order), else written at once.
+  void push(std::string_view frame);
+  // `req` is answered by `frames` confirmations (one per channel named, or per
+  // channel subscribed for an UNSUBSCRIBE of all).
+  void await_confirmations(Request* req, uint32_t frames);
+  // Channels (kind 0), patterns (1) and shard channels (2) subscribed to.
+  size_t subscriptions(int kind) const { return subscribed_[kind].size(); }
+  // A blocking command waits, or an (un)subscribe for its confirmations: nothing else
+  // of the client's goes meanwhile (pumped when it is over).
+  bool dispatch_held() const { return lease_.blocking || !pubsub_waiting_.empty(); }
+  // RESP2's subscribed state: only (un)subscribe, PING, QUIT and RESET are allowed.
+  bool in_subscribed_mode() const { return subscriptions_ != 0 && !resp3_; }
+
   // MONITOR: queues one line of another client's command.
   void feed_monitor(std::string_view line);
 
@@ -110,6 +130,14 @@ class ClientConn final : private net::Stream::Owner {
   resp::Buffer out_;             // replies not yet handed to the stream
   Transaction transaction_;      // MULTI ... EXEC, as queued so far
   Lease lease_;                  // a connection of its own to one node (WATCH)
+  std::unique_ptr<SubscriberConn> subscriber_;
+  struct Awaiting {
+    Request* req;
+    uint32_t frames;
+  };
+  resp::Ring<Awaiting> pubsub_waiting_;                // (un)subscribes awaiting confirmations
+  std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
+  size_t subscriptions_ = 0;                           // in all three
   uint64_t last_read_ms_ = 0;
   bool authenticated_ = false;
   bool resp3_ = false;

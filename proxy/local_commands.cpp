@@ -155,9 +155,17 @@ void run_local_command(Server& server, Request& req) {
   switch (req.cmd->local) {
     case LocalCommand::Ping:
       // Redis's row says at least one argument; its PING checks for at most two itself.
-      if (argv.size() > 2) resp::add_error(out, "ERR wrong number of arguments for 'ping' command");
-      else if (argv.size() > 1) resp::add_bulk(out, argv[1]);
-      else resp::add_simple(out, "PONG");
+      if (argv.size() > 2) {
+        resp::add_error(out, "ERR wrong number of arguments for 'ping' command");
+      } else if (req.client->in_subscribed_mode()) {  // as Redis: ["pong", the argument or ""]
+        resp::add_array_header(out, 2);
+        resp::add_bulk(out, "pong");
+        resp::add_bulk(out, argv.size() > 1 ? argv[1] : std::string_view());
+      } else if (argv.size() > 1) {
+        resp::add_bulk(out, argv[1]);
+      } else {
+        resp::add_simple(out, "PONG");
+      }
       break;
     case LocalCommand::Echo:
       resp::add_bulk(out, argv[1]);
@@ -220,6 +228,16 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::Discard:
     case LocalCommand::Watch:
     case LocalCommand::Unwatch:
+    case LocalCommand::Subscribe:  // Route::PubSub: route_pubsub.cpp
+    case LocalCommand::Psubscribe:
+    case LocalCommand::Ssubscribe:
+    case LocalCommand::Unsubscribe:
+    case LocalCommand::Punsubscribe:
+    case LocalCommand::Sunsubscribe:
+    case LocalCommand::Publish:
+    case LocalCommand::PubsubChannels:
+    case LocalCommand::PubsubNumsub:
+    case LocalCommand::PubsubNumpat:
     case LocalCommand::None:
       resp::add_error(out, "ERR command '" + std::string(req.cmd->name) + "' is not supported by headroom");
       break;

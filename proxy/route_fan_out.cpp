@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "proxy/backend_conn.h"
+#include "proxy/reply_encode.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
 #include "resp/reply_writer.h"
@@ -44,20 +45,6 @@ void Router::route_fan_out(Request* req) {
   ++server_.stats().commands_forwarded;
 }
 
-namespace {
-// A control connection's (parsed) reply as RESP again: the replies of the commands
-// sent there are statuses, errors and integers.
-void encode_reply(const redisReply* r, resp::Buffer& out) {
-  if (r == nullptr) return;
-  switch (r->type) {
-    case REDIS_REPLY_STATUS: resp::add_simple(out, balancer::reply_text(r)); break;
-    case REDIS_REPLY_ERROR: resp::add_error(out, balancer::reply_text(r)); break;
-    case REDIS_REPLY_INTEGER: resp::add_integer(out, r->integer); break;
-    case REDIS_REPLY_STRING: resp::add_bulk(out, balancer::reply_text(r)); break;
-    default: resp::add_error(out, "ERR unexpected reply from a node"); break;
-  }
-}
-}  // namespace
 
 // SCRIPT KILL and FUNCTION KILL: on each node's control connection (the memory
 // poller's). The client that runs the script may share the node's data connection

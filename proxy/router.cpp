@@ -142,8 +142,15 @@ void Router::prepare(Request* req) {
 }
 
 bool Router::dispatch(Request* req) {
-  // As Redis: nothing of a client's runs while its blocking command waits.
-  if (req->client->lease().blocking) return false;
+  // As Redis: nothing of a client's runs while its blocking command waits, nor before
+  // its (un)subscribe is confirmed (which changes what it may run).
+  if (req->client->dispatch_held()) return false;
+  if (req->cmd != nullptr && req->client->in_subscribed_mode() && !req->done && req->cmd->route != Route::PubSub &&
+      req->cmd->local != resp::LocalCommand::Ping && req->cmd->local != resp::LocalCommand::Quit) {
+    reply_error(req, "ERR Can't execute '" + std::string(req->cmd->name) +
+                         "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+    return true;
+  }
   if (req->done) {
     if (req->unwatches) unwatch(req);  // DISCARD, EXEC answered at once: in order, the watch ends
     return true;
@@ -185,6 +192,8 @@ bool Router::dispatch(Request* req) {
       return true;
     case Route::Transaction:
       return route_transaction(req);  // EXEC's block (MULTI and DISCARD are answered in prepare)
+    case Route::PubSub:
+      return route_pubsub(req);
     case Route::Refused:
       break;  // answered in prepare
   }

@@ -10,6 +10,7 @@
 //   route_fan_out.cpp    FanOut: every node (SCAN walks them; FLUSHALL flushes the directory too)
 //   route_transaction.cpp  MULTI ... EXEC: queued by the proxy, run on one node as one block
 //   route_blocking.cpp   BLPOP, XREAD BLOCK, ...: on a lease, their keys held, nothing popped lost
+//   route_pubsub.cpp     (UN)SUBSCRIBE, PUBLISH, PUBSUB: the clients' channels on the main server
 #pragma once
 
 #include <span>
@@ -60,6 +61,7 @@ class Router {
   void queue_in_transaction(Request* req);
   bool route_transaction(Request* req);
   bool route_watch(Request* req);
+  bool route_pubsub(Request* req);
   // A blocking call (BLPOP, XREAD BLOCK, ...), its keys on `target` (or to be placed).
   bool route_blocking(Request* req, int target);
   // Its reply came: the keys' holds end, the client may go on; a client gone

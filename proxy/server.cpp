@@ -29,6 +29,9 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   main_store_->set_ledger(&ledger_);
   router_ = std::make_unique<Router>(*this);
   leases_ = std::make_unique<Leases>(*this);
+  publisher_ = std::make_unique<balancer::ControlConn>(loop_, "main " + config_.main.name + " (publish)",
+                                                       config_.main.address, config_.main.password, tls_.backends,
+                                                       control);
   // RESP2 connections for nodes 0..n-1, then RESP3 ones (for clients that said HELLO 3:
   // the nodes' replies are forwarded as they are, so they must be in the client's protocol).
   pools_.resize(2 * nodes_.size());
@@ -46,6 +49,7 @@ Server::~Server() {
   coordinator_->stop();
   main_store_->stop();
   poller_->stop();
+  publisher_->stop();
   for (auto& pool : pools_)
     for (auto& b : pool.all()) b->shutdown();
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
@@ -79,6 +83,7 @@ int Server::start() {
   for (auto& pool : pools_)
     for (auto& b : pool.all()) b->start();
   poller_->start();
+  publisher_->start([](bool) {});
   // Listen only once the directory is loaded: from then on a key missing from the
   // local cache is known to be absent.
   if (int rc = bind_listeners(); rc != 0) return rc;
@@ -306,6 +311,7 @@ void Server::maybe_finish_shutdown() {
   uv_prepare_stop(prepare_);
   poller_->stop();
   main_store_->stop();
+  publisher_->stop();
   for (auto& pool : pools_)
     for (auto& b : pool.all()) b->shutdown();
   leases_->shutdown_all();

@@ -62,6 +62,8 @@ class Server final : private balancer::WriteTracker {
   balancer::Directory& directory() { return directory_; }
   balancer::MainStore& main_store() { return *main_store_; }
   balancer::MemoryPoller& poller() { return *poller_; }
+  // The connection PUBLISH and PUBSUB go on (the main server's), while up; else nullptr.
+  balancer::ControlConn* publisher() { return publisher_ && publisher_->up() ? publisher_.get() : nullptr; }
   balancer::Coordinator& coordinator() { return *coordinator_; }
   Router& router() { return *router_; }
   RequestPool& requests() { return requests_; }
@@ -125,6 +127,7 @@ class Server final : private balancer::WriteTracker {
   std::unique_ptr<balancer::MainStore> main_store_;
   std::unique_ptr<balancer::MemoryPoller> poller_;
   std::unique_ptr<Leases> leases_;
+  std::unique_ptr<balancer::ControlConn> publisher_;
   bool grace_over_ = false;  // shutdown waits for nothing more
   uint64_t give_backs_in_flight_ = 0;
   std::unique_ptr<balancer::Coordinator> coordinator_;

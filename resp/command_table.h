@@ -22,6 +22,7 @@ enum class Route : uint8_t {
   AnyNode,   // no key, node-independent answer (TIME, ...): any live data node
   Local,     // answered by the proxy itself (PING, ECHO, SELECT, HELLO, ...)
   Transaction,  // MULTI, EXEC, DISCARD, WATCH, UNWATCH: the client's transaction (proxy/transaction.h)
+  PubSub,       // (UN)SUBSCRIBE, PUBLISH, PUBSUB ...: the clients' channels on the main server (route_pubsub.cpp)
   Refused,   // refused with an error that names the command
 };
 
@@ -67,6 +68,8 @@ enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, Shutdown, Monitor,
   Multi, Exec, Discard, Watch, Unwatch,
+  Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,
+  PubsubNumsub, PubsubNumpat,
 };
 
 // An option that may precede a command's keys, with the number of values it takes

@@ -27,6 +27,13 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          "shutdown": "Shutdown", "monitor": "Monitor"}
 # The client's transaction, queued by the proxy and run on one node (proxy/transaction.h).
 TRANSACTION = {"multi": "Multi", "exec": "Exec", "discard": "Discard", "watch": "Watch", "unwatch": "Unwatch"}
+# Pub/sub: the clients' channels on the main server, one message space for every
+# proxy, apart from headroom's own (proxy/subscriber_conn.h).
+PUBSUB = {"subscribe": "Subscribe", "psubscribe": "Psubscribe", "ssubscribe": "Ssubscribe",
+          "unsubscribe": "Unsubscribe", "punsubscribe": "Punsubscribe", "sunsubscribe": "Sunsubscribe",
+          "publish": "Publish", "spublish": "Publish", "pubsub|channels": "PubsubChannels",
+          "pubsub|shardchannels": "PubsubChannels", "pubsub|numsub": "PubsubNumsub",
+          "pubsub|shardnumsub": "PubsubNumsub", "pubsub|numpat": "PubsubNumpat"}
 # Keyless, node-independent answers: any data node replies. COMMAND is here rather
 # than in LOCAL because every node gives the same reply and the proxy does not build
 # one; its GETKEYS also answers for headroom, whose key specs are Redis's.
@@ -58,11 +65,9 @@ FAN_OUT = {"dbsize": "Sum", "keys": "Concat", "scan": "Scan", "randomkey": "Rand
 SPLIT = {"mget": "Ordered", "mset": "AllOk", "del": "Sum", "unlink": "Sum",
          "exists": "Sum", "touch": "Sum"}
 # Refused with an error naming the command, though they have keys or look harmless:
-# pub/sub, replication, cluster, server administration, the rest of scripts' server-side
+# replication, cluster, server administration, the rest of scripts' server-side
 # state, and connection-state commands a shared backend cannot honour.
-REFUSED_PREFIXES = ("subscribe", "psubscribe",
-                    "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish",
-                    "spublish", "pubsub", "sync", "psync", "replconf", "replicaof",
+REFUSED_PREFIXES = ("sync", "psync", "replconf", "replicaof",
                     "slaveof", "cluster", "save", "bgsave",
                     "bgrewriteaof", "lastsave", "migrate", "move", "swapdb", "acl", "module",
                     "failover", "wait", "readonly", "readwrite", "script", "function",
@@ -173,6 +178,8 @@ def route_of(name, flags, specs, container):
         return "Local", "None"
     if name in TRANSACTION:
         return "Transaction", "None"
+    if name in PUBSUB:
+        return "PubSub", "None"
     if name.split("|")[0] in EXTRA_SUBCOMMANDS and "|" in name:
         return "Single", "None"
     if name in ANY_NODE or name.endswith("|help"):
@@ -253,7 +260,7 @@ def main():
             bits.append("kSetsConfig")
         if name in RESETS_STATS:
             bits.append("kResetsStats")
-        local, opts = LOCAL.get(name, TRANSACTION.get(name, "None")), "{}"
+        local, opts = LOCAL.get(name, TRANSACTION.get(name, PUBSUB.get(name, "None"))), "{}"
         if name in BLOCKING_OPTIONS:
             bits.append("kBlockingOption")
             arr = f"opts_{ident(name)}"

@@ -178,7 +178,7 @@ def test_dangerous_commands_are_marked(table):
 
 def test_routing_of_the_commands_the_design_names(table):
     route = {n: r["route"] for n, r in table.items()}
-    SINGLE, SPLIT, SAME, FAN, ANY, LOCAL, TRANSACTION, REFUSED = range(8)
+    SINGLE, SPLIT, SAME, FAN, ANY, LOCAL, TRANSACTION, PUBSUB, REFUSED = range(9)
     for n in ("get", "set", "hset", "lpush", "expire", "xadd", "object|encoding", "smismember", "memory|usage"):
         assert route[n] == SINGLE, n
     for n in ("mget", "mset", "del", "unlink", "exists", "touch"):
@@ -199,7 +199,9 @@ def test_routing_of_the_commands_the_design_names(table):
         assert route[n] == LOCAL, n
     for n in ("multi", "exec", "discard", "watch", "unwatch"):
         assert route[n] == TRANSACTION, n
-    for n in ("subscribe", "cluster|info", "migrate", "move",
+    for n in ("subscribe", "psubscribe", "unsubscribe", "publish", "spublish", "pubsub|channels", "pubsub|numsub"):
+        assert route[n] == PUBSUB, n
+    for n in ("cluster|info", "migrate", "move",
               "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
     for n in ("command", "command|count", "command|getkeys", "time", "config|get", "function|list",
@@ -272,7 +274,7 @@ def test_known_differences_from_command_getkeys(server, table):
                 server.execute_command("COMMAND", "GETKEYS", *argv)
         else:
             assert [s(k) for k in server.execute_command("COMMAND", "GETKEYS", *argv)] == redis_keys
-    assert table["migrate"]["route"] == 7  # Refused
+    assert table["migrate"]["route"] == 8  # Refused
     server.execute_command("PFMERGE", "a1")  # runs, and creates its key
     assert server.execute_command("EXISTS", "a1") == 1
     server.execute_command("DEL", "a1")

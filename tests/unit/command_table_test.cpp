@@ -279,7 +279,8 @@ TEST_CASE("routing follows the design") {
       {{"MULTI"}, Route::Transaction, Merge::None},
       {{"EXEC"}, Route::Transaction, Merge::None},
       {{"WATCH", "k"}, Route::Transaction, Merge::None},
-      {{"SUBSCRIBE", "ch"}, Route::Refused, Merge::None},
+      {{"SUBSCRIBE", "ch"}, Route::PubSub, Merge::None},
+      {{"BGSAVE"}, Route::Refused, Merge::None},
       {{"MIGRATE", "h", "1", "k", "0", "1"}, Route::Refused, Merge::None},
       {{"CLIENT", "LIST"}, Route::Refused, Merge::None},
       // Dangerous, and refused by the router unless allow_dangerous_commands names them:

@@ -1,5 +1,6 @@
 // ioredis through headroom: strings, hashes, MGET/MSET across nodes, a pipeline, a
-// transaction (multi) and one refused whole (a bad command inside it).
+// transaction (multi) and one refused whole (a bad command inside it), pub/sub, a
+// blocking pop.
 // Usage: node ioredis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that CA
 // (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const Redis = require("ioredis");
@@ -34,6 +35,22 @@ async function main() {
   // One refused while queued (wrong arity) discards it all: nothing of it runs.
   await assert.rejects(r.multi().set("io:tx3", "x").call("GET").exec(), /EXECABORT/);
   assert.strictEqual(await r.exists("io:tx3"), 0);
+  // Pub/sub: a subscriber connection gets what another publishes.
+  const sub = new Redis(opts);
+  await sub.connect();
+  const got = new Promise((resolve) => sub.on("message", (ch, msg) => resolve([ch, msg])));
+  await sub.subscribe("io:news");
+  assert.strictEqual(await r.publish("io:news", "hi"), 1);
+  assert.deepStrictEqual(await got, ["io:news", "hi"]);
+  await sub.quit();
+  // A blocking pop, released by a push from another connection.
+  const consumer = new Redis(opts);
+  await consumer.connect();
+  const popped = consumer.blpop("io:jobs", 10);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await r.rpush("io:jobs", "job1");
+  assert.deepStrictEqual(await popped, ["io:jobs", "job1"]);
+  await consumer.quit();
   assert.strictEqual(await r.del("io:a", "io:h", "io:nope"), 2);
   await r.quit();
   console.log("ioredis ok");

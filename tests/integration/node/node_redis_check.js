@@ -1,5 +1,6 @@
 // node-redis (v4) through headroom: strings, lists, sets, MGET, a multi-command pipeline,
-// a transaction (multi) and one refused whole (a bad command inside it).
+// a transaction (multi) and one refused whole (a bad command inside it), pub/sub, a
+// blocking pop.
 // Usage: node node_redis_check.js PORT [CA_FILE] ; with CA_FILE, over TLS, trusting that
 // CA (the certificate must name 127.0.0.1). Exits non-zero on any mismatch.
 const { createClient } = require("redis");
@@ -36,6 +37,23 @@ async function main() {
   // One refused while queued (wrong arity) discards it all: nothing of it runs.
   await assert.rejects(c.multi().set("nr:tx3", "x").addCommand(["GET"]).exec(), /EXECABORT/);
   assert.strictEqual(await c.exists("nr:tx3"), 0);
+  // Pub/sub: a subscriber connection gets what another publishes.
+  const sub = c.duplicate();
+  await sub.connect();
+  let received;
+  const got = new Promise((resolve) => (received = resolve));
+  await sub.subscribe("nr:news", (msg, ch) => received([ch, msg]));  // resolves once confirmed
+  assert.strictEqual(await c.publish("nr:news", "hi"), 1);
+  assert.deepStrictEqual(await got, ["nr:news", "hi"]);
+  await sub.quit();
+  // A blocking pop, released by a push from another connection.
+  const consumer = c.duplicate();
+  await consumer.connect();
+  const popped = consumer.blPop("nr:jobs", 10);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await c.rPush("nr:jobs", "job1");
+  assert.deepStrictEqual(await popped, { key: "nr:jobs", element: "job1" });
+  await consumer.quit();
   await c.quit();
   console.log("node-redis ok");
 }
