@@ -10,12 +10,21 @@
 #include "proxy/reply_encode.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
+#include "resp/reply_writer.h"
 
 namespace headroom::proxy {
 
 using resp::LocalCommand;
 
 namespace {
+std::string prefixed(std::string_view name) {
+  std::string out;
+  out.reserve(pubsub::kPrefix.size() + name.size());
+  out.append(pubsub::kPrefix);
+  out.append(name);
+  return out;
+}
+
 // SUBSCRIBE family: the kind of name (0 channel, 1 pattern, 2 shard channel), or -1.
 int subscription_kind(LocalCommand c) {
   switch (c) {
@@ -56,15 +65,15 @@ bool Router::route_pubsub(Request* req) {
   bool pairs = false, names = false;
   switch (what) {
     case LocalCommand::Publish:
-      args[1] = std::string(pubsub::kPrefix) + args[1];
+      args[1] = prefixed(req->argv[1]);
       break;
     case LocalCommand::PubsubChannels:  // PUBSUB CHANNELS [pattern]
       args.resize(3);
-      args[2] = std::string(pubsub::kPrefix) + (req->argv.size() > 2 ? std::string(req->argv[2]) : "*");
+      args[2] = prefixed(req->argv.size() > 2 ? req->argv[2] : std::string_view("*"));
       names = true;
       break;
     case LocalCommand::PubsubNumsub:  // PUBSUB NUMSUB [channel ...]
-      for (size_t i = 2; i < args.size(); ++i) args[i] = std::string(pubsub::kPrefix) + args[i];
+      for (size_t i = 2; i < args.size(); ++i) args[i] = prefixed(req->argv[i]);
       names = pairs = true;
       break;
     default:  // PUBSUB NUMPAT: headroom subscribes to no pattern, so the count is the clients'
@@ -76,7 +85,7 @@ bool Router::route_pubsub(Request* req) {
   main->command(argv, [this, req, f, names, pairs](redisReply* r) {
     resp::Buffer reply;
     encode_reply(r, reply);
-    if (reply.empty()) reply.append(std::string_view("-" + main_unavailable("the connection was lost") + "\r\n"));
+    if (reply.empty()) resp::add_error(reply, main_unavailable("the connection was lost"));
     if (names && r != nullptr && r->type == REDIS_REPLY_ARRAY) {
       resp::Buffer shown;
       pubsub::unprefix_names(reply.view(), pairs, shown);
