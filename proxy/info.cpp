@@ -68,7 +68,16 @@ std::string build_info(Server& server, std::span<const std::string_view> section
   if (want("memory")) {
     size_t rss = 0;
     uv_resident_set_memory(&rss);
+    // used_memory and maxmemory as Redis names them: the data nodes' together, as the
+    // memory poller last read them (what a client sizing its writes wants to know).
+    uint64_t used = 0, max = 0;
+    for (const auto& n : server.nodes().all()) {
+      used += server.ledger().figures(n.index).used_memory;
+      max += server.ledger().figures(n.index).maxmemory;
+    }
     out += "# Memory\r\n";
+    line(out, "used_memory", used);
+    line(out, "maxmemory", max);
     line(out, "used_memory_rss", rss);
     line(out, "directory_entries", server.directory().size());
     line(out, "directory_memory_estimate", server.directory().memory_estimate());

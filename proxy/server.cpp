@@ -205,6 +205,12 @@ size_t Server::blocked_clients() const {
   return n;
 }
 
+ClientConn* Server::client_by_id(uint64_t id) const {
+  for (ClientConn* c : clients_)
+    if (c->id() == id && !c->closed()) return c;
+  return nullptr;
+}
+
 void Server::client_closed(ClientConn* c) {
   closed_clients_.push_back(c);
   std::erase(monitors_, c);

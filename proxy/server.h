@@ -75,6 +75,7 @@ class Server final : private balancer::WriteTracker {
   uint64_t start_time_ms() const { return start_time_ms_; }
   size_t client_count() const { return clients_.size(); }
   size_t blocked_clients() const;  // waiting on a blocking command (INFO)
+  ClientConn* client_by_id(uint64_t id) const;  // nullptr: none (CLIENT UNBLOCK; a scan)
   // TLS towards backends (data nodes, main server), or nullptr when off.
   const net::TlsContext* backend_tls() const { return tls_.backends.get(); }
 

@@ -66,7 +66,7 @@ enum CommandFlag : uint32_t {
 // The proxy's own implementation of a Route::Local (or Route::Transaction) command.
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
-  ClientSetname, ClientGetname, ClientId, ClientSetinfo, Shutdown, Monitor,
+  ClientSetname, ClientGetname, ClientId, ClientSetinfo, ClientUnblock, Shutdown, Monitor,
   Multi, Exec, Discard, Watch, Unwatch,
   Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,
   PubsubNumsub, PubsubNumpat,

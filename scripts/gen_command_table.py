@@ -22,6 +22,8 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          "auth": "Auth", "info": "Info",
          "client|setname": "ClientSetname", "client|getname": "ClientGetname", "client|id": "ClientId",
          "client|setinfo": "ClientSetinfo",
+         # a headroom client blocked on a node: its connection there is unblocked
+         "client|unblock": "ClientUnblock",
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
          "shutdown": "Shutdown", "monitor": "Monitor"}

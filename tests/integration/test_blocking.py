@@ -217,3 +217,25 @@ def test_blocking_keys_on_two_nodes_are_crossnode(clean, r):
         pytest.fail("20 lists after a megabyte each all went to one node")
     with pytest.raises(redis.ResponseError, match="CROSSNODE"):
         r.blpop(["bq:a", k], timeout=1)
+
+
+def test_client_unblock_of_a_blocked_headroom_client(clean, r):
+    for how, want in (("TIMEOUT", None), ("ERROR", "UNBLOCKED")):
+        consumer = clean.proxy.client(decode_responses=True, single_connection_client=True, socket_timeout=30)
+        cid = consumer.client_id()
+        got = {}
+
+        def pop():
+            try:
+                got["v"] = consumer.blpop(["bq:unblock"], 0)
+            except redis.ResponseError as e:
+                got["v"] = str(e)
+
+        t = threading.Thread(target=pop)
+        t.start()
+        wait_for(lambda: blocked_on_nodes(clean) == 1)
+        assert r.execute_command("CLIENT", "UNBLOCK", cid, how) == 1
+        t.join(30)
+        assert got["v"] == want or (want and want in got["v"]), got
+        assert r.execute_command("CLIENT", "UNBLOCK", cid) == 0  # not blocked now
+        consumer.close()
