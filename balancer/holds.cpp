@@ -37,6 +37,12 @@ void Holds::tick(uint64_t now_ms, std::string_view origin) {
   }
 }
 
+void Holds::resync(std::string_view origin) {
+  const std::string set = std::string(scripts::kHoldsPrefix) + std::string(origin);
+  main_.command({"DEL", set}, [](redisReply*) {});
+  registered(origin);
+}
+
 void Holds::registered(std::string_view origin) {
   for (const auto& [key, h] : keys_) send("SADD", key, origin);
 }

@@ -32,6 +32,9 @@ class Holds {
   void tick(uint64_t now_ms, std::string_view origin);
   // This proxy registered (again, maybe under a new id): every hold is taken again.
   void registered(std::string_view origin);
+  // The main server's connection came back: what was sent while it was down was
+  // dropped. The set is written afresh (a missed release leaves nothing held).
+  void resync(std::string_view origin);
   size_t held() const { return keys_.size(); }
 
  private:

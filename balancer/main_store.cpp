@@ -103,6 +103,7 @@ void MainStore::start(std::function<void()> on_loaded, std::function<void(const 
 void MainStore::on_cmd_state(bool up) {
   if (up) {
     scripts::load_all(*cmd_);  // first on the connection: everything after finds the scripts
+    holds_->resync(origin_);   // what was sent while it was down was dropped
     start_load();
     return;
   }

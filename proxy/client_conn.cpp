@@ -165,6 +165,7 @@ void ClientConn::check_pipeline() {
 
 void ClientConn::flush() {
   dirty_ = false;
+  retired_subscriber_.reset();
   if (closed_) return;
   if (!out_.empty()) {
     server_.stats().net_output_bytes += out_.size();
@@ -212,6 +213,15 @@ void ClientConn::push(std::string_view frame) {
     return;
   }
   Awaiting& w = pubsub_waiting_.front();
+  if (frame[0] == '-' || frame[0] == '!') {  // the main server refused it (NOPERM, an unknown command): that is the answer
+    Request* req = w.req;
+    pubsub_waiting_.pop_front();
+    req->reply.clear();
+    req->reply.append(frame);
+    req->done = true;
+    pump();
+    return;
+  }
   w.req->reply.append(frame);
   if (confirms && --w.frames == 0) {
     Request* req = w.req;

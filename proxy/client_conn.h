@@ -87,6 +87,14 @@ class ClientConn final : private net::Stream::Owner {
   bool dispatch_held() const { return lease_.blocking || !pubsub_waiting_.empty(); }
   // RESP2's subscribed state: only (un)subscribe, PING, QUIT and RESET are allowed.
   bool in_subscribed_mode() const { return subscriptions_ != 0 && !resp3_; }
+  bool subscribed() const { return subscriptions_ != 0; }
+  bool has_subscriber() const { return subscriber_ != nullptr; }
+  // None subscribed: it goes at the end of the loop turn (this may run inside its
+  // own callback), and a later subscribe opens another.
+  void drop_subscriber() {
+    retired_subscriber_ = std::move(subscriber_);
+    mark_dirty();
+  }
 
   // MONITOR: queues one line of another client's command.
   void feed_monitor(std::string_view line);
@@ -131,6 +139,7 @@ class ClientConn final : private net::Stream::Owner {
   Transaction transaction_;      // MULTI ... EXEC, as queued so far
   Lease lease_;                  // a connection of its own to one node (WATCH)
   std::unique_ptr<SubscriberConn> subscriber_;
+  std::unique_ptr<SubscriberConn> retired_subscriber_;  // freed at the next flush
   struct Awaiting {
     Request* req;
     uint32_t frames;

@@ -75,13 +75,32 @@ void Leases::drop(ClientConn* client) {
   if (lease.blocking && c->connected() && c->node_client_id() != 0 && control != nullptr) {
     // Unblocked, not closed: an element popped for it just now still arrives, and is
     // given back (route_blocking.cpp); the connection closes once it is answered.
-    const std::string cid = std::to_string(c->node_client_id());
-    control->command({"CLIENT", "UNBLOCK", cid}, [](redisReply*) {});
+    c->flush();
     unblocking_.push_back(id);
+    unblock(id, lease.node, 0);
   } else {
     dropped_.push_back(id);
   }
   lease = Lease{};
+}
+
+// CLIENT UNBLOCK of a gone client's lease, on its node's control connection. 0 means
+// nothing was blocked there: its reply is on the way (it closes once that is in), or
+// the blocking command has not reached the node yet (two connections: no order between
+// them), so it is asked again, a bounded number of times, while the command is unanswered.
+void Leases::unblock(uint64_t id, balancer::NodeIndex node, int attempt) {
+  auto it = open_.find(id);
+  balancer::ControlConn* control = server_.poller().conn(node);
+  if (it == open_.end() || it->second.conn->inflight() == 0) return;  // answered: end_of_turn closes it
+  if (control == nullptr || attempt >= kUnblockAttempts) {
+    if (std::erase(unblocking_, id) != 0) dropped_.push_back(id);  // closed: Redis unblocks it as it goes
+    return;
+  }
+  const std::string cid = std::to_string(it->second.conn->node_client_id());
+  control->command({"CLIENT", "UNBLOCK", cid}, [this, id, node, attempt](redisReply* r) {
+    if (r != nullptr && r->type == REDIS_REPLY_INTEGER && r->integer == 1) return;
+    unblock(id, node, attempt + 1);
+  });
 }
 
 void Leases::end_of_turn() {
@@ -144,6 +163,7 @@ void Leases::check_timeouts(uint64_t now_ms, uint32_t request_timeout_ms) {
     // keepalive finds a node that went away).
     const ClientConn* c = o.conn->lessee();
     if (c != nullptr && c->lease().blocking) continue;
+    if (c == nullptr && std::find(unblocking_.begin(), unblocking_.end(), id) != unblocking_.end()) continue;
     o.conn->check_timeouts(now_ms, request_timeout_ms);
   }
 }

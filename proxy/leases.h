@@ -79,7 +79,9 @@ class Leases {
     std::unique_ptr<BackendConn> conn;
     balancer::NodeIndex node;
   };
+  static constexpr int kUnblockAttempts = 100;
   void close(uint64_t id);
+  void unblock(uint64_t id, balancer::NodeIndex node, int attempt);
   void give_back(uint64_t id, balancer::NodeIndex node, bool reusable);
 
   Server& server_;

@@ -99,7 +99,15 @@ void hello(Server& server, Request& req) {
   }
   // The switch, once every option is accepted: from the next command on, replies
   // (and the nodes' connections its commands take) are in that protocol.
-  if (argv.size() >= 2) req.client->set_resp3(argv[1] == "3");
+  if (argv.size() >= 2 && req.client->resp3() != (argv[1] == "3")) {
+    // The connections of the client's own speak the protocol they were opened in.
+    if (req.client->subscribed() || req.client->lease().conn != nullptr) {
+      resp::add_error(out, "ERR HELLO to another protocol while subscribed or watching is not supported by headroom");
+      return;
+    }
+    if (req.client->has_subscriber()) req.client->drop_subscriber();  // none subscribed: opened again as needed
+    req.client->set_resp3(argv[1] == "3");
+  }
   const bool resp3 = req.client->resp3();
   if (resp3) resp::add_map_header(out, 7);
   else resp::add_array_header(out, 14);

@@ -77,6 +77,12 @@ bool Router::route_blocking(Request* req, int target) {
     return true;
   }
   if (lease.conn == nullptr) {
+    // Its earlier commands to that node went on the shared connection: none may be
+    // overtaken on the lease.
+    if (!client.is_head(req)) {
+      client.pump_at_head();
+      return false;
+    }
     std::string error;
     if (!server_.leases().open(&client, node, error)) {
       reply_error(req, error);
@@ -90,9 +96,10 @@ bool Router::route_blocking(Request* req, int target) {
     return true;
   }
   if (!lease.conn->connected()) return false;  // lease_ready pumps
-  for (const auto& k : req->keys) server_.main_store().hold(balancer::directory_key(req->argv[k.argv_index]));
   forward_raw(req, node);
-  if (req->fragments_pending > 0) lease.blocking = true;
+  if (req->fragments_pending == 0) return true;  // refused (answered with the reason)
+  lease.blocking = true;
+  for (const auto& k : req->keys) server_.main_store().hold(balancer::directory_key(req->argv[k.argv_index]));
   // Without a WATCH the lease is the call's alone: it ends with the reply.
   if (lease.watched.empty()) server_.leases().end_when_idle(&client);
   return true;
@@ -122,9 +129,9 @@ void Router::blocking_answered(Request* req, std::string_view reply) {
       argv = {"ZADD", key, bulk_text(top[2]), bulk_text(top[1])};
       break;
     case GiveBack::ListByDirection: {  // [key, [e1, e2, ...]], taken from the LEFT or RIGHT end
-      bool left = false;
-      for (auto a : req->argv)
-        if (resp::iequals(a, "LEFT")) left = true;
+      // BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT n]: the direction follows the keys
+      const size_t at = 3 + req->keys.size();
+      const bool left = at < req->argv.size() && resp::iequals(req->argv[at], "LEFT");
       if (!resp::split_array_reply(top[1], inner)) return;
       argv = {left ? "LPUSH" : "RPUSH", key};
       for (size_t i = inner.size(); i-- > 0;) argv.push_back(bulk_text(inner[i]));  // e1 back at the end it left

@@ -43,11 +43,7 @@ void Router::transaction_command(Request* req) {
         reply_error(req, "ERR MULTI calls can not be nested");  // as Redis: the transaction goes on
         return;
       }
-      tx.open = true;
-      if (const Lease& lease = req->client->lease(); lease.conn != nullptr && !lease.watched.empty()) {
-        tx.node = static_cast<int32_t>(lease.node);  // the watched keys' node
-        tx.node_key = lease.watched.front();
-      }
+      tx.open = true;  // (a WATCH's node is checked at EXEC: the WATCH may not have gone yet)
       reply_status(req, "+OK\r\n");
       return;
     case LocalCommand::Discard:
@@ -213,7 +209,7 @@ bool Router::route_transaction(Request* req) {
     unwatch(req);
     return true;
   }
-  if (lease.conn != nullptr) {
+  if (lease.conn != nullptr && !lease.watched.empty()) {  // a live WATCH: the transaction runs where it watches
     if (lease.lost) {
       reply_error(req, "EXECABORT Transaction discarded: the connection to node " +
                            server_.nodes()[lease.node].name() + " that held its WATCH was lost");
@@ -274,6 +270,12 @@ bool Router::route_watch(Request* req) {
       return true;
     }
   } else {
+    // Its earlier commands to that node went on the shared connection: none may be
+    // overtaken on the new one.
+    if (!client.is_head(req)) {
+      client.pump_at_head();
+      return false;
+    }
     NodeIndex node;
     if (target >= 0) {
       node = static_cast<NodeIndex>(target);
@@ -307,7 +309,9 @@ bool Router::route_watch(Request* req) {
 }
 
 void Router::unwatch(Request* req) {
-  if (req->client->lease().conn != nullptr) server_.leases().end_when_idle(req->client);
+  Lease& lease = req->client->lease();
+  lease.watched.clear();  // the watch is over, whatever the lease does next
+  if (lease.conn != nullptr) server_.leases().end_when_idle(req->client);
 }
 
 }  // namespace headroom::proxy

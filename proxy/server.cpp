@@ -161,7 +161,8 @@ void Server::close_idle_clients(uint64_t now_ms) {
   last_idle_check_ms_ = now_ms;
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_)
-    if (!c->closed() && c->idle() && now_ms - c->last_read_ms() > limit_ms) idle.push_back(c);
+    // As Redis: a subscriber waiting for messages is not idle
+    if (!c->closed() && c->idle() && !c->subscribed() && now_ms - c->last_read_ms() > limit_ms) idle.push_back(c);
   for (ClientConn* c : idle) c->close();
 }
 

@@ -256,3 +256,31 @@ def test_leases_are_bounded_per_node(own):
         h.disconnect()
     wait_for(lambda: leased(r) == 0)
     assert run_on_one_connection(r, [("WATCH", "{w}a")]) == ["OK"]
+
+
+def test_a_pipeline_moving_onto_a_lease_keeps_its_order(clean, r, ref):
+    """The commands before a WATCH or a blocking call went on the shared connection:
+    the lease waits for them, so none is overtaken (the INCR before WATCH must not break
+    the watch, and GET sees it)."""
+    script = [("SET", "lo:k", "1"), ("INCR", "lo:k"), ("WATCH", "lo:k"), ("GET", "lo:k"), ("MULTI",),
+              ("SET", "lo:k", "x"), ("EXEC",), ("DEL", "lo:q"), ("RPUSH", "lo:q", "a"), ("BLPOP", "lo:q", "0"),
+              ("WATCH", "lo:k"), ("MULTI",), ("INCR", "lo:n"), ("EXEC",), ("BLPOP", "lo:q2", "0.1"),
+              ("GET", "lo:k")]
+
+    def pipelined(client):
+        conn = client.connection_pool.get_connection("SET")
+        try:
+            conn.send_packed_command(conn.pack_commands(script))
+            out = []
+            for _ in script:
+                try:
+                    out.append(shown(conn.read_response()))
+                except redis.ResponseError as e:
+                    out.append(shown(e))
+            return out
+        finally:
+            client.connection_pool.release(conn)
+
+    for _ in range(5):
+        assert pipelined(r) == pipelined(ref)
+    wait_for(lambda: leased(r) == 0)
