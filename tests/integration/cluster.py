@@ -384,6 +384,19 @@ class Cluster:
         # flush here is number 1 of a fresh stream.)
         for p, seen in zip(running, before):
             p.wait_current(flushes_above=seen)
+        # The main server's flush dropped every registration too: each proxy finds that
+        # out at its next heartbeat and starts over under a new id (reloading again).
+        # Done once each is registered again, and current.
+        deadline = time.time() + 30
+        for p in running:
+            c = p.client(socket_timeout=10)
+            while True:
+                info = c.info("directory")
+                if info.get("directory_current") == 1 and \
+                        self.main.client.hexists("hr:proxies", str(info.get("proxy_id"))):
+                    break
+                assert time.time() < deadline, f"{p.dir}: not registered again after the flush"
+                time.sleep(0.05)
 
     def node_of(self, key):
         """The data nodes that hold `key`, checked on the nodes directly."""
