@@ -96,6 +96,8 @@ FLUSHES = {"flushall", "flushdb"}
 ON_CONTROL_CONN = {"script|kill", "function|kill"}
 SETS_CONFIG = {"config|set"}        # parameters headroom owns are refused (proxy/config_guard.h)
 RESETS_STATS = {"config|resetstat"}  # headroom's own counters are reset with the nodes'
+OUR_FLAGS = [(SCRIPT_WRITERS, "kRunsScript"), (FLUSHES, "kFlushes"), (REDACTED, "kRedactArgs"),
+             (ON_CONTROL_CONN, "kOnControlConn"), (SETS_CONFIG, "kSetsConfig"), (RESETS_STATS, "kResetsStats")]
 
 # Commands that block only with an option: the options that may come before the key
 # spec's keyword (STREAMS), with how many values each takes; BLOCK makes it block.
@@ -250,18 +252,7 @@ def main():
             bits.append("kContainer")
         if name in OPEN_CONTAINERS:
             bits.append("kOpenContainer")
-        if name in SCRIPT_WRITERS:
-            bits.append("kRunsScript")
-        if name in FLUSHES:
-            bits.append("kFlushes")
-        if name in REDACTED:
-            bits.append("kRedactArgs")
-        if name in ON_CONTROL_CONN:
-            bits.append("kOnControlConn")
-        if name in SETS_CONFIG:
-            bits.append("kSetsConfig")
-        if name in RESETS_STATS:
-            bits.append("kResetsStats")
+        bits += [flag for names, flag in OUR_FLAGS if name in names]
         local, opts = LOCAL.get(name, TRANSACTION.get(name, PUBSUB.get(name, "None"))), "{}"
         if name in BLOCKING_OPTIONS:
             bits.append("kBlockingOption")

@@ -427,3 +427,31 @@ def raw(client, *cmd):
         return conn.read_response()
     finally:
         client.connection_pool.release(conn)
+
+
+def wait_for(cond, timeout=30, what="condition"):
+    """Waits until cond() holds; `what` (or what()) says what did not happen."""
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, what() if callable(what) else what
+        time.sleep(0.05)
+
+
+def leased(r):
+    """Connections headroom has leased to clients (WATCH, blocking calls), INFO clients."""
+    return int(r.info("clients")["leased_connections"])
+
+
+def keys_on_two_nodes(c, r, first, prefix, write):
+    """`first` and another key (returned) written with `write(key)` through headroom
+    that landed on different nodes: a megabyte beside the first key makes its node no
+    longer the emptiest."""
+    write(first)
+    (node,) = c.node_of(first)
+    for i in range(20):
+        r.set(f"{prefix}:fill{i}", "x" * 1_000_000)
+        k = f"{prefix}:b{i}"
+        write(k)
+        if c.node_of(k) != [node]:
+            return k
+    raise AssertionError("20 new keys after a megabyte each all went to one node")

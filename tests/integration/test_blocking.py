@@ -11,16 +11,7 @@ import time
 import pytest
 import redis
 
-
-def wait_for(cond, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while not cond():
-        assert time.time() < deadline, what() if callable(what) else what
-        time.sleep(0.05)
-
-
-def leased(r):
-    return int(r.info("clients")["leased_connections"])
+from cluster import keys_on_two_nodes, leased, wait_for
 
 
 def blocked_on_nodes(c):
@@ -205,16 +196,7 @@ def test_an_element_popped_for_a_client_that_left_is_given_back(clean, r):
 
 
 def test_blocking_keys_on_two_nodes_are_crossnode(clean, r):
-    r.rpush("bq:a", "v")
-    (first,) = clean.node_of("bq:a")
-    for i in range(20):
-        r.set(f"bq:fill{i}", "x" * 1_000_000)
-        k = f"bq:b{i}"
-        r.rpush(k, "v")
-        if clean.node_of(k) != [first]:
-            break
-    else:
-        pytest.fail("20 lists after a megabyte each all went to one node")
+    k = keys_on_two_nodes(clean, r, "bq:a", "bq", lambda key: r.rpush(key, "v"))
     with pytest.raises(redis.ResponseError, match="CROSSNODE"):
         r.blpop(["bq:a", k], timeout=1)
 

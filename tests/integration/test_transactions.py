@@ -6,6 +6,8 @@ a refused transaction runs."""
 import pytest
 import redis
 
+from cluster import keys_on_two_nodes as cluster_keys_on_two_nodes, leased, wait_for
+
 
 def shown(value):
     """A reply with its errors as text (redis-py strips ERR and EXECABORT, keeps the class)."""
@@ -36,17 +38,8 @@ def run_on_one_connection(client, commands):
 
 
 def keys_on_two_nodes(c, r):
-    """Two existing keys that headroom placed on different nodes: "tx:a" is "a0", the
-    other "b0" (a megabyte beside the first makes its node no longer the emptiest)."""
-    r.set("tx:a", "a0")
-    (first,) = c.node_of("tx:a")
-    for i in range(20):
-        r.set(f"tx:fill{i}", "x" * 1_000_000)
-        k = f"tx:b{i}"
-        r.set(k, "b0")
-        if c.node_of(k) != [first]:
-            return "tx:a", k
-    pytest.fail("20 new keys of a megabyte all went to one node")
+    """Two existing keys that headroom placed on different nodes: "tx:a" is "a0", the other "b0"."""
+    return "tx:a", cluster_keys_on_two_nodes(c, r, "tx:a", "tx", lambda k: r.set(k, "a0" if k == "tx:a" else "b0"))
 
 
 def test_redis_pys_default_pipeline_is_a_transaction_on_one_node(clean, r, ref):
@@ -119,10 +112,6 @@ def test_commands_headroom_cannot_run_in_a_transaction_abort_it(clean, r):
 # --- WATCH: a connection of the client's own to the watched keys' node
 
 
-def leased(r):
-    return int(r.info("clients")["leased_connections"])
-
-
 def test_watch_then_exec_as_redis_with_and_without_a_change(clean, r, ref, cluster):
     other = clean.proxy.client(decode_responses=True)
     results = []
@@ -153,14 +142,6 @@ def test_watch_then_exec_as_redis_with_and_without_a_change(clean, r, ref, clust
     assert results[0] == results[1]
     assert results[0][10] is None  # the changed key: EXEC answered nil
     wait_for(lambda: leased(r) == 0)
-
-
-def wait_for(cond, timeout=20):
-    import time
-    deadline = time.time() + timeout
-    while not cond():
-        assert time.time() < deadline
-        time.sleep(0.05)
 
 
 def test_optimistic_increments_through_redis_pys_transaction_helper_lose_nothing(clean, r):
