@@ -9,28 +9,9 @@ namespace headroom::proxy::pubsub {
 
 namespace {
 
-// The elements of an array ('*') or push ('>') reply.
-bool split_aggregate(std::string_view r, std::vector<std::string_view>& out) {
-  if (r.empty() || (r[0] != '*' && r[0] != '>')) return false;
-  if (r[0] == '*') return resp::split_array_reply(r, out);
-  std::string as_array(r);
-  as_array[0] = '*';
-  std::vector<std::string_view> tmp;
-  if (!resp::split_array_reply(as_array, tmp)) return false;
-  out.clear();
-  for (auto e : tmp) out.push_back(r.substr(static_cast<size_t>(e.data() - as_array.data()), e.size()));
-  return true;
-}
-
-std::string_view bulk(std::string_view e) {
-  if (e.size() < 4 || e[0] != '$') return {};
-  size_t nl = e.find('\n');
-  return e.substr(nl + 1, e.size() - nl - 3);
-}
-
 // A bulk element without the prefix (as it was, if it has none or is not a bulk).
 void add_unprefixed(resp::Buffer& out, std::string_view e) {
-  std::string_view s = bulk(e);
+  std::string_view s = resp::bulk_text(e);
   if (e.size() >= 4 && e[0] == '$' && s.substr(0, kPrefix.size()) == kPrefix) resp::add_bulk(out, s.substr(kPrefix.size()));
   else out.append(e);
 }
@@ -52,8 +33,8 @@ void encode_prefixed(resp::Buffer& out, std::span<const std::string_view> argv, 
 
 bool unprefix_frame(std::string_view frame, resp::Buffer& out) {
   thread_local std::vector<std::string_view> e;
-  if (!split_aggregate(frame, e) || e.size() < 3) return false;
-  std::string_view kind = bulk(e[0]);
+  if (!resp::split_array_reply(frame, e) || e.size() < 3) return false;
+  std::string_view kind = resp::bulk_text(e[0]);
   // Which elements name a channel or pattern: [kind, name, ...], and for pmessage
   // [pmessage, pattern, channel, payload].
   const size_t named = kind == "pmessage" ? 3 : 2;
@@ -67,8 +48,8 @@ bool unprefix_frame(std::string_view frame, resp::Buffer& out) {
 
 bool confirmation_of(std::string_view frame, Confirmation& c) {
   thread_local std::vector<std::string_view> e;
-  if (!split_aggregate(frame, e) || e.size() != 3 || e[2].empty() || e[2][0] != ':') return false;
-  std::string_view kind = bulk(e[0]);
+  if (!resp::split_array_reply(frame, e) || e.size() != 3 || e[2].empty() || e[2][0] != ':') return false;
+  std::string_view kind = resp::bulk_text(e[0]);
   static constexpr std::string_view kinds[][2] = {
       {"subscribe", "unsubscribe"}, {"psubscribe", "punsubscribe"}, {"ssubscribe", "sunsubscribe"}};
   for (int k = 0; k < 3; ++k) {
@@ -76,7 +57,7 @@ bool confirmation_of(std::string_view frame, Confirmation& c) {
       if (kind != kinds[k][u]) continue;
       c.kind = k;
       c.subscribed = u == 0;
-      c.name = std::string(bulk(e[1]));
+      c.name = std::string(resp::bulk_text(e[1]));
       return true;
     }
   }

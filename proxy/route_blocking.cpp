@@ -29,15 +29,6 @@ namespace headroom::proxy {
 
 namespace {
 
-// A bulk string's bytes ("$3\r\nabc\r\n" -> "abc"), or a RESP3 double's (",1.5\r\n",
-// a score); empty for anything else.
-std::string_view bulk_text(std::string_view r) {
-  if (r.size() >= 3 && r[0] == ',') return r.substr(1, r.size() - 3);
-  if (r.size() < 4 || r[0] != '$') return {};
-  size_t nl = r.find('\n');
-  return nl == std::string_view::npos ? std::string_view() : r.substr(nl + 1, r.size() - nl - 3);
-}
-
 // How the element a blocking pop took goes back: the command that puts it where it
 // was. Data about the pops, not routing: every other blocking command takes nothing
 // that could be lost.
@@ -118,15 +109,15 @@ void Router::blocking_answered(Request* req, std::string_view reply) {
   thread_local std::vector<std::string_view> top, inner, pair;
   if (!resp::split_array_reply(reply, top) || top.size() < 2) return;
   std::vector<std::string_view> argv;
-  std::string_view key = bulk_text(top[0]);
+  std::string_view key = resp::bulk_text(top[0]);
   switch (how) {
     case GiveBack::ListHead:
     case GiveBack::ListTail:  // [key, element]
-      argv = {how == GiveBack::ListHead ? "LPUSH" : "RPUSH", key, bulk_text(top[1])};
+      argv = {how == GiveBack::ListHead ? "LPUSH" : "RPUSH", key, resp::bulk_text(top[1])};
       break;
     case GiveBack::SortedSet:  // [key, member, score]
       if (top.size() != 3) return;
-      argv = {"ZADD", key, bulk_text(top[2]), bulk_text(top[1])};
+      argv = {"ZADD", key, resp::bulk_text(top[2]), resp::bulk_text(top[1])};
       break;
     case GiveBack::ListByDirection: {  // [key, [e1, e2, ...]], taken from the LEFT or RIGHT end
       // BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT n]: the direction follows the keys
@@ -134,7 +125,7 @@ void Router::blocking_answered(Request* req, std::string_view reply) {
       const bool left = at < req->argv.size() && resp::iequals(req->argv[at], "LEFT");
       if (!resp::split_array_reply(top[1], inner)) return;
       argv = {left ? "LPUSH" : "RPUSH", key};
-      for (size_t i = inner.size(); i-- > 0;) argv.push_back(bulk_text(inner[i]));  // e1 back at the end it left
+      for (size_t i = inner.size(); i-- > 0;) argv.push_back(resp::bulk_text(inner[i]));  // e1 back at the end it left
       break;
     }
     case GiveBack::SortedSetMany: {  // [key, [[member, score], ...]]
@@ -143,7 +134,7 @@ void Router::blocking_answered(Request* req, std::string_view reply) {
       std::vector<std::pair<std::string_view, std::string_view>> items;
       for (auto e : inner) {
         if (!resp::split_array_reply(e, pair) || pair.size() != 2) return;
-        items.emplace_back(bulk_text(pair[0]), bulk_text(pair[1]));
+        items.emplace_back(resp::bulk_text(pair[0]), resp::bulk_text(pair[1]));
       }
       for (const auto& [member, score] : items) {
         argv.push_back(score);

@@ -49,7 +49,7 @@ void SubscriberConn::on_stream_open() {
 }
 
 void SubscriberConn::on_stream_data(size_t) {
-  resp::Buffer frame;
+  resp::Buffer& frame = frame_;  // reused: no allocation per message
   for (;;) {
     int64_t len = framer_.next(in_.data(), in_.size());
     if (len == 0) break;

@@ -49,6 +49,7 @@ class SubscriberConn final : private net::Stream::Owner {
   resp::Buffer in_;
   resp::Buffer out_;    // commands not yet written (before the connection is up, all of them)
   resp::Buffer init_;
+  resp::Buffer frame_;  // a frame as the client sees it
   net::Stream stream_;
   resp::ReplyFramer framer_;
   size_t init_replies_ = 0;

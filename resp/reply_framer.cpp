@@ -125,9 +125,16 @@ int64_t ReplyFramer::next(const char* data, size_t len) {
   return 0;
 }
 
+std::string_view bulk_text(std::string_view r) {
+  if (r.size() >= 3 && r[0] == ',') return r.substr(1, r.size() - 3);
+  if (r.size() < 5 || r[0] != '$' || r[1] == '-') return {};
+  size_t nl = r.find('\n');
+  return nl == std::string_view::npos ? std::string_view() : r.substr(nl + 1, r.size() - nl - 3);
+}
+
 bool split_array_reply(std::string_view reply, std::vector<std::string_view>& out) {
   out.clear();
-  if (reply.size() < 4 || reply[0] != '*') return false;
+  if (reply.size() < 4 || (reply[0] != '*' && reply[0] != '>')) return false;
   size_t nl = reply.find('\n');
   if (nl == std::string_view::npos || nl < 2) return false;
   int64_t n = 0;

@@ -38,9 +38,14 @@ class ReplyFramer {
   std::string error_;
 };
 
-// Splits a complete array reply ("*N\r\n" + N elements) into the raw bytes of each
-// element. Returns false for anything but a non-null array. `out` is cleared first.
+// Splits a complete array reply ("*N\r\n" + N elements; a RESP3 push ">N\r\n" too) into
+// the raw bytes of each element. Returns false for anything but a non-null array or a
+// push. `out` is cleared first.
 bool split_array_reply(std::string_view reply, std::vector<std::string_view>& out);
+
+// A bulk string's bytes ("$3\r\nabc\r\n" -> "abc"), or a RESP3 double's (",1.5\r\n");
+// empty for anything else (a null bulk included).
+std::string_view bulk_text(std::string_view reply);
 
 // Parses ":<n>\r\n". Returns false for anything else.
 bool parse_integer_reply(std::string_view reply, int64_t& out);

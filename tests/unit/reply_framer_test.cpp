@@ -141,3 +141,16 @@ TEST_CASE("integer replies") {
   CHECK(f.next(ends.data(), ends.size()) == -1);
   CHECK_FALSE(headroom::resp::parse_integer_reply("+123\r\n", n));
 }
+
+TEST_CASE("bulk_text and pushes split as arrays") {
+  using headroom::resp::bulk_text;
+  CHECK(bulk_text("$3\r\nabc\r\n") == "abc");
+  CHECK(bulk_text("$0\r\n\r\n").empty());
+  CHECK(bulk_text("$-1\r\n").empty());
+  CHECK(bulk_text(",1.5\r\n") == "1.5");
+  CHECK(bulk_text(":1\r\n").empty());
+  std::vector<std::string_view> e;
+  REQUIRE(headroom::resp::split_array_reply(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n", e));
+  CHECK(e.size() == 3);
+  CHECK(bulk_text(e[1]) == "ch");
+}
