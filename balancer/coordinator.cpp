@@ -6,6 +6,8 @@
 #include <charconv>
 
 #include "balancer/directory_scripts.h"
+#include "balancer/mover.h"
+#include "balancer/rebalancer.h"
 #include "balancer/sweep.h"
 #include "net/handle.h"
 #include "resp/reply_writer.h"
@@ -37,20 +39,27 @@ uint64_t to_u64(std::string_view s) {
 }  // namespace
 
 Coordinator::Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegistry& nodes, MainStore& store,
-                         const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
+                         const Ledger& ledger, const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts)
     : loop_(loop), config_(config), nodes_(nodes), store_(store), tls_(tls), timeouts_(timeouts) {
   main_ = std::make_unique<ControlConn>(loop_, "coordinator main " + config_.main.name, config_.main.address,
                                         config_.main.password, tls_, timeouts_);
   links_.resize(nodes_.size());
   sweep_ = std::make_unique<Sweep>(*this);
+  // A move holds its keys' commands from its begin: a barrier not reached in half a
+  // request timeout is given up, so no command waits for a move longer than that.
+  const uint64_t request_ms = config_.request_timeout_ms == 0 ? 5000 : config_.request_timeout_ms;
+  mover_ = std::make_unique<Mover>(*this, std::max<uint64_t>(100, request_ms / 2));
+  rebalancer_ = std::make_unique<Rebalancer>(*this, *mover_, ledger, config_);
   lease_timer_ = net::new_handle(loop_, this, uv_timer_init);
   tick_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  barrier_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 Coordinator::~Coordinator() {
   stop();
   net::close_and_delete(lease_timer_);
   net::close_and_delete(tick_timer_);
+  net::close_and_delete(barrier_timer_);
 }
 
 void Coordinator::start() {
@@ -119,6 +128,8 @@ void Coordinator::became_active(uint64_t token) {
   spdlog::info("coordinator: this proxy ({}) holds the lease (token {})", store_.origin(), token);
   connect_nodes();
   sweep_->begin();
+  mover_->begin(token);
+  rebalancer_->begin();
   uv_timer_start(tick_timer_, &Coordinator::on_tick, kTickMs, kTickMs);
 }
 
@@ -129,6 +140,7 @@ void Coordinator::became_inactive(const std::string& why) {
   lease_value_.clear();
   settle_in_flight_ = false;
   uv_timer_stop(tick_timer_);
+  uv_timer_stop(barrier_timer_);
   for (auto& l : links_) {
     if (l.cmd) l.cmd->stop();
     if (l.sub) l.sub->stop();
@@ -141,6 +153,12 @@ void Coordinator::became_inactive(const std::string& why) {
   waiting_keys_.clear();
   fencing_.clear();
   sweep_->end();
+  mover_->end();
+  rebalancer_->end();
+}
+
+void Coordinator::found_moving(std::string_view dir_key, std::string_view value) {
+  if (active()) mover_->found_moving(dir_key, value);
 }
 
 bool Coordinator::lease_lost(redisReply* r) {
@@ -153,15 +171,29 @@ bool Coordinator::lease_lost(redisReply* r) {
 
 // --- the nodes -----------------------------------------------------------------------
 
+void Coordinator::node_added(NodeIndex node) {
+  links_.resize(size_t{node} + 1);
+  sweep_->node_added();
+  mover_->node_added();
+  rebalancer_->node_added();
+  if (active()) connect_node(node);
+}
+
 void Coordinator::connect_nodes() {
-  for (NodeIndex i = 0; i < nodes_.size(); ++i) {
+  for (NodeIndex i = 0; i < nodes_.size(); ++i) connect_node(i);
+}
+
+void Coordinator::connect_node(NodeIndex i) {
+  {
     const auto& cfg = nodes_[i].config;
     auto& l = links_[i];
     l.cmd = std::make_unique<ControlConn>(loop_, "coordinator " + cfg.name, cfg.address, cfg.password, tls_, timeouts_);
     l.sub = std::make_unique<ControlConn>(loop_, "coordinator " + cfg.name + " (notifications)", cfg.address,
                                           cfg.password, tls_, timeouts_);
     l.cmd->start([this, i](bool up) {
-      if (up) on_node_cmd_up(i);
+      if (!up) return;
+      on_node_cmd_up(i);
+      mover_->node_up(i);
     });
     ControlConn* sub = l.sub.get();
     l.sub->start([this, i, sub, was_down = std::make_shared<bool>(false)](bool up) {
@@ -278,9 +310,28 @@ void Coordinator::on_tick(uv_timer_t* t) {
   self->send_retires();
   // The barrier matters while entries wait for it; otherwise the proxies are polled
   // at a quarter of the rate, enough to find one that lapsed.
-  if (!self->settling_.empty() || ++self->idle_ticks_ % 4 == 0) self->poll_proxies();
+  if (!self->settling_.empty() || self->mover_->waiting_for_barrier() || ++self->idle_ticks_ % 4 == 0)
+    self->poll_proxies();
   self->settle_round();
   self->sweep_->tick();
+  self->mover_->tick();
+  self->rebalancer_->tick();
+}
+
+void Coordinator::watch_barrier() {
+  if (!active() || uv_is_active(reinterpret_cast<uv_handle_t*>(barrier_timer_))) return;
+  constexpr uint64_t kBarrierPollMs = 2;
+  uv_timer_start(
+      barrier_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Coordinator*>(t->data);
+        if (!self->active() || !self->mover_->waiting_for_barrier()) {
+          uv_timer_stop(t);
+          return;
+        }
+        self->poll_proxies();
+      },
+      kBarrierPollMs, kBarrierPollMs);
 }
 
 void Coordinator::poll_proxies() {
@@ -289,6 +340,7 @@ void Coordinator::poll_proxies() {
   main_->command({"EVALSHA", scripts::sha(Script::Proxies), "0"}, [this](redisReply* r) {
     proxies_in_flight_ = false;
     if (r != nullptr && active()) on_proxies(r);
+    if (active() && mover_->waiting_for_barrier()) mover_->tick();
   });
 }
 

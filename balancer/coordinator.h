@@ -35,6 +35,9 @@
 
 namespace headroom::balancer {
 
+class Ledger;
+class Mover;
+class Rebalancer;
 class Sweep;
 
 struct CoordinatorCounters {
@@ -50,12 +53,14 @@ struct CoordinatorCounters {
 class Coordinator {
  public:
   Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegistry& nodes, MainStore& store,
-              const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
+              const Ledger& ledger, const std::unique_ptr<net::TlsContext>& tls, ControlTimeouts timeouts);
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
   void start();
+  // A node was added (a reload): connected now when active.
+  void node_added(NodeIndex node);
   // Gives the lease back (when held) and stops.
   void stop();
 
@@ -63,6 +68,8 @@ class Coordinator {
   const CoordinatorCounters& counters() const { return counters_; }
   size_t waiting() const { return settling_.size() + tags_waiting_.size(); }  // retiring entries not yet settled
   const Sweep& sweep() const { return *sweep_; }
+  const Mover& mover() const { return *mover_; }
+  const Rebalancer& rebalancer() const { return *rebalancer_; }
 
   // --- for the sweep
   // Marks the entry retiring (batched).
@@ -80,6 +87,17 @@ class Coordinator {
   NodeRegistry& nodes() { return nodes_; }
   CoordinatorCounters& counters_mut() { return counters_; }
   uint64_t sweep_keys_per_tick() const;
+  // An entry the sweep found moving: the mover finishes it unless it is its own.
+  void found_moving(std::string_view dir_key, std::string_view value);
+
+  // --- for the mover and the rebalancer
+  uv_loop_t* loop() { return loop_; }
+  const std::string& lease_value() const { return lease_value_; }
+  // True (and no longer the coordinator) when a script answered NOTCOORD.
+  bool lease_lost(redisReply* r);
+  // A move waits for the barrier: the proxies are polled every few ms until it passes
+  // (the proxies acknowledge at once), so a move holds its keys for a few ms, not a tick.
+  void watch_barrier();
 
  private:
   struct NodeLink {
@@ -104,6 +122,7 @@ class Coordinator {
   void became_active(uint64_t token);
   void became_inactive(const std::string& why);
   void connect_nodes();
+  void connect_node(NodeIndex i);
   void on_node_cmd_up(NodeIndex i);
   void on_notification(NodeIndex i, redisReply* r);
   void on_change(char kind, uint64_t seq, std::string_view key, NodeIndex node);
@@ -113,7 +132,6 @@ class Coordinator {
   void fence(const std::string& id);
   void settle_round();
   void send_settle(char mode, const std::vector<const Waiting*>& items);
-  bool lease_lost(redisReply* r);
 
   uv_loop_t* loop_;
   const conf::Config& config_;
@@ -124,8 +142,11 @@ class Coordinator {
   std::unique_ptr<ControlConn> main_;
   std::vector<NodeLink> links_;
   std::unique_ptr<Sweep> sweep_;
+  std::unique_ptr<Mover> mover_;
+  std::unique_ptr<Rebalancer> rebalancer_;
   uv_timer_t* lease_timer_ = nullptr;  // takes or renews the lease; owned
   uv_timer_t* tick_timer_ = nullptr;   // barrier, settling, retires, sweep; owned
+  uv_timer_t* barrier_timer_ = nullptr;  // while a move waits for the barrier; owned
 
   uint64_t token_ = 0;        // the lease's token while active (0: not the coordinator)
   std::string lease_value_;   // "<proxy id> <token>", as the scripts check it

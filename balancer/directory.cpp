@@ -22,13 +22,15 @@ uint64_t stable_hash(std::string_view s) {
   return h;
 }
 
-bool Directory::apply(std::string_view dir_key, NodeIndex node, uint64_t version, bool retiring) {
+bool Directory::apply(std::string_view dir_key, NodeIndex node, uint64_t version, EntryState state) {
   uint32_t h = hash_of(dir_key);
   size_t i = probe(dir_key, h);
   if (slots_[i].offset < kTombstone) {
     if (version_at(slots_[i].offset) > version) return false;
     ++version_;
-    put(slots_[i].offset, node, version, retiring);
+    moving_ -= is_moving(slots_[i].offset);
+    put(slots_[i].offset, node, version, state);
+    moving_ += state == EntryState::Moving;
     return true;
   }
   ++version_;
@@ -39,7 +41,8 @@ bool Directory::apply(std::string_view dir_key, NodeIndex node, uint64_t version
   uint32_t off = static_cast<uint32_t>(arena_.size());
   uint32_t len = static_cast<uint32_t>(dir_key.size());
   arena_.resize(arena_.size() + kHeader + len);
-  put(off, node, version, retiring);
+  put(off, node, version, state);
+  moving_ += state == EntryState::Moving;
   std::memcpy(arena_.data() + off + kLength, &len, sizeof len);
   std::memcpy(arena_.data() + off + kHeader, dir_key.data(), len);
   slots_[i] = {h, off};
@@ -52,6 +55,7 @@ void Directory::erase(std::string_view dir_key, uint64_t version) {
   size_t i = probe(dir_key, hash_of(dir_key));
   if (slots_[i].offset >= kTombstone || version_at(slots_[i].offset) > version) return;
   ++version_;
+  moving_ -= is_moving(slots_[i].offset);
   slots_[i].offset = kTombstone;  // its arena bytes are reclaimed by the next rebuild
   --size_;
 }
@@ -61,6 +65,7 @@ size_t Directory::end_epoch() {
   size_t erased = 0;
   for (Slot& s : slots_) {
     if (s.offset >= kTombstone || static_cast<uint8_t>(arena_[s.offset + kEpoch]) == epoch_) continue;
+    moving_ -= is_moving(s.offset);
     s.offset = kTombstone;
     --size_;
     ++erased;

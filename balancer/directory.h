@@ -41,11 +41,15 @@ struct Entry {
   NodeIndex node = 0;
   uint64_t version = 0;
   bool retiring = false;  // marked, or older than the last FLUSHALL
+  bool moving = false;    // being moved off `node` (docs/moves.md): its commands wait
 };
+
+// An entry's state as the main server records it (directory_scripts.h).
+enum class EntryState : uint8_t { Live = 0, Retiring = 1, Moving = 2 };
 
 // The cache: an open-addressing table whose slots hold a 32-bit hash and an offset
 // into one byte arena, where each entry is
-//   [node:1][epoch:1][retiring:1][version:8][key length:4][key bytes].
+//   [node:1][epoch:1][state:1][version:8][key length:4][key bytes].
 // About 8 bytes of slot (at most 3/4 full) plus 15 bytes and the key itself per
 // entry, in two allocations, where a node-based map costs a heap node, a std::string
 // and a bucket per entry. Erased entries leave tombstones and dead arena bytes, both
@@ -60,10 +64,13 @@ class Directory {
     return entry_at(slots_[i].offset);
   }
 
-  // Sets the entry to (node, version, retiring) unless the entry held is newer
+  // Sets the entry to (node, version, state) unless the entry held is newer
   // (a higher version). Returns whether it was set. The entry then belongs to the
   // current epoch.
-  bool apply(std::string_view dir_key, NodeIndex node, uint64_t version, bool retiring);
+  bool apply(std::string_view dir_key, NodeIndex node, uint64_t version, EntryState state);
+  bool apply(std::string_view dir_key, NodeIndex node, uint64_t version, bool retiring) {
+    return apply(dir_key, node, version, retiring ? EntryState::Retiring : EntryState::Live);
+  }
   // Erases the entry unless it is newer than `version`.
   void erase(std::string_view dir_key, uint64_t version);
 
@@ -89,7 +96,7 @@ class Directory {
     slots_.shrink_to_fit();
     arena_.clear();
     arena_.shrink_to_fit();
-    size_ = used_ = 0;
+    size_ = used_ = moving_ = 0;
     flushed_ = 0;
   }
   size_t size() const { return size_; }
@@ -99,6 +106,8 @@ class Directory {
 
   // Every entry naming `node` (the config check at load).
   size_t count_on(NodeIndex node) const;
+  // Entries being moved now (their commands wait).
+  size_t moving() const { return moving_; }
 
   // Bytes of proxy memory the entries use: slots and arena, as allocated.
   size_t memory_estimate() const { return slots_.capacity() * sizeof(Slot) + arena_.capacity(); }
@@ -112,7 +121,7 @@ class Directory {
   static constexpr uint32_t kTombstone = 0xfffffffeu;
   static constexpr size_t kMinSlots = 1024;
   // Offsets in an entry's header.
-  static constexpr size_t kNode = 0, kEpoch = 1, kRetiring = 2, kVersion = 3, kLength = 11;
+  static constexpr size_t kNode = 0, kEpoch = 1, kState = 2, kVersion = 3, kLength = 11;
   static constexpr size_t kHeader = kLength + sizeof(uint32_t);
 
   static uint32_t hash_of(std::string_view s) {
@@ -129,18 +138,21 @@ class Directory {
     std::memcpy(&v, arena_.data() + off + kVersion, sizeof v);
     return v;
   }
+  bool is_moving(uint32_t off) const { return static_cast<EntryState>(arena_[off + kState]) == EntryState::Moving; }
   // Nodes are at most 255 (conf), so a node fits the entry's first byte.
   Entry entry_at(uint32_t off) const {
     Entry e;
     e.node = static_cast<unsigned char>(arena_[off + kNode]);
     e.version = version_at(off);
-    e.retiring = arena_[off + kRetiring] != 0 || e.version < flushed_;
+    const auto state = static_cast<EntryState>(arena_[off + kState]);
+    e.moving = state == EntryState::Moving;
+    e.retiring = state == EntryState::Retiring || (!e.moving && e.version < flushed_);
     return e;
   }
-  void put(uint32_t off, NodeIndex node, uint64_t version, bool retiring) {
+  void put(uint32_t off, NodeIndex node, uint64_t version, EntryState state) {
     arena_[off + kNode] = static_cast<char>(node);
     arena_[off + kEpoch] = static_cast<char>(epoch_);
-    arena_[off + kRetiring] = retiring ? 1 : 0;
+    arena_[off + kState] = static_cast<char>(state);
     std::memcpy(arena_.data() + off + kVersion, &version, sizeof version);
   }
   // The slot holding `key`, or the empty slot where the search for it ended.
@@ -161,6 +173,7 @@ class Directory {
   uint8_t epoch_ = 0;
   uint64_t version_ = 0;
   uint64_t flushed_ = 0;
+  size_t moving_ = 0;
 };
 
 }  // namespace headroom::balancer

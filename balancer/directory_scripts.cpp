@@ -40,6 +40,8 @@ std::string_view text(Script s) {
     case Script::Lease: return kLease;
     case Script::Proxies: return kProxies;
     case Script::DropProxy: return kDropProxy;
+    case Script::MoveBegin: return kMoveBegin;
+    case Script::MoveEnd: return kMoveEnd;
     case Script::kCount: break;
   }
   return {};
@@ -65,19 +67,30 @@ void load_all(ControlConn& conn) {
   }
 }
 
-bool parse_entry_value(std::string_view value, std::string_view& node, uint64_t& version, bool& retiring) {
+bool parse_entry_value(std::string_view value, EntryValue& out) {
+  out = EntryValue{};
   size_t sp = value.find(' ');
-  node = value.substr(0, sp);
-  version = 0;
-  retiring = false;
-  if (sp == std::string_view::npos) return !node.empty();
+  out.node = value.substr(0, sp);
+  if (out.node.empty()) return false;
+  if (sp == std::string_view::npos) return true;
   std::string_view rest = value.substr(sp + 1);
-  if (rest.ends_with(" R")) {
-    retiring = true;
-    rest.remove_suffix(2);
+  size_t sp2 = rest.find(' ');
+  std::string_view digits = rest.substr(0, sp2);
+  auto r = std::from_chars(digits.data(), digits.data() + digits.size(), out.version);
+  if (r.ec != std::errc() || r.ptr != digits.data() + digits.size()) return false;
+  if (sp2 == std::string_view::npos) return true;
+  std::string_view state = rest.substr(sp2 + 1);
+  if (state == "R") {
+    out.retiring = true;
+    return true;
   }
-  auto r = std::from_chars(rest.data(), rest.data() + rest.size(), version);
-  return !node.empty() && r.ec == std::errc() && r.ptr == rest.data() + rest.size();
+  // "M<to>:<flushes>"
+  size_t colon = state.rfind(':');
+  if (state.size() < 4 || state[0] != 'M' || colon == std::string_view::npos || colon < 2) return false;
+  out.moving_to = state.substr(1, colon - 1);
+  std::string_view f = state.substr(colon + 1);
+  auto rf = std::from_chars(f.data(), f.data() + f.size(), out.flushes);
+  return rf.ec == std::errc() && rf.ptr == f.data() + f.size();
 }
 
 void encode_head(resp::Buffer& out, Script s, size_t numkeys, size_t total_after) {

@@ -3,9 +3,11 @@
 // changes something, and publishes exactly one message naming that number, so the
 // change stream has no gaps and every proxy applies the changes in one order.
 //
-// Entry values: "<node> <version>" (live) or "<node> <version> R" (retiring); an entry
-// whose version is below hr:dir:flushed is retiring too. Values written by builds
-// before versioning ("<node>") read as version 0.
+// Entry values: "<node> <version>" (live), "<node> <version> R" (retiring) or
+// "<node> <version> M<to>:<flushes>" (moving from <node> to <to>, begun when
+// hr:dir:flushes was <flushes>: docs/moves.md); a live entry whose version is below
+// hr:dir:flushed is retiring too. Values written by builds before versioning
+// ("<node>") read as version 0.
 //
 // Messages: a type letter, the sequence number, a space, the origin (the proxy that
 // made the change), a newline, then entries "<key length>:<node>\n<key>" back to back
@@ -27,6 +29,12 @@ namespace headroom::balancer::scripts {
 
 inline constexpr std::string_view kSeqKey = "hr:dir:seq";
 inline constexpr std::string_view kFlushedKey = "hr:dir:flushed";
+// Counts the FLUSHALLs begun (INCR before any node is flushed): a move that saw it
+// change may have copied a key into a node after the flush emptied it (docs/moves.md).
+inline constexpr std::string_view kFlushesKey = "hr:dir:flushes";
+inline constexpr std::string_view kDrainingKey = "hr:draining";   // set: the data nodes being drained
+inline constexpr std::string_view kNodesKey = "hr:nodes";  // the node list last recorded by a proxy (proxy/reload.cpp)
+inline constexpr std::string_view kAskedKey = "hr:rebalance:asked";  // list: what HEADROOM asked the rebalancer
 inline constexpr std::string_view kLayoutKey = "hr:dir:layout";
 inline constexpr std::string_view kProxiesKey = "hr:proxies";
 inline constexpr std::string_view kCoordinatorKey = "hr:coordinator";
@@ -59,9 +67,10 @@ for i = 1, #KEYS do
     values[node] = value
   end
   if redis.call('HSETNX', KEYS[i], key, value) == 0 then
-    local n, v, r = string.match(redis.call('HGET', KEYS[i], key), '^(%S+) ?(%d*) ?(R?)$')
+    local n, v, r = string.match(redis.call('HGET', KEYS[i], key), '^(%S+) ?(%d*) ?(%S*)$')
     v = tonumber(v) or 0
-    if r == 'R' or v < flushed then
+    -- a moving entry answers as live: the move's barrier waits for this write
+    if r == 'R' or (r == '' and v < flushed) then
       redis.call('HSET', KEYS[i], key, n .. ' ' .. seq)
       if n ~= node then
         ex[#ex + 1] = i; ex[#ex + 1] = n; ex[#ex + 1] = seq; ex[#ex + 1] = 1
@@ -99,8 +108,8 @@ for i = 1, #KEYS do
   local key, node = ARGV[2 * i + 1], ARGV[2 * i + 2]
   local cur = redis.call('HGET', KEYS[i], key)
   if cur then
-    local n, v, r = string.match(cur, '^(%S+) ?(%d*) ?(R?)$')
-    if n == node and r ~= 'R' and (tonumber(v) or 0) >= flushed then hit[#hit + 1] = i end
+    local n, v, r = string.match(cur, '^(%S+) ?(%d*) ?(%S*)$')
+    if n == node and r == '' and (tonumber(v) or 0) >= flushed then hit[#hit + 1] = i end
   end
 end
 if #hit == 0 then return 0 end
@@ -240,7 +249,92 @@ redis.call('DEL', 'hr:holds:' .. ARGV[2])
 return redis.call('HDEL', 'hr:proxies', ARGV[2])
 )";
 
-enum class Script { Place, Retire, Settle, Flushed, LoadBucket, Layout, Heartbeat, Lease, Proxies, DropProxy, kCount };
+// The coordinator's: begins moving entries (docs/moves.md). KEYS: buckets. ARGV: [1]
+// channel, [2] origin, [3] lease value, [4] from node, [5] to node, then a directory
+// key for each KEYS[i]. An entry starts moving only if it is live on `from`, not
+// older than the last FLUSHALL, and held by no registered proxy. Publishes
+// "M<seq> <origin>" with the entries (each naming `from`). Reply: {0} when none
+// started, else {seq, the moving value, then the index (1-based) of each entry that
+// started moving}, or NOTCOORD.
+inline constexpr std::string_view kMoveBegin = R"(
+if redis.call('GET', 'hr:coordinator') ~= ARGV[3] then
+  return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
+end
+local flushed = tonumber(redis.call('GET', 'hr:dir:flushed') or '0')
+local holders = {}
+for _, id in ipairs(redis.call('HKEYS', 'hr:proxies')) do
+  local set = 'hr:holds:' .. id
+  if redis.call('EXISTS', set) == 1 then holders[#holders + 1] = set end
+end
+local hit = {}
+for i = 1, #KEYS do
+  local key = ARGV[5 + i]
+  local cur = redis.call('HGET', KEYS[i], key)
+  if cur then
+    local n, v, r = string.match(cur, '^(%S+) ?(%d*) ?(%S*)$')
+    local ok = n == ARGV[4] and r == '' and (tonumber(v) or 0) >= flushed
+    for _, set in ipairs(holders) do
+      if ok and redis.call('SISMEMBER', set, key) == 1 then ok = false end
+    end
+    if ok then hit[#hit + 1] = i end
+  end
+end
+if #hit == 0 then return {0} end
+local seq = redis.call('INCR', 'hr:dir:seq')
+local value = ARGV[4] .. ' ' .. seq .. ' M' .. ARGV[5] .. ':' .. (redis.call('GET', 'hr:dir:flushes') or '0')
+local parts, reply = {'M' .. seq .. ' ' .. ARGV[2] .. '\n'}, {seq, value}
+for _, i in ipairs(hit) do
+  local key = ARGV[5 + i]
+  redis.call('HSET', KEYS[i], key, value)
+  parts[#parts + 1] = #key .. ':' .. ARGV[4] .. '\n' .. key
+  reply[#reply + 1] = i
+end
+redis.call('PUBLISH', ARGV[1], table.concat(parts))
+return reply
+)";
+
+// The coordinator's: ends moves (docs/moves.md). KEYS: buckets. ARGV: [1] channel, [2]
+// origin, [3] lease value, [4] 'C' (commit: live on the destination) or 'U' (undo:
+// live on the source again), then key, expected moving value for each KEYS[i]. An
+// entry changes only if its value is still exactly that, and (commit) no FLUSHALL
+// began since the move did. Publishes "P<seq> <origin>" with the entries. Reply: {how
+// many changed, then the index of each commit refused because a FLUSHALL began}.
+inline constexpr std::string_view kMoveEnd = R"(
+if redis.call('GET', 'hr:coordinator') ~= ARGV[3] then
+  return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
+end
+local flushes = redis.call('GET', 'hr:dir:flushes') or '0'
+local hit, nodes, reply = {}, {}, {0}
+for i = 1, #KEYS do
+  local key, expect = ARGV[2 * i + 3], ARGV[2 * i + 4]
+  if redis.call('HGET', KEYS[i], key) == expect then
+    local from, _, to, f = string.match(expect, '^(%S+) (%d+) M(%S+):(%d+)$')
+    if from then
+      if ARGV[4] == 'C' and f ~= flushes then
+        reply[#reply + 1] = i
+      else
+        hit[#hit + 1] = i
+        nodes[i] = ARGV[4] == 'C' and to or from
+      end
+    end
+  end
+end
+if #hit == 0 then return reply end
+local seq = redis.call('INCR', 'hr:dir:seq')
+local parts = {'P' .. seq .. ' ' .. ARGV[2] .. '\n'}
+for _, i in ipairs(hit) do
+  local key = ARGV[2 * i + 3]
+  redis.call('HSET', KEYS[i], key, nodes[i] .. ' ' .. seq)
+  parts[#parts + 1] = #key .. ':' .. nodes[i] .. '\n' .. key
+end
+redis.call('PUBLISH', ARGV[1], table.concat(parts))
+reply[1] = #hit
+return reply
+)";
+
+enum class Script {
+  Place, Retire, Settle, Flushed, LoadBucket, Layout, Heartbeat, Lease, Proxies, DropProxy, MoveBegin, MoveEnd, kCount
+};
 
 std::string_view text(Script s);
 // The script's SHA1, as EVALSHA names it (computed here, once).
@@ -251,10 +345,16 @@ void load_all(ControlConn& conn);
 // EVALSHA of `s` with `keys` and then `args`, appended to `out`.
 void encode(resp::Buffer& out, Script s, std::span<const std::string_view> keys,
             std::span<const std::string_view> args);
-// An entry's value as the scripts write it (see the top of this file): its node, its
-// version (0 before versioned entries) and whether it is marked retiring. False when
-// the value is not one.
-bool parse_entry_value(std::string_view value, std::string_view& node, uint64_t& version, bool& retiring);
+// An entry's value as the scripts write it (see the top of this file).
+struct EntryValue {
+  std::string_view node;
+  uint64_t version = 0;  // 0 before versioned entries
+  bool retiring = false;  // marked so (not counting hr:dir:flushed)
+  std::string_view moving_to;  // moving: the destination (else empty)
+  uint64_t flushes = 0;        // moving: hr:dir:flushes when the move began
+};
+// False when the value is not one.
+bool parse_entry_value(std::string_view value, EntryValue& out);
 // The header of an EVALSHA of `s` with `numkeys` keys and `total` arguments after
 // them all: the caller appends the keys and arguments as bulk strings.
 void encode_head(resp::Buffer& out, Script s, size_t numkeys, size_t total_after);

@@ -87,6 +87,11 @@ class Ledger {
 
   // A node's configured capacity changed (a reload).
   void capacities_changed() { refresh_fallback(); }
+  // A node was added (a reload): it is counted once polled.
+  void node_added() {
+    fills_.emplace_back();
+    refresh_fallback();
+  }
 
   // --- reading
   bool polled(NodeIndex node) const { return fills_[node].polled; }

@@ -225,20 +225,21 @@ void MainStore::on_bucket(uint32_t bucket, redisReply* r) {
   const redisReply* fields = r->element[2];
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
     std::string_view key = reply_text(fields->element[i]);
-    std::string_view node_name;
-    uint64_t version = 0;
-    bool retiring = false;
-    if (!scripts::parse_entry_value(reply_text(fields->element[i + 1]), node_name, version, retiring)) continue;
-    auto node = nodes_.find(node_name);
+    scripts::EntryValue ev;
+    if (!scripts::parse_entry_value(reply_text(fields->element[i + 1]), ev)) continue;
+    auto node = nodes_.find(ev.node);
     if (!node) {
-      ++unknown_nodes_[std::string(node_name)];
+      ++unknown_nodes_[std::string(ev.node)];
       continue;
     }
     if (!removed_during_load_.empty()) {
       auto it = removed_during_load_.find(std::string(key));
       if (it != removed_during_load_.end() && it->second > at) continue;  // removed after this snapshot
     }
-    dir_.apply(key, *node, version, retiring);
+    dir_.apply(key, *node, ev.version,
+               !ev.moving_to.empty() ? EntryState::Moving
+               : ev.retiring         ? EntryState::Retiring
+                                     : EntryState::Live);
   }
   loaded_at_[bucket] = std::max(loaded_at_[bucket], at);
   max_loaded_at_ = std::max(max_loaded_at_, at);
@@ -260,11 +261,12 @@ void MainStore::finish_load() {
       if (on_fatal_) on_fatal_(why);
       return;
     }
-    spdlog::error("{} (those keys are not served)", why);
+    spdlog::error("{}: keys this proxy has not cached are not served until its config names it", why);
   }
+  unknown_node_entries_ = !unknown_nodes_.empty();
   size_t gone = dir_.end_epoch();
   removed_during_load_.clear();
-  current_ = subscribed_ && cmd_->up() && back_check_ == 0;
+  current_ = subscribed_ && cmd_->up() && back_check_ == 0 && !unknown_node_entries_;
   spdlog::info("directory loaded: {} entries{} (change stream at {})", dir_.size(),
                gone ? " (" + std::to_string(gone) + " removed meanwhile dropped)" : std::string(), applied_seq_);
   beat_now();  // registers, or confirms the registration
@@ -275,6 +277,13 @@ void MainStore::finish_load() {
 }
 
 // --- the change stream -------------------------------------------------------------
+
+void MainStore::nodes_added() {
+  if (!unknown_node_entries_) return;
+  unknown_node_entries_ = false;
+  stream_lost("the config now names more nodes");
+  start_load();
+}
 
 void MainStore::stream_lost(const std::string& why) {
   if (current_) spdlog::warn("directory: {}; reloading", why);
@@ -313,7 +322,8 @@ void MainStore::check_not_back(uint64_t seen) {
       return;
     }
     // Late: current again, unless a load is still under way (its end says).
-    if (load_next_bucket_ >= kBuckets && load_in_flight_ == 0) current_ = subscribed_ && cmd_->up();
+    if (load_next_bucket_ >= kBuckets && load_in_flight_ == 0)
+      current_ = subscribed_ && cmd_->up() && !unknown_node_entries_;
   });
   if (!sent) back_check_ = 0;  // the connection is down: its reconnection reloads
 }
@@ -381,6 +391,7 @@ void MainStore::on_event(redisReply* r) {
     case 'P':
     case 'R':
     case 'D':
+    case 'M':
       apply_entries(type, seq, entries);
       break;
     case 'F':
@@ -391,7 +402,7 @@ void MainStore::on_event(redisReply* r) {
       spdlog::warn("directory: change message of unknown type '{}'", type);
       return;
   }
-  if ((type == 'R' || type == 'F') && tracker_ != nullptr) {
+  if ((type == 'R' || type == 'F' || type == 'M') && tracker_ != nullptr) {
     // Acknowledged once every write this proxy sent before it has been answered.
     Checkpoint c;
     c.seq = seq;
@@ -427,12 +438,22 @@ void MainStore::apply_entries(char kind, uint64_t seq, std::string_view entries)
     // The last load of its bucket has it (only a message that old needs its bucket).
     if (seq <= max_loaded_at_ && seq <= loaded_at_[bucket_of(key)]) continue;
     auto node = nodes_.find(node_name);
-    if (!node) continue;
+    if (!node) {
+      // Another proxy's config has a node this one's lacks (a reload not made here
+      // yet): a key there would read as absent, so absence is unknown until then.
+      if (!unknown_node_entries_)
+        spdlog::error("directory: an entry names node '{}', which this proxy's config lacks: keys it has not "
+                      "cached are not served until its config is reloaded with that node", node_name);
+      unknown_node_entries_ = true;
+      current_ = false;
+      continue;
+    }
     if (kind == 'D') {
       dir_.erase(key, seq);
       if (load_in_flight_ > 0 || load_next_bucket_ < kBuckets) removed_during_load_[std::string(key)] = seq;
     } else {
-      dir_.apply(key, *node, seq, kind == 'R');
+      dir_.apply(key, *node, seq,
+                 kind == 'R' ? EntryState::Retiring : kind == 'M' ? EntryState::Moving : EntryState::Live);
     }
     if (on_change_) on_change_(kind, seq, key, *node);
   }

@@ -110,6 +110,9 @@ class MainStore {
   // and did not create it). Best effort: the sweep finds what is lost.
   void retire(std::string_view dir_key, NodeIndex node);
 
+  // A reload added nodes: entries that named nodes this proxy lacked are loaded now.
+  void nodes_added();
+
   // FLUSHALL, after the nodes were emptied: every entry is retiring. `fn` gets an
   // empty error on success.
   void mark_flushed(std::function<void(std::string_view error)> fn);
@@ -197,6 +200,7 @@ class MainStore {
   bool loaded_ = false;
   bool subscribed_ = false;
   bool current_ = false;
+  bool unknown_node_entries_ = false;  // entries name a node the config lacks: not current
   uint64_t flushes_received_ = 0;
   std::unique_ptr<Holds> holds_;  // on cmd_
   bool registered_ = false;

@@ -65,20 +65,23 @@ MemoryPoller::~MemoryPoller() {
 }
 
 void MemoryPoller::start() {
-  in_flight_.assign(nodes_.size(), false);
-  sent_ms_.assign(nodes_.size(), 0);
-  for (auto& n : nodes_.all()) {
-    auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_,
-                                              timeouts_);
-    NodeIndex i = n.index;
-    conn->start([this, i](bool up) {
-      nodes_[i].reachable = up;
-      in_flight_[i] = false;
-      if (up) poll(i);  // fresh figures before the node takes new keys
-    });
-    conns_.push_back(std::move(conn));
-  }
+  for (auto& n : nodes_.all()) node_added(n.index);
   uv_timer_start(timer_, &MemoryPoller::on_tick, interval_ms_, interval_ms_);
+}
+
+void MemoryPoller::node_added(NodeIndex i) {
+  const auto& n = nodes_[i];
+  in_flight_.resize(size_t{i} + 1, false);
+  sent_ms_.resize(size_t{i} + 1, 0);
+  auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_,
+                                            timeouts_);
+  conn->start([this, i](bool up) {
+    nodes_[i].reachable = up;
+    in_flight_[i] = false;
+    if (up) poll(i);  // fresh figures before the node takes new keys
+  });
+  conns_.resize(size_t{i} + 1);
+  conns_[i] = std::move(conn);
 }
 
 void MemoryPoller::stop() {

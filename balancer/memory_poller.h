@@ -24,6 +24,8 @@ class MemoryPoller {
 
   void start();
   void stop();
+  // Starts polling node i (at start, and for a node a reload added).
+  void node_added(NodeIndex i);
 
   // Node i's control connection while it is up (else nullptr): for the few commands
   // that must not wait behind the data connection (SCRIPT KILL).

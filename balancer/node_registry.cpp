@@ -12,6 +12,14 @@ NodeRegistry::NodeRegistry(const std::vector<conf::BackendConfig>& nodes) {
   }
 }
 
+NodeIndex NodeRegistry::add(const conf::BackendConfig& config) {
+  NodeState n;
+  n.index = static_cast<NodeIndex>(nodes_.size());
+  n.config = config;
+  nodes_.push_back(std::move(n));
+  return nodes_.back().index;
+}
+
 std::optional<NodeIndex> NodeRegistry::find(std::string_view name) const {
   for (const auto& n : nodes_)
     if (n.config.name == name) return n.index;

@@ -20,6 +20,9 @@ struct NodeState {
   conf::BackendConfig config;
   bool reachable = false;   // the poller's connection is up and its last poll answered in time
   bool backend_up = false;  // the data path has a live connection to it
+  bool draining = false;    // drain: in the config or HEADROOM DRAIN (hr:draining on the main server): no new keys
+  uint64_t drain_started_ms = 0;  // when this proxy saw the drain begin, and the node's keys then (progress)
+  uint64_t drain_start_keys = 0;
 
   const std::string& name() const { return config.name; }
 };
@@ -35,6 +38,8 @@ class NodeRegistry {
   const std::vector<NodeState>& all() const { return nodes_; }
 
   std::optional<NodeIndex> find(std::string_view name) const;
+  // A node added by a reload: the next index (indexes never change while running).
+  NodeIndex add(const conf::BackendConfig& config);
 
  private:
   std::vector<NodeState> nodes_;

@@ -36,6 +36,13 @@ void Sweep::begin() {
   }
 }
 
+void Sweep::node_added() {
+  NodeScan s;
+  s.started_seq = c_.store().applied_seq();
+  s.started_barrier = c_.barrier();
+  scans_.push_back(std::move(s));
+}
+
 void Sweep::end() {
   ++generation_;
   buckets_in_flight_ = 0;
@@ -95,13 +102,17 @@ void Sweep::on_bucket(redisReply* r) {
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
     std::string_view key = reply_text(fields->element[i]);
     std::string_view value = reply_text(fields->element[i + 1]);
-    std::string_view node_name;
-    uint64_t version = 0;
-    bool retiring = false;
-    if (!scripts::parse_entry_value(value, node_name, version, retiring)) continue;
-    auto node = c_.nodes().find(node_name);
+    scripts::EntryValue ev;
+    if (!scripts::parse_entry_value(value, ev)) continue;
+    auto node = c_.nodes().find(ev.node);
     if (!node) continue;
     ++entries_checked_;
+    const uint64_t version = ev.version;
+    const bool retiring = ev.retiring;
+    if (!ev.moving_to.empty()) {  // an interrupted move (or one of ours): the mover finishes it
+      c_.found_moving(key, value);
+      continue;
+    }
     if (retiring || version < flushed) {
       c_.settle_later(std::string(key), *node, std::string(value), retiring ? version : flushed);
       continue;
@@ -167,6 +178,7 @@ void Sweep::on_scan(NodeIndex node, redisReply* r) {
                         }
                         if (e->type != REDIS_REPLY_STRING) return;
                         std::string_view v = reply_text(e);
+                        if (v.find(" M") != std::string_view::npos) return;  // moving: copies on both for a while
                         if (v.substr(0, v.find(' ')) != c_.nodes()[node].name()) {
                           auto& n = c_.counters_mut().misplaced;
                           if (n++ < 10)

@@ -39,6 +39,7 @@ class Sweep {
 
   void begin();  // the coordinator took over: both passes from the start, the entries pass at full speed
   void end();
+  void node_added();
   // FLUSHALL at `seq`: every entry older is retiring: the entries pass starts over now.
   void flushed(uint64_t seq);
   // Notifications may have been missed (a node's notification connection came back):

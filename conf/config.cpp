@@ -152,8 +152,16 @@ void check_keys(const YAML::Node& map, const std::string& where, std::initialize
   }
 }
 
-BackendConfig parse_backend(const YAML::Node& n, const std::string& field) {
-  check_keys(n, field, {"name", "address", "capacity", "password"});
+bool parse_bool(const YAML::Node& n, const std::string& field) {
+  std::string v = lower(scalar(n, field));
+  if (v == "true" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "no" || v == "off") return false;
+  fail(field, "expected true or false, got \"" + v + "\"");
+}
+
+BackendConfig parse_backend(const YAML::Node& n, const std::string& field, bool data_node = false) {
+  if (data_node) check_keys(n, field, {"name", "address", "capacity", "password", "drain"});
+  else check_keys(n, field, {"name", "address", "capacity", "password"});
   BackendConfig b;
   if (!n["name"]) fail(field + ".name", "missing");
   b.name = scalar(n["name"], field + ".name");
@@ -167,6 +175,7 @@ BackendConfig parse_backend(const YAML::Node& n, const std::string& field) {
   b.address = parse_endpoint(n["address"], field + ".address", false);
   if (n["capacity"]) b.capacity = parse_size_node(n["capacity"], field + ".capacity", 0);
   if (n["password"]) b.password = optional_text(n["password"], field + ".password");
+  if (n["drain"]) b.drain = parse_bool(n["drain"], field + ".drain");
   return b;
 }
 
@@ -179,7 +188,7 @@ void parse_nodes(const YAML::Node& nodes, Config& c) {
   std::set<std::pair<std::string, uint16_t>> addrs{{c.main.address.host, c.main.address.port}};
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string field = "nodes[" + std::to_string(i) + "]";
-    BackendConfig b = parse_backend(nodes[i], field);
+    BackendConfig b = parse_backend(nodes[i], field, true);
     if (!names.insert(b.name).second) fail(field + ".name", "duplicate name \"" + b.name + "\"");
     if (!addrs.insert({b.address.host, b.address.port}).second)
       fail(field + ".address", "duplicate address " + to_string(b.address));
@@ -222,6 +231,25 @@ void parse_directory(const YAML::Node& d, Config& c) {
   if (d["proxy_lapse_ms"]) c.proxy_lapse_ms = parse_u32(d["proxy_lapse_ms"], "directory.proxy_lapse_ms", 1000, 3600000);
 }
 
+void parse_rebalance(const YAML::Node& r, Config& c) {
+  check_keys(r, "rebalance", {"enabled", "threshold", "max_keys_per_s", "max_bytes_per_s", "max_key_bytes"});
+  auto& b = c.rebalance;
+  if (r["enabled"]) b.enabled = parse_bool(r["enabled"], "rebalance.enabled");
+  if (r["threshold"]) {
+    double t = 0;
+    try {
+      t = r["threshold"].as<double>();
+    } catch (const YAML::Exception&) {
+      fail("rebalance.threshold", "expected a number, e.g. 0.05");
+    }
+    if (!(t >= 0.001 && t <= 10)) fail("rebalance.threshold", "expected 0.001 to 10 (0.05: 5% above the mean fill)");
+    b.threshold = t;
+  }
+  if (r["max_keys_per_s"]) b.max_keys_per_s = parse_u32(r["max_keys_per_s"], "rebalance.max_keys_per_s", 1, 10000000);
+  if (r["max_bytes_per_s"]) b.max_bytes_per_s = parse_size_node(r["max_bytes_per_s"], "rebalance.max_bytes_per_s", 1024);
+  if (r["max_key_bytes"]) b.max_key_bytes = parse_size_node(r["max_key_bytes"], "rebalance.max_key_bytes", 1024);
+}
+
 void parse_dangerous(const YAML::Node& a, Config& c) {
   if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
   static const std::set<std::string> dangerous{"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"};
@@ -249,12 +277,6 @@ void parse_log(const YAML::Node& lg, Config& c) {
   if (lg["file"]) c.log_file = optional_text(lg["file"], "log.file");
 }
 
-bool parse_bool(const YAML::Node& n, const std::string& field) {
-  std::string v = lower(scalar(n, field));
-  if (v == "true" || v == "yes" || v == "on") return true;
-  if (v == "false" || v == "no" || v == "off") return false;
-  fail(field, "expected true or false, got \"" + v + "\"");
-}
 
 // A file named in the config must be readable now: finding out at the first TLS
 // handshake would turn a typo into a proxy that rejects every client.
@@ -351,7 +373,7 @@ Config parse_config(const std::string& yaml_text) {
   if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
-              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory"});
+              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory", "rebalance"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -381,6 +403,7 @@ Config parse_config(const std::string& yaml_text) {
   if (const auto& a = root["allow_dangerous_commands"]) parse_dangerous(a, c);
   if (const auto& lg = root["log"]) parse_log(lg, c);
   if (const auto& d = root["directory"]) parse_directory(d, c);
+  if (const auto& r = root["rebalance"]) parse_rebalance(r, c);
   return c;
 }
 

@@ -29,6 +29,16 @@ struct BackendConfig {
   Endpoint address;
   uint64_t capacity = 0;   // bytes; used when the node's maxmemory is 0. Accepts "512mb", "2gb", ...
   std::string password;    // optional: AUTH sent on connect
+  bool drain = false;      // data nodes: takes no new keys, and the rebalancer empties it (docs/moves.md)
+};
+
+// The rebalancer (docs/moves.md): one at a time across every proxy (the coordinator).
+struct RebalanceConfig {
+  bool enabled = true;             // false: it moves keys only when asked (HEADROOM REBALANCE, DRAIN, MOVE)
+  double threshold = 0.05;         // a node's fill this far above the mean (relative) is rebalanced
+  uint32_t max_keys_per_s = 20000;
+  uint64_t max_bytes_per_s = 64ull << 20;
+  uint64_t max_key_bytes = 32ull << 20;  // larger keys are not moved (reported: one DUMP/RESTORE would block too long)
 };
 
 // TLS towards clients. Off unless the `tls` section is present.
@@ -85,6 +95,7 @@ struct Config {
   // the coordinator fences it.
   uint32_t sweep_keys_per_s = 1000;
   uint32_t proxy_lapse_ms = 5000;
+  RebalanceConfig rebalance;
 
   // Client authentication: when set, clients must AUTH with this password (or
   // "AUTH default <password>") before any other command, as with Redis's requirepass.

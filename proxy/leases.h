@@ -45,6 +45,11 @@ struct Lease {
 class Leases {
  public:
   explicit Leases(Server& server);
+  // A node was added (a reload).
+  void node_added() {
+    per_node_.push_back(0);
+    idle_.resize(idle_.size() + 2);
+  }
   ~Leases();
 
   // Opens a lease on `node` for `client` (connecting now; the client hears

@@ -26,7 +26,7 @@ void setup_logging(const conf::Config& cfg) {
 void on_signal(uv_signal_t* handle, int signum) {
   auto* server = static_cast<proxy::Server*>(handle->data);
   if (signum == SIGHUP) {
-    server->reload_certificates();
+    server->reload();  // the config, and the certificates it names
     return;
   }
   spdlog::info("received signal {}", signum);
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     sigint.data = sigterm.data = sighup.data = server.get();
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sighup, on_signal, SIGHUP);  // reloads certificates
+    uv_signal_start(&sighup, on_signal, SIGHUP);  // reloads the config and certificates
     // Signal handles must not keep the loop alive once everything else has stopped.
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigint));
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));

@@ -73,6 +73,8 @@ struct Request {
   std::vector<int32_t> key_nodes;
   std::vector<uint8_t> key_retiring;
   uint64_t lookup_version = UINT64_MAX;
+  bool any_moving = false;         // a key's entry is moving: the request waits (docs/moves.md)
+  uint64_t moving_since_ms = 0;    // since when it waits for a move (0: it does not)
 
   std::vector<Fragment> fragments;
   std::vector<uint16_t> group_fragment;  // Split: the fragment carrying each key group
@@ -84,6 +86,7 @@ struct Request {
   bool unwatches = false;      // EXEC, DISCARD, UNWATCH: the client's lease ends once it is dispatched
   bool blocking = false;       // a blocking call, on a lease (route_blocking.cpp); its keys are held
   bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
+  bool flush_begun = false;    // FLUSHALL: counted on the main server (Router::begin_flush)
   std::string error;           // a placement's failure, replied when the request goes
 
   bool done = false;        // `reply` holds the complete reply
@@ -122,6 +125,8 @@ struct Request {
     key_nodes.clear();
     key_retiring.clear();
     lookup_version = UINT64_MAX;
+    any_moving = false;
+    moving_since_ms = 0;
     fragments.clear();
     group_fragment.clear();
     fragment_replies.clear();
@@ -131,6 +136,7 @@ struct Request {
     unwatches = false;
     blocking = false;
     keys_invalid = false;
+    flush_begun = false;
     error.clear();
     done = owner_done = false;
     placed.clear();

@@ -7,7 +7,9 @@
 
 #include <charconv>
 
+#include "balancer/directory_scripts.h"
 #include "proxy/backend_conn.h"
+#include "proxy/client_conn.h"
 #include "proxy/reply_encode.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
@@ -15,20 +17,21 @@
 
 namespace headroom::proxy {
 
-void Router::route_fan_out(Request* req) {
+bool Router::route_fan_out(Request* req) {
   if (req->cmd->has(resp::kOnControlConn)) {
     route_control(req);
-    return;
+    return true;
   }
+  const bool flush = req->cmd->has(resp::kFlushes);
+  if (flush && !req->flush_begun) return begin_flush(req);
   const size_t n = server_.nodes().size();
   std::vector<BackendConn*>& conns = fan_out_conns_;
   conns.resize(n);
   for (NodeIndex i = 0; i < n; ++i) {
     conns[i] = ready_backend(req, i);
-    if (conns[i] == nullptr) return;
+    if (conns[i] == nullptr) return true;
   }
   for (NodeIndex i = 0; i < n; ++i) add_fragment(req, i);
-  const bool flush = req->cmd->has(resp::kFlushes);
   for (NodeIndex i = 0; i < n; ++i) {
     if (flush) {
       // FLUSHALL and FLUSHDB empty database 0 only: headroom serves no other, and the
@@ -43,6 +46,30 @@ void Router::route_fan_out(Request* req) {
     sent(req, *conns[i], i);
   }
   ++server_.stats().commands_forwarded;
+  return true;
+}
+
+// Before any node is flushed, the main server counts the FLUSHALL begun: a move that
+// copied a key meanwhile sees the count changed and does not commit (docs/moves.md),
+// so no key copied into a node after its flush survives the FLUSHALL.
+bool Router::begin_flush(Request* req) {
+  balancer::ControlConn* main = server_.publisher();
+  if (main == nullptr) {
+    reply_error(req, main_unavailable("FLUSHALL and FLUSHDB need it (the directory is flushed too)"));
+    return true;
+  }
+  ++req->placements_pending;
+  main->command({"INCR", balancer::scripts::kFlushesKey}, [this, req](redisReply* r) {
+    --req->placements_pending;
+    req->flush_begun = true;
+    if (r == nullptr || r->type == REDIS_REPLY_ERROR) req->error = main_unavailable("the FLUSHALL was not begun");
+    if (req->owner_done) {
+      server_.requests().settle(req);
+      return;
+    }
+    req->client->pump();
+  });
+  return false;
 }
 
 

@@ -42,7 +42,9 @@ std::string typed_name(const resp::CommandInfo& cmd, std::span<const std::string
   return sub ? resp::to_lower(argv[0]) + " " + resp::to_lower(argv[1]) : resp::to_lower(argv[0]);
 }
 
-Router::Router(Server& server) : server_(server) {
+Router::Router(Server& server) : server_(server) { config_changed(); }
+
+void Router::config_changed() {
   // allow_dangerous_commands names top-level commands ("config" allows CONFIG GET and
   // CONFIG SET): resolved to rows once, so a request's check is one lookup.
   auto rows = resp::all_commands();
@@ -164,6 +166,8 @@ bool Router::dispatch(Request* req) {
     route_any(req);
     return true;
   }
+  if (!req->keys.empty() && !await_moves(req)) return false;
+  if (req->done) return true;  // waited too long for a move
   switch (req->cmd->route) {
     case Route::Local:
       // HELLO may switch the client's protocol, and so the nodes' connections its
@@ -184,8 +188,8 @@ bool Router::dispatch(Request* req) {
     case Route::SameNode:
       return route_same_node(req);
     case Route::FanOut:
-      if (req->cmd->merge == Merge::Scan) route_scan(req);
-      else route_fan_out(req);
+      if (req->cmd->merge != Merge::Scan) return route_fan_out(req);
+      route_scan(req);
       return true;
     case Route::AnyNode:
       route_any(req);
@@ -194,6 +198,8 @@ bool Router::dispatch(Request* req) {
       return route_transaction(req);  // EXEC's block (MULTI and DISCARD are answered in prepare)
     case Route::PubSub:
       return route_pubsub(req);
+    case Route::Admin:
+      return route_admin(req);
     case Route::Refused:
       break;  // answered in prepare
   }
@@ -206,11 +212,33 @@ void Router::look_up_keys(Request* req) {
   req->lookup_version = dir.version();
   req->key_nodes.resize(req->keys.size());
   req->key_retiring.resize(req->keys.size());
+  req->any_moving = false;
   for (size_t i = 0; i < req->keys.size(); ++i) {
     auto e = dir.find(balancer::directory_key(req->argv[req->keys[i].argv_index]));
     req->key_nodes[i] = e ? static_cast<int32_t>(e->node) : -1;
     req->key_retiring[i] = e && e->retiring;
+    req->any_moving |= e && e->moving;
   }
+}
+
+// docs/moves.md: a command for a key whose entry is moving waits until the move has
+// committed (or was undone), then goes to the node the entry names by then. The mover
+// gives a move up well within request_ms; the bound here is the backstop.
+bool Router::await_moves(Request* req) {
+  if (server_.directory().moving() == 0) return true;  // the common case: one load
+  look_up_keys(req);
+  if (!req->any_moving) return true;
+  const uint64_t now = uv_now(server_.loop());
+  const uint64_t limit = server_.config().request_timeout_ms;
+  if (req->moving_since_ms == 0) {
+    req->moving_since_ms = now;
+  } else if (limit != 0 && now - req->moving_since_ms >= limit) {
+    reply_error(req, "ERR a key of this command is being moved between nodes and the move did not finish within "
+                     "request_ms; try again");
+    return true;
+  }
+  server_.park_for_move(req->client);
+  return false;
 }
 
 bool Router::place_new_keys(Request* req) {
@@ -230,6 +258,12 @@ bool Router::place_new_keys(Request* req) {
   }
   bool waiting = false;
   for (size_t i = 0; i < req->keys.size(); ++i) {
+    if (server_.node_list_differs() && req->keys[i].may_create &&
+        (req->key_nodes[i] < 0 || req->key_retiring[i])) {
+      reply_error(req, "ERR this proxy's node list differs from the one another proxy recorded on the main server: "
+                       "it places no new key until its config is reloaded to match (kill -HUP, or HEADROOM RELOAD)");
+      return false;
+    }
     // A retiring entry may be removed once its key is absent: a write that may create
     // the key must make it live again first (on its node), as a placement does.
     if (!req->keys[i].may_create || (req->key_nodes[i] >= 0 && !req->key_retiring[i])) continue;

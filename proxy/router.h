@@ -11,6 +11,7 @@
 //   route_transaction.cpp  MULTI ... EXEC: queued by the proxy, run on one node as one block
 //   route_blocking.cpp   BLPOP, XREAD BLOCK, ...: on a lease, their keys held, nothing popped lost
 //   route_pubsub.cpp     (UN)SUBSCRIBE, PUBLISH, PUBSUB: the clients' channels on the main server
+//   route_admin.cpp      HEADROOM: nodes, drain, rebalance, move (shared through the main server)
 #pragma once
 
 #include <span>
@@ -32,6 +33,8 @@ std::string typed_name(const resp::CommandInfo& cmd, std::span<const std::string
 class Router {
  public:
   explicit Router(Server& server);
+  // The config was reloaded: what it allows is read again.
+  void config_changed();
 
   // Called once per request, right after framing: looks the command up, checks
   // access, resolves its keys and their nodes, and starts placing new keys (so a
@@ -52,7 +55,8 @@ class Router {
   void route_any(Request* req);
   bool route_split(Request* req);
   bool route_same_node(Request* req);
-  void route_fan_out(Request* req);
+  bool route_fan_out(Request* req);
+  bool begin_flush(Request* req);  // FLUSHALL's first step: counted on the main server
   void route_scan(Request* req);
   void route_control(Request* req);
   // MULTI, EXEC and DISCARD, at prepare: EXEC turns the request into the whole block.
@@ -62,6 +66,8 @@ class Router {
   bool route_transaction(Request* req);
   bool route_watch(Request* req);
   bool route_pubsub(Request* req);
+  bool route_admin(Request* req);  // HEADROOM (route_admin.cpp)
+  std::string nodes_report();      // HEADROOM NODES
   // A blocking call (BLPOP, XREAD BLOCK, ...), its keys on `target` (or to be placed).
   bool route_blocking(Request* req, int target);
   // Its reply came: the keys' holds end, the client may go on; a client gone
@@ -81,6 +87,8 @@ class Router {
   // Fills req->key_nodes from the directory, unless it did so since the directory
   // last changed.
   void look_up_keys(Request* req);
+  // false: a key is being moved, the request waits (its client is pumped when a move ends).
+  bool await_moves(Request* req);
   // The one placement path: every key that may be created and has no entry gets a
   // placement (SameNode: all on one node). true when none is needed, so the request
   // may go; false when it waits for placements, or failed (then it is done).

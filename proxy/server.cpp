@@ -1,9 +1,12 @@
 #include "proxy/server.h"
 
+#include "balancer/directory_scripts.h"
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 
+#include "balancer/directory_scripts.h"
 #include "net/address.h"
 #include "net/handle.h"
 #include "proxy/client_conn.h"
@@ -24,7 +27,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   main_store_ = std::make_unique<balancer::MainStore>(loop_, config_.main, nodes_, directory_, tls_.backends, control);
   poller_ = std::make_unique<balancer::MemoryPoller>(loop_, nodes_, ledger_, config_.poll_interval_ms, tls_.backends,
                                                      control);
-  coordinator_ = std::make_unique<balancer::Coordinator>(loop_, config_, nodes_, *main_store_, tls_.backends, control);
+  coordinator_ = std::make_unique<balancer::Coordinator>(loop_, config_, nodes_, *main_store_, ledger_, tls_.backends, control);
   main_store_->set_write_tracker(this);
   main_store_->set_ledger(&ledger_);
   router_ = std::make_unique<Router>(*this);
@@ -32,13 +35,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   publisher_ = std::make_unique<balancer::ControlConn>(loop_, "main " + config_.main.name + " (publish)",
                                                        config_.main.address, config_.main.password, tls_.backends,
                                                        control);
-  // RESP2 connections for nodes 0..n-1, then RESP3 ones (for clients that said HELLO 3:
-  // the nodes' replies are forwarded as they are, so they must be in the client's protocol).
-  pools_.resize(2 * nodes_.size());
-  for (int resp3 = 0; resp3 < 2; ++resp3)
-    for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
-      for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
-        pools_[resp3 * nodes_.size() + i].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i], resp3 != 0));
+  for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) add_pools(i);
   prepare_ = net::new_handle(loop_, this, uv_prepare_init);
   shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
   timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);
@@ -78,6 +75,8 @@ int Server::start() {
           for (auto& b : pool.all()) b->check_timeouts(now, self->config_.request_timeout_ms);
         self->leases_->check_timeouts(now, self->config_.request_timeout_ms);
         self->close_idle_clients(now);
+        self->parked_timer_due_ = true;  // requests waiting for a move check their bound
+        self->refresh_shared_state(now);
       },
       period, period);
   for (auto& pool : pools_)
@@ -171,6 +170,7 @@ void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->end_of
 // Once per loop turn, before the loop waits for I/O: everything queued for a socket
 // goes out in one write, then the clients that closed during the turn are deleted.
 void Server::end_of_turn() {
+  if (!move_parked_.empty()) pump_parked();
   if (leases_->any_to_close()) leases_->end_of_turn();  // first: a lease that ends may let a request go
   for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
   dirty_backends_.clear();
@@ -212,9 +212,79 @@ ClientConn* Server::client_by_id(uint64_t id) const {
   return nullptr;
 }
 
+// Node i's connections: RESP2 ones, then RESP3 ones (for clients that said HELLO 3: the
+// nodes' replies are forwarded as they are, so they must be in the client's protocol).
+void Server::add_pools(balancer::NodeIndex i) {
+  pools_.resize(2 * (size_t{i} + 1));
+  for (int resp3 = 0; resp3 < 2; ++resp3)
+    for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
+      pools_[2 * size_t{i} + resp3].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i], resp3 != 0));
+}
+
 void Server::client_closed(ClientConn* c) {
   closed_clients_.push_back(c);
   std::erase(monitors_, c);
+  std::erase(move_parked_, c);
+}
+
+void Server::park_for_move(ClientConn* c) {
+  if (std::find(move_parked_.begin(), move_parked_.end(), c) == move_parked_.end()) move_parked_.push_back(c);
+}
+
+// Clients whose next request waits for a move go on when the directory changed (a
+// move ended), or at the timeout timer (their bound).
+void Server::pump_parked() {
+  if (directory_.version() == parked_version_ && !parked_timer_due_) return;
+  parked_version_ = directory_.version();
+  parked_timer_due_ = false;
+  std::vector<ClientConn*> parked;
+  parked.swap(move_parked_);
+  for (ClientConn* c : parked)
+    if (!c->closed()) c->pump();  // one still waiting parks itself again
+}
+
+// What every proxy shares on the main server, read every second: the nodes being
+// drained (hr:draining: no new key goes there) and the node list (hr:nodes: one that
+// differs from this proxy's stops its placements, proxy/reload.cpp).
+void Server::refresh_shared_state(uint64_t now) {
+  if (now - last_draining_ms_ < 1000 || draining_in_flight_ || publisher() == nullptr) return;
+  last_draining_ms_ = now;
+  draining_in_flight_ = true;
+  if (!node_list_recorded_) record_node_list();
+  publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
+    const bool differs = balancer::reply_text(r) != node_list();
+    if (differs && !node_list_differs_)
+      spdlog::warn("another proxy recorded a different node list ({}): this one places no new key until its config "
+                   "is reloaded to match", balancer::reply_text(r));
+    else if (!differs && node_list_differs_)
+      spdlog::info("the node list recorded on the main server is this proxy's again");
+    node_list_differs_ = differs;
+  });
+  if (!draining_announced_) {
+    // Nodes the config marks `drain: true` join the set (HEADROOM DRAIN <node> OFF takes one out).
+    for (const auto& n : config_.nodes)
+      if (n.drain) publisher_->command({"SADD", balancer::scripts::kDrainingKey, n.name}, [](redisReply*) {});
+    draining_announced_ = true;
+  }
+  publisher_->command({"SMEMBERS", balancer::scripts::kDrainingKey}, [this](redisReply* r) {
+    draining_in_flight_ = false;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
+    std::vector<bool> draining(nodes_.size(), false);
+    for (size_t i = 0; i < r->elements; ++i)
+      if (auto n = nodes_.find(balancer::reply_text(r->element[i]))) draining[*n] = true;
+    for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) set_draining(i, draining[i]);
+  });
+}
+
+void Server::set_draining(balancer::NodeIndex node, bool on) {
+  auto& n = nodes_[node];
+  if (n.draining == on) return;
+  spdlog::info("node {}: {}", n.name(), on ? "draining: it takes no new keys, and its keys move to the others"
+                                           : "no longer draining");
+  n.draining = on;
+  n.drain_started_ms = uv_now(loop_);
+  n.drain_start_keys = ledger_.figures(node).keys;
 }
 
 void Server::delete_closed_clients() {

@@ -52,6 +52,12 @@ class Server final : private balancer::WriteTracker {
   // be rotated without a restart. New connections use them; open ones keep theirs.
   // A file that does not load leaves the current certificates in place (logged).
   void reload_certificates();
+  // SIGHUP and HEADROOM RELOAD: the config file read again (proxy/reload.cpp). Returns
+  // "" when it was applied, else the error reply saying why it was not (the running
+  // config stays).
+  std::string reload();
+  // Another proxy recorded a different node list: no placements until a reload.
+  bool node_list_differs() const { return node_list_differs_; }
   bool stopping() const { return stopping_; }
 
   uv_loop_t* loop() { return loop_; }
@@ -80,10 +86,10 @@ class Server final : private balancer::WriteTracker {
   const net::TlsContext* backend_tls() const { return tls_.backends.get(); }
 
   // The connections to `node`.
-  BackendPool& backends(balancer::NodeIndex node) { return pools_[node]; }
+  BackendPool& backends(balancer::NodeIndex node) { return pools_[2 * size_t{node}]; }
   // Those that speak RESP3 (resp3) or RESP2 to it.
-  BackendPool& backends(balancer::NodeIndex node, bool resp3) { return pools_[resp3 ? nodes_.size() + node : node]; }
-  bool node_available(balancer::NodeIndex node) const { return pools_[node].any_connected(); }
+  BackendPool& backends(balancer::NodeIndex node, bool resp3) { return pools_[2 * size_t{node} + (resp3 ? 1 : 0)]; }
+  bool node_available(balancer::NodeIndex node) const { return pools_[2 * size_t{node}].any_connected(); }
   // A backend connection to `node` went up or down: placement follows.
   void backend_state_changed(balancer::NodeIndex node) { nodes_[node].backend_up = node_available(node); }
 
@@ -96,6 +102,10 @@ class Server final : private balancer::WriteTracker {
 
   // `c` has closed: it is deleted at the end of this loop turn, its requests orphaned.
   void client_closed(ClientConn* c);
+  // HEADROOM DRAIN, or the shared set read again: the node takes new keys or not.
+  void set_draining(balancer::NodeIndex node, bool on);
+  // `c`'s next request waits for a move (Router::await_moves): pumped when one ends.
+  void park_for_move(ClientConn* c);
 
   // MONITOR (proxy/monitor.h): `c` now gets a line for every command received.
   void add_monitor(ClientConn* c) {
@@ -114,6 +124,11 @@ class Server final : private balancer::WriteTracker {
   int listen();
   void maybe_finish_shutdown();
   void close_idle_clients(uint64_t now_ms);
+  void pump_parked();
+  void add_pools(balancer::NodeIndex node);
+  void refresh_shared_state(uint64_t now_ms);
+  std::string node_list() const;  // "name=address,..." sorted: what hr:nodes records
+  void record_node_list();
   // balancer::WriteTracker: every backend connection's counts, in one fixed order.
   void sent_counts(std::vector<uint64_t>& out) const override;
   bool answered_all(const std::vector<uint64_t>& sent) const override;
@@ -132,7 +147,7 @@ class Server final : private balancer::WriteTracker {
   bool grace_over_ = false;  // shutdown waits for nothing more
   uint64_t give_backs_in_flight_ = 0;
   std::unique_ptr<balancer::Coordinator> coordinator_;
-  std::vector<BackendPool> pools_;  // [node]: RESP2; [node count + node]: RESP3
+  std::vector<BackendPool> pools_;  // [2 * node]: RESP2; [2 * node + 1]: RESP3
   std::unique_ptr<Router> router_;
   Stats stats_;
 
@@ -153,6 +168,14 @@ class Server final : private balancer::WriteTracker {
   std::vector<BackendConn*> dirty_backends_;
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> monitors_;
+  std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
+  uint64_t parked_version_ = 0;           // the directory version they were last pumped at
+  bool parked_timer_due_ = false;
+  uint64_t last_draining_ms_ = 0;
+  bool draining_in_flight_ = false;
+  bool draining_announced_ = false;
+  bool node_list_recorded_ = false;
+  bool node_list_differs_ = false;
   uint64_t last_client_id_ = 0;
   uint64_t start_time_ms_ = 0;
   uint64_t last_idle_check_ms_ = 0;

@@ -24,6 +24,7 @@ enum class Route : uint8_t {
   Transaction,  // MULTI, EXEC, DISCARD, WATCH, UNWATCH: the client's transaction (proxy/transaction.h)
   PubSub,       // (UN)SUBSCRIBE, PUBLISH, PUBSUB ...: the clients' channels on the main server (route_pubsub.cpp)
   Refused,   // refused with an error that names the command
+  Admin,     // HEADROOM: headroom's own operator command (proxy/route_admin.cpp)
 };
 
 // How fragment replies become one client reply (Split and FanOut).

@@ -177,7 +177,13 @@ def parse_specs(name, cmd_flags, raw_specs):
     return specs
 
 
+# headroom's own command (not Redis's): HEADROOM NODES, DRAIN, REBALANCE, MOVE.
+ADMIN = {"headroom": (-2, {"admin", "noscript", "loading", "stale"})}
+
+
 def route_of(name, flags, specs, container):
+    if name in ADMIN:
+        return "Admin", "None"
     if name in LOCAL:
         return "Local", "None"
     if name in TRANSACTION:
@@ -215,6 +221,8 @@ def collect(r, extra=True):
     if extra and "client|setinfo" not in names:
         rows.append(("client|setinfo", 4, {"noscript", "loading", "stale"}, [], False))
     if extra:
+        for name, (arity, flags) in ADMIN.items():
+            rows.append((name, arity, set(flags), [], False))
         for parent, subs in EXTRA_SUBCOMMANDS.items():
             flags = next(r_[2] for r_ in rows if r_[0] == parent)
             for sub, arity in subs:
@@ -273,7 +281,9 @@ def main():
             out.append(f"constexpr KeySpec {arr}[] = {{{', '.join(items)}}};")
             spec_ref = arr
         flag_expr = " | ".join(bits) if bits else "0"
-        if name.split("|")[0] in EXTRA_SUBCOMMANDS and "|" in name:
+        if name in ADMIN:
+            body.append("    // Not in COMMAND: headroom's own operator command.")
+        elif name.split("|")[0] in EXTRA_SUBCOMMANDS and "|" in name:
             body.append("    // Not in COMMAND: a DEBUG subcommand that names a key, so the key's node answers it.")
         elif name not in live_names:
             body.append("    // Not in this server's COMMAND: added for clients that send it on connect (7.2+).")

@@ -793,12 +793,14 @@ class _Run:
 
 def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, seed=1, flushes=2, duration=None,
                 ttls=(1, 2), slack_s=1.0, switch=0.002, timeout=10.0, progress=None, details=3, target=None,
-                save=None):
+                save=None, during=None):
     """Runs the workload through `proxies` (default: every proxy of `cluster`; or a
     Target), verifies the history and the placement, and returns a Result.
     ops: operations in all (split over the clients), or duration: seconds to run.
     flushes: FLUSHALLs in the run (at least 1 is required). progress: a callable
-    given a line of text every few seconds (e.g. print)."""
+    given a line of text every few seconds (e.g. print). during: a callable run in a
+    thread of its own while the clients run, given the run's keys and an Event set
+    when they are done (it returns once its work has settled: moves, say)."""
     if target is None:
         target = Target.from_cluster(cluster, proxies)
         for p in (proxies if proxies is not None else cluster.proxies):
@@ -835,6 +837,11 @@ def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, se
         raise RuntimeError("checker clients did not start: " + "; ".join(
             repr(w.failure) for w in workers if w.failure))
     t0 = run.t_begin
+    helper = None
+    if during is not None:
+        done = threading.Event()
+        helper = threading.Thread(target=during, args=(list(run.keys), done), daemon=True, name="checker-during")
+        helper.start()
     last = time.monotonic()
     while any(w.is_alive() for w in workers):
         for w in workers:
@@ -845,6 +852,11 @@ def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, se
             errs = sum(1 for w in workers for o in w.history[-2000:] if o.status != OK)
             progress(f"  {(time.monotonic_ns() - t0) / 1e9:6.0f} s  {done:>10,} operations  "
                      f"({errs} failed among the latest)")
+    if helper is not None:
+        done.set()
+        helper.join(timeout=120)
+        if helper.is_alive():
+            raise RuntimeError("the checker's `during` callable did not return")
     t1 = time.monotonic_ns()
     failures = [w.failure for w in workers if w.failure]
     if failures:

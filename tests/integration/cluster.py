@@ -47,7 +47,7 @@ def wait_ping(port, timeout=20.0, proc=None, log=None, password=None, client_kw=
 
 
 def entry_node(value):
-    """The node an entry names: its value is "<node> <version>[ R]" (docs/directory.md)."""
+    """The node an entry names: its value is "<node> <version>[ R| M<to>:<n>]" (docs/directory.md)."""
     return None if value is None else (value.decode() if isinstance(value, bytes) else value).split()[0]
 
 
@@ -245,7 +245,9 @@ class Headroom:
                  "nodes:"]
         lines += [f"  - {{name: {n.name}, address: 127.0.0.1:{n.port}{pw}}}" for n in nodes]
         top = {"poll_interval_ms": "100", "timeouts": "{connect_ms: 1000, request_ms: 5000}", "log": "{level: info}",
-               "allow_dangerous_commands": "[flushall, flushdb, keys]"}
+               "allow_dangerous_commands": "[flushall, flushdb, keys]",
+               # Keys move only when a test asks (HEADROOM REBALANCE, DRAIN, MOVE).
+               "rebalance": "{enabled: false}"}
         top.update(settings or {})
         lines += [f"{k}: {yaml_value(v)}" for k, v in top.items()]
         self.password = top.get("requirepass")

@@ -22,7 +22,7 @@ RUNS_SCRIPT, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12
 REDIS_BITS = sum(FLAG_BITS.values())
 # Rows headroom keeps although this server's COMMAND does not list them: Redis 7.2's
 # CLIENT SETINFO (clients send it on connect), and the DEBUG subcommands that name a key.
-EXTRA_ROWS = {"client|setinfo", "debug|object", "debug|listpack"}
+EXTRA_ROWS = {"client|setinfo", "debug|object", "debug|listpack", "headroom"}  # headroom: our own command
 SCRIPT_WRITERS = {"eval", "evalsha", "fcall"}
 
 

@@ -271,3 +271,29 @@ TEST_CASE("tls and backend_tls") {
   CHECK(error_of(kBase + "backend_tls: {verify: sometimes}\n").find("backend_tls.verify") == 0);
   CHECK(error_of(kBase + "backend_tls: {ca_fle: x}\n").find("did you mean \"ca_file\"") != std::string::npos);
 }
+
+TEST_CASE("rebalance and drain: defaults, values, and bad ones named") {
+  Config d = parse_config(kBase);
+  CHECK(d.rebalance.enabled);
+  CHECK(d.rebalance.threshold == doctest::Approx(0.05));
+  CHECK(d.rebalance.max_key_bytes == 32ull << 20);
+  CHECK_FALSE(d.nodes[0].drain);
+  Config c = parse_config(
+      "main: {name: main, address: 127.0.0.1:5000}\n"
+      "nodes:\n"
+      "  - {name: node1, address: 127.0.0.1:5300, drain: true}\n"
+      "  - {name: node2, address: 127.0.0.1:5400}\n"
+      "rebalance: {enabled: false, threshold: 0.1, max_keys_per_s: 500, max_bytes_per_s: 10mb, max_key_bytes: 1mb}\n");
+  CHECK(c.nodes[0].drain);
+  CHECK_FALSE(c.rebalance.enabled);
+  CHECK(c.rebalance.threshold == doctest::Approx(0.1));
+  CHECK(c.rebalance.max_keys_per_s == 500);
+  CHECK(c.rebalance.max_bytes_per_s == 10ull << 20);
+  CHECK(c.rebalance.max_key_bytes == 1ull << 20);
+  CHECK(error_of(kBase + "rebalance: {threshold: 0}\n").find("rebalance.threshold") != std::string::npos);
+  CHECK(error_of(kBase + "rebalance: {threshold: lots}\n").find("rebalance.threshold") != std::string::npos);
+  CHECK(error_of(kBase + "rebalance: {speed: 1}\n").find("unknown key \"speed\"") != std::string::npos);
+  CHECK(error_of("main: {name: main, address: 127.0.0.1:5000, drain: true}\nnodes:\n"
+                 "  - {name: node1, address: 127.0.0.1:5300}\n")
+            .find("main.drain: unknown key \"drain\"") != std::string::npos);
+}

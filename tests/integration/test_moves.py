@@ -1,0 +1,321 @@
+"""Moving keys online (docs/moves.md): HEADROOM MOVE, DRAIN and REBALANCE with two
+proxies, the checker while keys move back and forth, a paused proxy, a killed mover.
+Real redis-servers; every wait is for a condition, with a generous bound."""
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+import redis
+
+from checker import run_checker
+from cluster import Cluster, bucket_of, entry_node, wait_for
+
+
+def nodes_report(r):
+    """HEADROOM NODES as {node: {field: value}} plus its 'mover' line."""
+    out = {}
+    for line in r.execute_command("HEADROOM", "NODES").decode().splitlines():
+        if line.startswith("mover: "):
+            out["mover"] = dict(kv.split("=", 1) for kv in line[len("mover: "):].split())
+            continue
+        fields = dict(kv.split("=", 1) for kv in line.split())
+        out[fields["name"]] = fields
+    return out
+
+
+def moved_entries(c):
+    """Entries committed by the mover, over every proxy (the coordinator's counts)."""
+    total = 0
+    for p in c.proxies:
+        if p.proc is None:
+            continue
+        try:
+            total += int(nodes_report(p.client())["mover"]["entries_moved"])
+        except (redis.RedisError, OSError):
+            pass
+    return total
+
+
+def settled(c):
+    """Nothing asked of the rebalancer is left, and no entry is moving on any proxy."""
+    if c.main.client.llen("hr:rebalance:asked") != 0:
+        return False
+    return all(nodes_report(p.client())["mover"]["moving_now"] == "0" for p in c.proxies if p.proc is not None)
+
+
+def wait_settled(c, timeout=60):
+    # Twice, a little apart: a move asked may begin between the two reads of one check.
+    wait_for(lambda: settled(c) and (time.sleep(0.3) or settled(c)), timeout, "moves to settle")
+
+
+def entry_of(c, key):
+    return entry_node(c.main.client.hget(bucket_of(key), key))
+
+
+@pytest.fixture
+def two():
+    c = Cluster()
+    c.add_proxy("headroom2")
+    yield c
+    c.close()
+
+
+def test_a_moved_key_keeps_its_value_and_ttl_and_both_proxies_follow(two):
+    c = two
+    r1, r2 = c.proxy.client(), c.proxies[1].client()
+    r1.set("mk", "v1", ex=300)
+    r1.rpush("ml", *range(50))
+    src = c.node_of("mk")[0]
+    dst = next(n.name for n in c.nodes if n.name != src)
+    assert r2.execute_command("HEADROOM", "MOVE", "mk", dst) == b"OK"
+    wait_for(lambda: c.node_of("mk") == [dst] and entry_of(c, "mk") == dst, 30, "mk on " + dst)
+    assert r1.get("mk") == b"v1" and r2.get("mk") == b"v1"
+    assert 250 < r1.ttl("mk") <= 300
+    # Writes after the move go to the new node, through either proxy.
+    r2.set("mk", "v2")
+    assert r1.get("mk") == b"v2" and c.nodes[[n.name for n in c.nodes].index(dst)].client.get("mk") == b"v2"
+    # A list moves whole.
+    lsrc = c.node_of("ml")[0]
+    ldst = next(n.name for n in c.nodes if n.name != lsrc)
+    r1.execute_command("HEADROOM", "MOVE", "ml", ldst)
+    wait_for(lambda: c.node_of("ml") == [ldst], 30, "ml moved")
+    assert r2.lrange("ml", 0, -1) == [str(i).encode() for i in range(50)]
+
+
+def test_a_hash_tag_moves_with_every_key_of_its_tag(two):
+    c = two
+    r = c.proxy.client()
+    for i in range(20):
+        r.set(f"{{grp}}k{i}", i)
+    r.sadd("{grp}set", "a", "b")
+    src = c.node_of("{grp}k0")[0]
+    dst = next(n.name for n in c.nodes if n.name != src)
+    r.execute_command("HEADROOM", "MOVE", "{grp}anything", dst)
+    wait_for(lambda: all(c.node_of(f"{{grp}}k{i}") == [dst] for i in range(20)) and c.node_of("{grp}set") == [dst],
+             30, "every key of the tag moved")
+    assert r.smembers("{grp}set") == {b"a", b"b"}
+    # A same-node command across the tag still works there.
+    assert r.sunionstore("{grp}u", "{grp}set") == 2
+    assert c.node_of("{grp}u") == [dst]
+
+
+def test_headroom_command_errors(two):
+    r = two.proxy.client()
+    with pytest.raises(redis.ResponseError, match="no data node named 'nope'"):
+        r.execute_command("HEADROOM", "DRAIN", "nope")
+    with pytest.raises(redis.ResponseError, match="unknown subcommand 'FROB'"):
+        r.execute_command("HEADROOM", "FROB")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        r.execute_command("HEADROOM")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        r.execute_command("HEADROOM", "MOVE", "k")
+    assert any(b"DRAIN" in line for line in r.execute_command("HEADROOM", "HELP"))
+
+
+def test_a_drained_node_empties_takes_no_new_keys_and_loses_nothing(two):
+    c = two
+    r1, r2 = c.proxy.client(), c.proxies[1].client()
+    values = {f"dk{i}": os.urandom(random.Random(i).randrange(10, 3000)) for i in range(2000)}
+    pipe = r1.pipeline(transaction=False)
+    for k, v in values.items():
+        pipe.set(k, v)
+    pipe.execute()
+    node1 = c.nodes[0]
+    before = node1.client.dbsize()
+    assert before > 0
+    assert r2.execute_command("HEADROOM", "DRAIN", "node1") == b"OK"
+    wait_for(lambda: node1.client.dbsize() == 0, 120, "node1 drained")
+    report = nodes_report(r1)
+    assert report["node1"]["draining"] == "1"
+    for k, v in values.items():
+        assert r2.get(k) == v, k
+    # No new key goes to a draining node, whichever proxy places it.
+    for i in range(200):
+        (r1 if i % 2 else r2).set(f"new{i}", "x")
+    assert node1.client.dbsize() == 0
+    # Taken out of the drain, it takes keys again.
+    r1.execute_command("HEADROOM", "DRAIN", "node1", "OFF")
+    wait_for(lambda: nodes_report(r2)["node1"]["draining"] == "0", 30, "drain off everywhere")
+    for i in range(200):
+        r2.set(f"again{i}", "x")
+    assert node1.client.dbsize() > 0
+
+
+def test_rebalance_evens_out_growth_after_placement_moving_little_more_than_the_excess():
+    c = Cluster(maxmemory=("64mb",) * 4)
+    try:
+        r = c.proxy.client()
+        for i in range(1200):
+            r.set(f"g{i}", "x")
+        node1 = c.nodes[0]
+        on1 = [f"g{i}" for i in range(1200) if node1.client.exists(f"g{i}")]
+        assert len(on1) >= 200
+        blob = b"y" * 60_000
+        for k in on1[:200]:  # 12 MB appended on node1 after placement (24 MB allocated)
+            r.append(k, blob)
+
+        def used():
+            return [n.client.info("memory")["used_memory"] for n in c.nodes]
+
+        # The proxy's figures show the growth.
+        wait_for(lambda: int(nodes_report(r)["node1"]["used_memory"]) > 12_000_000, 30, "growth polled")
+        u = used()
+        mean = sum(u) / 4
+        excess = u[0] - mean
+        assert max(u) / min(u) > 2
+        r.execute_command("HEADROOM", "REBALANCE")
+        wait_for(lambda: max(used()) / min(used()) <= 1.15, 60, "nodes within 1.15x of each other")
+        wait_settled(c)
+        moved = int(nodes_report(r)["mover"]["memory_moved"])
+        assert 0 < moved <= 1.25 * excess, (moved, excess)
+        for k in on1[:200]:
+            assert r.strlen(k) == 1 + 60_000
+    finally:
+        c.close()
+
+
+def test_checker_while_keys_move_back_and_forth(two):
+    """Two proxies, six clients, FLUSHALLs, and a thread moving the run's hot keys to
+    random nodes through random proxies the whole time: no lost write, no stale read."""
+    c = two
+    clients = [p.client() for p in c.proxies]
+    names = [n.name for n in c.nodes]
+    asked = [0]
+
+    def mover(keys, done):
+        rnd = random.Random(7)
+        while not done.is_set():
+            rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+            asked[0] += 1
+            time.sleep(0.01)
+        wait_settled(c)
+
+    before = moved_entries(c)
+    result = run_checker(c, c.proxies, clients=6, ops=40_000, keys=200, seed=3, flushes=2, during=mover)
+    print(result.report())
+    moved = moved_entries(c) - before
+    print(f"moves asked {asked[0]}, entries moved {moved}")
+    assert result.ok, result.report()
+    assert moved >= 50, (moved, asked[0])
+
+
+def test_a_paused_proxy_never_writes_to_the_old_node_after_the_move(two):
+    c = two
+    r1 = c.proxy.client()
+    p2 = c.proxies[1]
+    r2 = p2.client(socket_timeout=20)
+    r1.set("pk", "old")
+    assert r2.get("pk") == b"old"  # p2 has it cached
+    src = c.node_of("pk")[0]
+    dst = next(n.name for n in c.nodes if n.name != src)
+    p2.proc.send_signal(signal.SIGSTOP)
+    try:
+        r1.execute_command("HEADROOM", "MOVE", "pk", dst)
+        # p2 cannot acknowledge: the move waits for it, then (its registration lapsed)
+        # p2 is fenced and a move asked again goes through.
+        def moved():
+            if c.node_of("pk") == [dst]:
+                return True
+            r1.execute_command("HEADROOM", "MOVE", "pk", dst)
+            time.sleep(0.5)
+            return False
+        wait_for(moved, 60, "pk moved while p2 is paused")
+        r1.set("pk", "new")
+    finally:
+        p2.proc.send_signal(signal.SIGCONT)
+    # Resumed, p2's old connections are gone and it reloads before serving: it never
+    # writes pk to its old node, and reads the new value.
+    r2.set("pk", "newer")
+    assert c.node_of("pk") == [dst]
+    assert r1.get("pk") == b"newer"
+    src_client = c.nodes[[n.name for n in c.nodes].index(src)].client
+    assert not src_client.exists("pk")
+
+
+def test_a_killed_mover_leaves_every_key_readable_and_the_next_coordinator_finishes():
+    c = Cluster(settings={"directory": "{sweep_keys_per_s: 20000}"})
+    try:
+        c.add_proxy("headroom2")
+        r1 = c.proxy.client()
+        values = {f"kk{i}": f"value-{i}-" + "z" * (i % 500) for i in range(6000)}
+        pipe = r1.pipeline(transaction=False)
+        for k, v in values.items():
+            pipe.set(k, v)
+        pipe.execute()
+        coordinator = next(p for p in c.proxies if nodes_report(p.client())["mover"]["coordinator"] == "1")
+        survivor = next(p for p in c.proxies if p is not coordinator)
+        rs = survivor.client(socket_timeout=20)
+        rs.execute_command("HEADROOM", "DRAIN", "node2")
+        wait_for(lambda: int(nodes_report(coordinator.client())["mover"]["entries_moved"]) > 0, 60, "moves begin")
+        coordinator.proc.send_signal(signal.SIGKILL)
+        coordinator.proc.wait()
+        coordinator.proc = None
+        # The survivor takes the lease, finishes what was left moving, and the drain.
+        wait_for(lambda: c.nodes[1].client.dbsize() == 0, 180, "node2 drained by the next coordinator")
+        wait_for(lambda: settled(c), 60, "no entry moving")
+        for k, v in values.items():
+            assert rs.get(k) == v.encode(), k
+            assert len(c.node_of(k)) == 1, k
+    finally:
+        c.close()
+
+
+def test_a_flushall_during_moves_leaves_nothing_behind(two):
+    c = two
+    r1, r2 = c.proxy.client(), c.proxies[1].client()
+    stop = threading.Event()
+    names = [n.name for n in c.nodes]
+
+    def mover():
+        rnd = random.Random(1)
+        while not stop.is_set():
+            r2.execute_command("HEADROOM", "MOVE", f"fk{rnd.randrange(300)}", rnd.choice(names))
+            time.sleep(0.002)
+
+    for i in range(300):
+        r1.set(f"fk{i}", "v")
+    t = threading.Thread(target=mover, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.5)
+        r1.flushall()
+        # Acknowledged: no key written before it may be read after it.
+        assert all(r1.get(f"fk{i}") is None for i in range(300))
+        assert all(r2.get(f"fk{i}") is None for i in range(300))
+    finally:
+        stop.set()
+        t.join()
+    wait_settled(c)
+    assert sum(n.client.dbsize() for n in c.nodes) == 0
+
+
+@pytest.mark.parametrize("died_after", ["begin", "copy", "delete"])
+def test_a_move_interrupted_at_each_step_is_finished_by_the_coordinator(died_after):
+    """The state a mover leaves when it dies after each step, made by hand on real
+    servers: the coordinator's sweep finds the moving entry and finishes the move."""
+    c = Cluster(settings={"directory": "{sweep_keys_per_s: 20000}"})
+    try:
+        r = c.proxy.client()
+        r.set("ik", "value", ex=500)
+        src = c.node_of("ik")[0]
+        dst = next(n.name for n in c.nodes if n.name != src)
+        by_name = {n.name: n.client for n in c.nodes}
+        main = c.main.client
+        dump, ttl = by_name[src].dump("ik"), by_name[src].pttl("ik")
+        seq = int(main.get("hr:dir:seq"))
+        flushes = int(main.get("hr:dir:flushes") or 0)
+        main.hset(bucket_of("ik"), "ik", f"{src} {seq} M{dst}:{flushes}")
+        if died_after in ("copy", "delete"):
+            by_name[dst].restore("ik", ttl, dump, replace=True)
+        if died_after == "delete":
+            by_name[src].delete("ik")
+        wait_for(lambda: entry_of(c, "ik") == dst and main.hget(bucket_of("ik"), "ik").decode().count(" ") == 1,
+                 60, f"the move interrupted after {died_after} finished")
+        assert c.node_of("ik") == [dst]
+        assert by_name[dst].get("ik") == b"value" and 400 < by_name[dst].ttl("ik") <= 500
+        assert int(nodes_report(r)["mover"]["entries_finished"]) == 1
+    finally:
+        c.close()
