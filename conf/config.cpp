@@ -232,7 +232,8 @@ void parse_directory(const YAML::Node& d, Config& c) {
 }
 
 void parse_rebalance(const YAML::Node& r, Config& c) {
-  check_keys(r, "rebalance", {"enabled", "threshold", "max_keys_per_s", "max_bytes_per_s", "max_key_bytes"});
+  check_keys(r, "rebalance", {"enabled", "threshold", "max_keys_per_s", "max_bytes_per_s", "max_key_bytes", "colocate"});
+  if (r["colocate"]) c.rebalance.colocate = parse_bool(r["colocate"], "rebalance.colocate");
   auto& b = c.rebalance;
   if (r["enabled"]) b.enabled = parse_bool(r["enabled"], "rebalance.enabled");
   if (r["threshold"]) {

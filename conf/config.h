@@ -39,6 +39,7 @@ struct RebalanceConfig {
   uint32_t max_keys_per_s = 20000;
   uint64_t max_bytes_per_s = 64ull << 20;
   uint64_t max_key_bytes = 32ull << 20;  // larger keys are not moved (reported: one DUMP/RESTORE would block too long)
+  bool colocate = false;  // a same-node command whose keys live apart moves them together, then runs
 };
 
 // TLS towards clients. Off unless the `tls` section is present.

@@ -7,6 +7,8 @@
 #include <span>
 #include <string>
 
+#include "balancer/mover.h"
+#include "balancer/rebalancer.h"
 #include "balancer/sweep.h"
 #include "proxy/local_commands.h"
 #include "proxy/server.h"
@@ -93,6 +95,7 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "total_local_replies", stats.local_replies);
     line(out, "total_error_replies", stats.error_replies);
     line(out, "total_crossnode_errors", stats.crossnode_errors);
+    line(out, "total_colocations", stats.colocations);
     line(out, "total_blocking_given_back", stats.blocking_given_back);
     line(out, "total_placements", stats.placements);
     line(out, "total_placement_errors", stats.placement_errors);
@@ -129,6 +132,26 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "coordinator_sweep_catching_up", coord.active() && coord.sweep().catching_up() ? 1 : 0);
     line(out, "coordinator_sweep_entries_checked", coord.sweep().entries_checked());
     line(out, "coordinator_sweep_keys_scanned", coord.sweep().keys_scanned());
+    out += "\r\n";
+  }
+  if (want("moves")) {  // docs/moves.md; the mover's counters are the coordinator's
+    const auto& m = server.coordinator().mover().counters();
+    const auto& rb = server.coordinator().rebalancer().counters();
+    out += "# Moves\r\n";
+    line(out, "moving_entries", server.directory().moving());
+    size_t draining = 0;
+    for (const auto& n : server.nodes().all()) draining += n.draining ? 1 : 0;
+    line(out, "draining_nodes", draining);
+    line(out, "mover_batches", m.batches);
+    line(out, "mover_entries_moved", m.entries_moved);
+    line(out, "mover_keys_moved", m.keys_moved);
+    line(out, "mover_bytes_moved", m.bytes_moved);
+    line(out, "mover_entries_undone", m.entries_undone);
+    line(out, "mover_entries_finished", m.entries_finished);
+    line(out, "mover_errors", m.errors);
+    line(out, "rebalancer_memory_moved", rb.bytes_chosen);
+    line(out, "rebalancer_skipped_large", rb.skipped_large);
+    line(out, "rebalancer_asked", rb.asked);
     out += "\r\n";
   }
   if (want("cluster")) {  // clients read it at connect: headroom is no Redis Cluster

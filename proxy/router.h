@@ -55,6 +55,8 @@ class Router {
   void route_any(Request* req);
   bool route_split(Request* req);
   bool route_same_node(Request* req);
+  // rebalance.colocate: false while the keys are being moved together (the request waits).
+  bool colocate(Request* req);
   bool route_fan_out(Request* req);
   bool begin_flush(Request* req);  // FLUSHALL's first step: counted on the main server
   void route_scan(Request* req);

@@ -319,3 +319,39 @@ def test_a_move_interrupted_at_each_step_is_finished_by_the_coordinator(died_aft
         assert int(nodes_report(r)["mover"]["entries_finished"]) == 1
     finally:
         c.close()
+
+
+def test_colocation_on_demand_moves_the_keys_together_and_runs_the_command():
+    c = Cluster(settings={"rebalance": "{enabled: false, colocate: true}"})
+    try:
+        c.add_proxy("headroom2")
+        r1, r2 = c.proxy.client(), c.proxies[1].client()
+        # Two keys on different nodes (placed apart by the emptiest-node rule).
+        r1.sadd("ca", "1", "2")
+        for i in range(50):
+            r1.sadd(f"cb{i}", "3")
+            if c.node_of(f"cb{i}") != c.node_of("ca"):
+                other = f"cb{i}"
+                break
+        else:
+            pytest.fail("no key was placed on another node")
+        assert r2.sunionstore("cu", "ca", other) == 3  # through the other proxy, no CROSSNODE
+        assert c.node_of("ca") == c.node_of(other) == c.node_of("cu")
+        assert r1.smembers("cu") == {b"1", b"2", b"3"}
+        assert r1.rename(other, "renamed") is True
+        assert r2.info("stats")["total_colocations"] >= 1
+        assert int(r1.info("moves")["mover_entries_moved"]) + int(r2.info("moves")["mover_entries_moved"]) >= 1
+    finally:
+        c.close()
+
+
+def test_without_colocation_a_crossnode_command_is_refused(two):
+    r = two.proxy.client()
+    r.sadd("xa", "1")
+    for i in range(50):
+        r.sadd(f"xb{i}", "3")
+        if two.node_of(f"xb{i}") != two.node_of("xa"):
+            with pytest.raises(redis.ResponseError, match="CROSSNODE"):
+                r.sunionstore("xu", "xa", f"xb{i}")
+            return
+    pytest.fail("no key was placed on another node")
