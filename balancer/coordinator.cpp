@@ -45,10 +45,7 @@ Coordinator::Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegist
                                         config_.main.password, tls_, timeouts_);
   links_.resize(nodes_.size());
   sweep_ = std::make_unique<Sweep>(*this);
-  // A move holds its keys' commands from its begin: a barrier not reached in half a
-  // request timeout is given up, so no command waits for a move longer than that.
-  const uint64_t request_ms = config_.request_timeout_ms == 0 ? 5000 : config_.request_timeout_ms;
-  mover_ = std::make_unique<Mover>(*this, std::max<uint64_t>(100, request_ms / 2));
+  mover_ = std::make_unique<Mover>(*this);
   rebalancer_ = std::make_unique<Rebalancer>(*this, *mover_, ledger, config_);
   lease_timer_ = net::new_handle(loop_, this, uv_timer_init);
   tick_timer_ = net::new_handle(loop_, this, uv_timer_init);

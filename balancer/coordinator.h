@@ -92,6 +92,7 @@ class Coordinator {
 
   // --- for the mover and the rebalancer
   uv_loop_t* loop() { return loop_; }
+  const conf::Config& config() const { return config_; }
   const std::string& lease_value() const { return lease_value_; }
   // True (and no longer the coordinator) when a script answered NOTCOORD.
   bool lease_lost(redisReply* r);

@@ -26,7 +26,11 @@ bool Directory::apply(std::string_view dir_key, NodeIndex node, uint64_t version
   uint32_t h = hash_of(dir_key);
   size_t i = probe(dir_key, h);
   if (slots_[i].offset < kTombstone) {
-    if (version_at(slots_[i].offset) > version) return false;
+    const uint64_t held = version_at(slots_[i].offset);
+    if (held > version) return false;
+    // A placement's reply names a moving entry's version as live (kPlace answers it
+    // so): the move's own message said more, and stands.
+    if (held == version && is_moving(slots_[i].offset) && state != EntryState::Moving) return false;
     ++version_;
     moving_ -= is_moving(slots_[i].offset);
     put(slots_[i].offset, node, version, state);

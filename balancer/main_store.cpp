@@ -269,6 +269,15 @@ void MainStore::finish_load() {
   current_ = subscribed_ && cmd_->up() && back_check_ == 0 && !unknown_node_entries_;
   spdlog::info("directory loaded: {} entries{} (change stream at {})", dir_.size(),
                gone ? " (" + std::to_string(gone) + " removed meanwhile dropped)" : std::string(), applied_seq_);
+  if (tracker_ != nullptr) {
+    // The load may hold changes no message brought (published while the stream was
+    // down: a move's M, a retirement): nothing further is acknowledged until every
+    // write sent before now is answered, as after a message.
+    Checkpoint c;
+    c.seq = acked_reported_ + 1;
+    tracker_->sent_counts(c.sent);
+    checkpoints_.push_front(std::move(c));
+  }
   beat_now();  // registers, or confirms the registration
   if (!loaded_) {
     loaded_ = true;

@@ -17,6 +17,8 @@ using scripts::Script;
 namespace {
 
 constexpr size_t kMaxInterruptedPerBatch = 256;
+// Source copies of committed moves not yet deleted: "<node>\n<key>" (Mover::clean_up).
+constexpr std::string_view kCleanupKey = "hr:moves:clean";
 
 // The data-node side of the fence (see mover.h). Each runs on a node, atomically:
 // once a newer coordinator's fence is there, an older mover's writes are refused.
@@ -53,13 +55,21 @@ std::string tag_pattern(std::string_view tag) {
 
 }  // namespace
 
-Mover::Mover(Coordinator& c, uint64_t barrier_timeout_ms) : c_(c), barrier_timeout_ms_(barrier_timeout_ms) {}
+Mover::Mover(Coordinator& c) : c_(c) {}
+
+// A move holds its keys' commands from its begin: a barrier not reached in half a
+// request timeout is given up, so no command waits for a move longer than that.
+uint64_t Mover::barrier_timeout_ms() const {
+  const uint64_t request_ms = c_.config().request_timeout_ms == 0 ? 5000 : c_.config().request_timeout_ms;
+  return std::max<uint64_t>(100, request_ms / 2);
+}
 
 void Mover::begin(uint64_t token) {
   end();
   token_ = token;
   fenced_.assign(c_.nodes().size(), 0);
   for (NodeIndex i = 0; i < c_.nodes().size(); ++i) node_up(i);
+  cleanup_due_ = true;  // what an earlier coordinator listed and did not delete
 }
 
 void Mover::end() {
@@ -89,7 +99,7 @@ void Mover::node_up(NodeIndex node) {
 }
 
 bool Mover::start(NodeIndex from, NodeIndex to, std::vector<std::string> dir_keys) {
-  if (busy() || token_ == 0 || from == to || dir_keys.empty() || !fenced(from) || !fenced(to) ||
+  if (busy() || cleanup_due_ || token_ == 0 || from == to || dir_keys.empty() || !fenced(from) || !fenced(to) ||
       c_.node_conn(from) == nullptr || c_.node_conn(to) == nullptr || !c_.main().up())
     return false;
   ++gen_;
@@ -97,7 +107,7 @@ bool Mover::start(NodeIndex from, NodeIndex to, std::vector<std::string> dir_key
   last_bytes_ = last_keys_ = 0;
   from_ = from;
   to_ = to;
-  finishing_ = source_touched_ = failed_ = false;
+  finishing_ = failed_ = false;
   begun_ms_ = uv_now(c_.loop());
   items_.clear();
   for (auto& k : dir_keys) items_.push_back(Item{std::move(k), {}, {}, {}, {}, false});
@@ -159,14 +169,19 @@ void Mover::tick() {
   if (phase_ == Phase::Barrier) {
     if (c_.barrier() >= seq_) {
       collect();
-    } else if (!finishing_ && uv_now(c_.loop()) - begun_ms_ > barrier_timeout_ms_) {
+    } else if (!finishing_ && uv_now(c_.loop()) - begun_ms_ > barrier_timeout_ms()) {
       // A proxy has not acknowledged (paused, slow, cut off): rather than hold the
       // keys' commands longer, the entries go back where they are. Nothing was copied.
       undo("not every proxy acknowledged the move in time");
     }
     return;
   }
-  if (busy() || interrupted_.empty() || uv_now(c_.loop()) < retry_after_ms_) return;
+  if (busy()) return;
+  if (cleanup_due_) {
+    clean_up();
+    return;
+  }
+  if (interrupted_.empty() || uv_now(c_.loop()) < retry_after_ms_) return;
   // Interrupted moves: a batch of those sharing the first one's source and destination.
   scripts::EntryValue first;
   while (!interrupted_.empty() && !scripts::parse_entry_value(interrupted_.front().second, first)) {
@@ -201,7 +216,7 @@ void Mover::tick() {
   to_ = *to;
   seq_ = seq;
   finishing_ = true;
-  source_touched_ = failed_ = false;
+  failed_ = false;
   begun_ms_ = uv_now(c_.loop());
   // Only entries still exactly as found: the mover is the only writer of moving
   // entries, and this check comes after anything of its own that could change them.
@@ -319,7 +334,7 @@ void Mover::step_done() {
   }
   switch (phase_) {
     case Phase::Copy: restore(); break;
-    case Phase::Restore: remove_from_source(); break;
+    case Phase::Restore: commit(); break;
     default: break;
   }
 }
@@ -337,7 +352,12 @@ void Mover::restore() {
   for (size_t i = 0; i < items_.size(); ++i) {
     Item& it = items_[i];
     for (size_t k = 0; k < it.keys.size(); ++k) {
-      if (it.dumps[k].empty() || it.ttls[k] == -2) continue;  // not on the source (expired, or moved already)
+      // Not on the source (expired or flushed meanwhile), or about to expire (PTTL 0:
+      // restored with no TTL it would live for ever): not copied.
+      if (it.dumps[k].empty() || it.ttls[k] == -2 || it.ttls[k] == 0) {
+        it.dumps[k].clear();
+        continue;
+      }
       const std::string ttl = std::to_string(it.ttls[k] > 0 ? it.ttls[k] : 0);
       ++left_;
       it.restored_any = true;
@@ -352,28 +372,112 @@ void Mover::restore() {
       });
     }
   }
-  if (left_ == 0) remove_from_source();
+  if (left_ == 0) commit();
 }
 
-void Mover::remove_from_source() {
+// After the commit: the source's copies go. They are listed on the main server first
+// (hr:moves:clean), so a mover that dies before deleting them leaves them for the next
+// coordinator (clean_up), never for the sweep to mistake for orphans.
+void Mover::remove_from_source(const std::vector<size_t>& committed) {
   phase_ = Phase::Delete;
   std::vector<std::string> keys;
-  for (auto& it : items_)
-    for (size_t k = 0; k < it.keys.size(); ++k)
-      if (!it.dumps[k].empty()) keys.push_back(it.keys[k]);
+  for (size_t i : committed)
+    for (size_t k = 0; k < items_[i].keys.size(); ++k)
+      if (!items_[i].dumps[k].empty()) keys.push_back(items_[i].keys[k]);
   if (keys.empty()) {
-    commit();
+    finish();
     return;
   }
-  source_touched_ = true;
   const uint64_t gen = gen_;
-  delete_on(from_, keys, [this, gen](bool ok) {
+  delete_on(from_, keys, [this, gen, keys](bool ok) {
     if (gen != gen_) return;
-    // A key left on the source is a stale copy no entry will name once committed:
-    // the destination has every key in full. Its copy is reported by the sweep.
-    if (!ok) spdlog::warn("mover: deleting moved keys on node {} failed; their old copies stay there",
-                          c_.nodes()[from_].name());
-    commit();
+    if (!ok) {
+      // Listed still: cleaned up later. No entry names these copies: nobody reads them.
+      spdlog::warn("mover: deleting moved keys on node {} failed; cleaned up later", c_.nodes()[from_].name());
+      cleanup_due_ = true;
+      finish();
+      return;
+    }
+    forget_cleanup(from_, keys);
+    finish();
+  });
+}
+
+std::string Mover::cleanup_member(NodeIndex node, std::string_view key) const {
+  std::string m = c_.nodes()[node].name();
+  m += '\n';
+  m.append(key);
+  return m;
+}
+
+void Mover::list_cleanup(NodeIndex node, const std::vector<std::string>& keys) {
+  constexpr size_t kPerCall = 512;
+  for (size_t from = 0; from < keys.size(); from += kPerCall) {
+    std::vector<std::string> members;
+    for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
+    std::vector<std::string_view> argv = {"SADD", kCleanupKey};
+    for (const auto& m : members) argv.push_back(m);
+    c_.main().command(argv, [](redisReply*) {});
+  }
+}
+
+void Mover::forget_cleanup(NodeIndex node, const std::vector<std::string>& keys) {
+  constexpr size_t kPerCall = 512;
+  for (size_t from = 0; from < keys.size(); from += kPerCall) {
+    std::vector<std::string> members;
+    for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
+    std::vector<std::string_view> argv = {"SREM", kCleanupKey};
+    for (const auto& m : members) argv.push_back(m);
+    c_.main().command(argv, [](redisReply*) {});
+  }
+}
+
+// Copies a mover listed and did not delete (it died, a node failed): each goes once
+// its entry, read now, names another node (or none); one whose entry names its node
+// again (the move was undone) is the key itself and stays. Runs while no batch does.
+void Mover::clean_up() {
+  phase_ = Phase::Cleanup;
+  cleanup_due_ = false;
+  const uint64_t gen = gen_;
+  c_.main().command({"SRANDMEMBER", kCleanupKey, "512"}, [this, gen](redisReply* r) {
+    if (gen != gen_) return;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+      phase_ = Phase::Idle;
+      if (r == nullptr) cleanup_due_ = true;
+      return;
+    }
+    auto members = std::make_shared<std::vector<std::string>>();
+    for (size_t i = 0; i < r->elements; ++i) members->emplace_back(reply_text(r->element[i]));
+    auto left = std::make_shared<size_t>(members->size());
+    for (size_t i = 0; i < members->size(); ++i) {
+      const std::string& m = (*members)[i];
+      const size_t nl = m.find('\n');
+      const std::string key = nl == std::string::npos ? std::string() : m.substr(nl + 1);
+      const std::string_view dk = directory_key(key);
+      c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, members, left, i, nl](redisReply* e) {
+        if (gen != gen_) return;
+        const std::string& m = (*members)[i];
+        auto node = nl == std::string::npos ? std::nullopt : c_.nodes().find(std::string_view(m).substr(0, nl));
+        scripts::EntryValue ev;
+        const bool entry = e != nullptr && e->type == REDIS_REPLY_STRING && scripts::parse_entry_value(reply_text(e), ev);
+        if (e != nullptr && node) {
+          const std::string key = m.substr(nl + 1);
+          if (entry && ev.node == c_.nodes()[*node].name() && ev.moving_to.empty()) {
+            c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});  // undone: the key itself
+          } else if (!entry || (ev.moving_to.empty() && ev.node != c_.nodes()[*node].name())) {
+            delete_on(*node, {key}, [this, gen, m](bool ok) {
+              if (gen != gen_) return;
+              if (ok) c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});
+              else cleanup_due_ = true;
+            });
+          }  // still moving: its batch lists it again
+        }
+        if (--*left == 0) {
+          phase_ = Phase::Idle;
+          if (members->size() >= 512) cleanup_due_ = true;  // once more: until the set is empty
+        }
+      });
+    }
   });
 }
 
@@ -405,7 +509,15 @@ void Mover::delete_on(NodeIndex node, const std::vector<std::string>& keys, std:
 void Mover::commit() {
   phase_ = Phase::Commit;
   std::vector<size_t> all(items_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  std::vector<std::string> copied;
+  for (size_t i = 0; i < all.size(); ++i) {
+    all[i] = i;
+    for (size_t k = 0; k < items_[i].keys.size(); ++k)
+      if (!items_[i].dumps[k].empty()) copied.push_back(items_[i].keys[k]);
+  }
+  // Listed before the commit, on the same connection: committed, their source copies
+  // are known to go whatever happens to this mover.
+  list_cleanup(from_, copied);
   end_moves('C', all, true);
 }
 
@@ -432,10 +544,9 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
     if (gen != gen_) return;
     if (r != nullptr && c_.lease_lost(r)) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-      // Unknown whether it ran: the sweep finds what is still moving, and finishes it.
+      // Unknown whether it ran: what is still moving is finished later.
       ++counters_.errors;
-      spdlog::warn("mover: the end of a move was not answered; the sweep will find it");
-      phase_ = Phase::Idle;
+      requeue("the end of a move was not answered");
       return;
     }
     const auto changed = static_cast<uint64_t>(r->element[0]->integer);
@@ -450,32 +561,37 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
     std::vector<size_t> flushed;
     for (size_t e = 1; e < r->elements; ++e) flushed.push_back(which[static_cast<size_t>(r->element[e]->integer) - 1]);
     (finishing_ ? counters_.entries_finished : counters_.entries_moved) += changed;
+    std::vector<size_t> committed;
     for (size_t i : which) {
       if (std::find(flushed.begin(), flushed.end(), i) != flushed.end()) continue;
+      committed.push_back(i);
       last_keys_ += items_[i].keys.size();
       counters_.keys_moved += items_[i].keys.size();
       // Nothing to copy (it expired meanwhile): the entry retires on its new node.
       if (!finishing_ && !items_[i].restored_any && !is_tag(items_[i].dir_key)) c_.retire(items_[i].dir_key, to_);
     }
     if (flushed.empty()) {
-      finish();
+      remove_from_source(committed);
       return;
     }
+    // The source keeps its copies until a commit (emptied by the FLUSHALL, or not if it
+    // failed): the destination's go, and the entries go back there.
     std::vector<std::string> keys;
     for (size_t i : flushed)
       for (const auto& k : items_[i].keys) keys.push_back(k);
-    delete_on(to_, keys, [this, gen, flushed](bool ok) {
+    delete_on(to_, keys, [this, gen, flushed, keys](bool ok) {
       if (gen != gen_) return;
       if (!ok) {
-        phase_ = Phase::Idle;  // still moving: the sweep finds them, the next batch tries again
+        requeue("deleting copies after a FLUSHALL failed");
         return;
       }
+      forget_cleanup(from_, keys);
       end_moves('U', flushed, true);
     });
   });
   if (!sent) {
     ++counters_.errors;
-    phase_ = Phase::Idle;
+    requeue("the main server is unreachable");
   }
 }
 
@@ -490,9 +606,10 @@ void Mover::undo(const std::string& why) {
   phase_ = Phase::Undo;
   std::vector<size_t> all(items_.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  // What this batch, or (finishing) an earlier attempt, may have restored there.
   std::vector<std::string> restored;
   for (auto& it : items_)
-    if (it.restored_any)
+    if (it.restored_any || finishing_)
       for (const auto& k : it.keys) restored.push_back(k);
   if (restored.empty()) {
     end_moves('U', all, true);
@@ -502,27 +619,27 @@ void Mover::undo(const std::string& why) {
   delete_on(to_, restored, [this, gen, all](bool ok) {
     if (gen != gen_) return;
     if (!ok) {
-      phase_ = Phase::Idle;  // still moving, copies on both: finished later, never lost
+      requeue("deleting the destination's copies failed");  // copies on both: never lost
       return;
     }
     end_moves('U', all, true);
   });
 }
 
+// Until its commit a batch can always be undone: the source keeps every key.
 void Mover::fail(const std::string& why) {
   ++counters_.errors;
-  if (finishing_ || source_touched_) {
-    // Some keys may be only on the destination: the batch can only go forward. The
-    // entries stay moving (their commands wait); the sweep finds them again.
-    spdlog::warn("mover: moving from {} to {}: {}; trying again later", c_.nodes()[from_].name(),
-                 c_.nodes()[to_].name(), why);
-    for (auto& it : items_)
-      if (interrupted_keys_.insert(it.dir_key).second) interrupted_.emplace_back(it.dir_key, it.value);
-    retry_after_ms_ = uv_now(c_.loop()) + 1000;
-    phase_ = Phase::Idle;
-    return;
-  }
   undo(why);
+}
+
+// The entries stay moving (their commands wait): finished by a later batch.
+void Mover::requeue(const std::string& why) {
+  spdlog::warn("mover: moving from {} to {}: {}; trying again later", c_.nodes()[from_].name(),
+               c_.nodes()[to_].name(), why);
+  for (auto& it : items_)
+    if (interrupted_keys_.insert(it.dir_key).second) interrupted_.emplace_back(it.dir_key, it.value);
+  retry_after_ms_ = uv_now(c_.loop()) + 1000;
+  phase_ = Phase::Idle;
 }
 
 }  // namespace headroom::balancer

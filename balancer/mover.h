@@ -52,7 +52,7 @@ struct MoverCounters {
 
 class Mover {
  public:
-  Mover(Coordinator& c, uint64_t barrier_timeout_ms);
+  explicit Mover(Coordinator& c);
 
   // Moves these entries (directory keys, live on `from`) to `to`. false: a batch is
   // in progress, or a node is not reachable or not fenced yet.
@@ -77,7 +77,7 @@ class Mover {
   uint64_t last_batch_keys() const { return last_keys_; }
 
  private:
-  enum class Phase { Idle, Begin, Barrier, Collect, Copy, Restore, Delete, Commit, Undo };
+  enum class Phase { Idle, Begin, Barrier, Collect, Copy, Restore, Commit, Delete, Undo, Cleanup };
   struct Item {
     std::string dir_key;
     std::string value;               // its moving value, as the begin script wrote it
@@ -92,7 +92,12 @@ class Mover {
   void scan_tag(size_t item, std::string cursor);
   void copy();
   void restore();
-  void remove_from_source();
+  void remove_from_source(const std::vector<size_t>& committed);
+  std::string cleanup_member(NodeIndex node, std::string_view key) const;
+  void list_cleanup(NodeIndex node, const std::vector<std::string>& keys);
+  void forget_cleanup(NodeIndex node, const std::vector<std::string>& keys);
+  void clean_up();
+  void requeue(const std::string& why);
   void commit();
   void committed(redisReply* r);
   void undo(const std::string& why);
@@ -101,10 +106,10 @@ class Mover {
   void fail(const std::string& why);
   void finish();
   void step_done();  // one outstanding command of a phase answered
+  uint64_t barrier_timeout_ms() const;
   bool fenced(NodeIndex n) const { return n < fenced_.size() && fenced_[n] == token_; }
 
   Coordinator& c_;
-  uint64_t barrier_timeout_ms_;
   uint64_t token_ = 0;
   std::vector<uint64_t> fenced_;  // per node: the token whose fence it has confirmed
 
@@ -114,7 +119,7 @@ class Mover {
   uint64_t seq_ = 0;  // the begin's change: the barrier waits for it
   uint64_t begun_ms_ = 0;
   bool finishing_ = false;      // a batch of interrupted moves: never undone (its source may be partly deleted)
-  bool source_touched_ = false;  // keys were deleted from the source: the batch can only go forward
+  bool cleanup_due_ = false;  // hr:moves:clean may list copies to delete: no batch begins before clean_up
   bool failed_ = false;
   size_t left_ = 0;  // commands outstanding in this phase
   std::vector<Item> items_;

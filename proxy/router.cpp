@@ -166,8 +166,11 @@ bool Router::dispatch(Request* req) {
     route_any(req);
     return true;
   }
-  if (!req->keys.empty() && !await_moves(req)) return false;
-  if (req->done) return true;  // waited too long for a move
+  // Keys being moved (rare): the request may wait, or (past its bound) be answered.
+  if (server_.directory().moving() != 0 && !req->keys.empty()) {
+    if (!await_moves(req)) return false;
+    if (req->done) return true;
+  }
   switch (req->cmd->route) {
     case Route::Local:
       // HELLO may switch the client's protocol, and so the nodes' connections its
@@ -225,7 +228,6 @@ void Router::look_up_keys(Request* req) {
 // committed (or was undone), then goes to the node the entry names by then. The mover
 // gives a move up well within request_ms; the bound here is the backstop.
 bool Router::await_moves(Request* req) {
-  if (server_.directory().moving() == 0) return true;  // the common case: one load
   look_up_keys(req);
   if (!req->any_moving) return true;
   const uint64_t now = uv_now(server_.loop());

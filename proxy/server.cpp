@@ -71,8 +71,11 @@ int Server::start() {
       [](uv_timer_t* t) {
         auto* self = static_cast<Server*>(t->data);
         uint64_t now = uv_now(self->loop_);
-        for (auto& pool : self->pools_)
-          for (auto& b : pool.all()) b->check_timeouts(now, self->config_.request_timeout_ms);
+        // By index: a request failed here may let its client run HEADROOM RELOAD, which
+        // may add pools.
+        for (size_t p = 0; p < self->pools_.size(); ++p)
+          for (size_t b = 0; b < self->pools_[p].all().size(); ++b)
+            self->pools_[p].all()[b]->check_timeouts(now, self->config_.request_timeout_ms);
         self->leases_->check_timeouts(now, self->config_.request_timeout_ms);
         self->close_idle_clients(now);
         self->parked_timer_due_ = true;  // requests waiting for a move check their bound
@@ -181,19 +184,26 @@ void Server::end_of_turn() {
   if (stopping_) maybe_finish_shutdown();
 }
 
+// [how many shared connections], their counts (a reload appends new nodes' connections
+// after the others, so the first ones keep their places), then (lease id, count) pairs.
 void Server::sent_counts(std::vector<uint64_t>& out) const {
-  out.clear();
+  out.assign(1, 0);
   for (const auto& pool : pools_)
     for (const auto& b : pool.all()) out.push_back(b->sent_count());
-  leases_->sent_counts(out);  // after the shared connections: (lease id, count) pairs
+  out[0] = out.size() - 1;
+  leases_->sent_counts(out);
 }
 
 bool Server::answered_all(const std::vector<uint64_t>& sent) const {
+  if (sent.empty()) return true;
+  const size_t shared = sent[0];
   size_t i = 0;
   for (const auto& pool : pools_)
-    for (const auto& b : pool.all())
-      if (i < sent.size() && b->answered_count() < sent[i++]) return false;
-  return leases_->answered_all(sent, i);
+    for (const auto& b : pool.all()) {
+      if (i == shared) break;
+      if (b->answered_count() < sent[1 + i++]) return false;
+    }
+  return leases_->answered_all(sent, 1 + shared);
 }
 
 void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply) {

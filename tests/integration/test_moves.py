@@ -227,8 +227,15 @@ def test_a_paused_proxy_never_writes_to_the_old_node_after_the_move(two):
     finally:
         p2.proc.send_signal(signal.SIGCONT)
     # Resumed, p2's old connections are gone and it reloads before serving: it never
-    # writes pk to its old node, and reads the new value.
-    r2.set("pk", "newer")
+    # writes pk to its old node, and reads the new value. Until it has reconnected
+    # its commands fail (never half done).
+    def p2_writes():
+        try:
+            return r2.set("pk", "newer")
+        except redis.ResponseError as e:
+            assert "unavailable" in str(e), e
+            return False
+    wait_for(p2_writes, 60, "p2 serving again")
     assert c.node_of("pk") == [dst]
     assert r1.get("pk") == b"newer"
     src_client = c.nodes[[n.name for n in c.nodes].index(src)].client

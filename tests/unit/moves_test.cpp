@@ -112,8 +112,11 @@ TEST_CASE("the cache through a move: live, moving (counted), then live on the de
   CHECK(d.find("k")->moving);
   CHECK_FALSE(d.find("k")->retiring);
   CHECK(d.moving() == 1);
-  // A reply older than the move (a placement answered late) does not end it.
+  // A reply older than the move (a placement answered late) does not end it, nor
+  // does a placement's reply naming the moving entry's own version as live.
   CHECK_FALSE(d.apply("k", 1, 10, EntryState::Live));
+  CHECK_FALSE(d.apply("k", 1, 11, EntryState::Live));
+  CHECK(d.find("k")->moving);
   CHECK(d.moving() == 1);
   d.apply("k", 2, 12, EntryState::Live);  // P: committed to node 2
   CHECK(d.find("k")->node == 2);
