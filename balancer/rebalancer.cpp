@@ -17,8 +17,9 @@ namespace headroom::balancer {
 
 namespace {
 constexpr uint64_t kAskedPollMs = 200;
-constexpr size_t kSampleKeys = 256;
-constexpr size_t kMaxBatchKeys = 512;
+constexpr size_t kSampleKeys = 256;     // a rebalance: enough to choose large keys from
+constexpr size_t kDrainSampleKeys = 1024;  // a drain takes them all
+constexpr size_t kMaxBatchKeys = 1024;
 constexpr uint64_t kMaxBatchBytes = 16ull << 20;
 constexpr uint64_t kMinBytes = 64 * 1024;  // imbalances smaller than this are noise in used_memory
 }  // namespace
@@ -221,7 +222,8 @@ void Rebalancer::sample(const MovePlan& plan) {
   ++counters_.passes;
   const uint64_t gen = gen_;
   const auto from = static_cast<NodeIndex>(plan.from);
-  src->command({"SCAN", cursors_[from], "COUNT", std::to_string(kSampleKeys)}, [this, gen, plan, from](redisReply* r) {
+  const size_t count = plan.bytes == UINT64_MAX ? kDrainSampleKeys : kSampleKeys;
+  src->command({"SCAN", cursors_[from], "COUNT", std::to_string(count)}, [this, gen, plan, from](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY) {
       sampling_ = false;
@@ -276,9 +278,21 @@ void Rebalancer::sampled(const MovePlan& plan, std::vector<std::string> keys, st
     dir_keys.emplace_back(dk);
     bytes += sizes[i];
   }
-  if (dir_keys.empty()) return;
   const auto from = static_cast<NodeIndex>(plan.from), to = static_cast<NodeIndex>(plan.to);
+  if (dir_keys.empty()) {
+    // Nothing in this sample fits what is left (every key larger than the excess): after
+    // a whole pass of the source like that, the plan is as good as it gets for now.
+    if (cursors_[from] == "0" && ++fruitless_passes_ >= 1) {
+      fruitless_passes_ = 0;
+      if (forced_) spdlog::info("rebalancer: no key on {} fits its excess: as balanced as its keys allow",
+                                c_.nodes()[from].name());
+      forced_ = false;
+      next_ms_ = uv_now(c_.loop()) + 10000;
+    }
+    return;
+  }
   if (!mover_.start(from, to, std::move(dir_keys))) return;
+  fruitless_passes_ = 0;
   counters_.bytes_chosen += bytes;
   // Pacing: this batch's share of each rate.
   const uint64_t ms = std::max<uint64_t>(chosen.size() * 1000 / rb.max_keys_per_s, bytes * 1000 / rb.max_bytes_per_s);

@@ -99,6 +99,7 @@ class Rebalancer {
   bool sampling_ = false;
   bool batch_running_ = false;  // a batch of ours is (or was, at the last tick) with the mover
   bool draining_batch_ = false;
+  uint32_t fruitless_passes_ = 0;  // whole SCANs of the source that found nothing to move
   uint64_t gen_ = 0;
   uint64_t last_asked_poll_ms_ = 0;
   uint64_t next_ms_ = 0;  // pacing: no batch begins before this

@@ -35,7 +35,7 @@ struct BackendConfig {
 // The rebalancer (docs/moves.md): one at a time across every proxy (the coordinator).
 struct RebalanceConfig {
   bool enabled = true;             // false: it moves keys only when asked (HEADROOM REBALANCE, DRAIN, MOVE)
-  double threshold = 0.05;         // a node's fill this far above the mean (relative) is rebalanced
+  double threshold = 0.02;         // a node's fill this far above the mean (relative) is rebalanced
   uint32_t max_keys_per_s = 20000;
   uint64_t max_bytes_per_s = 64ull << 20;
   uint64_t max_key_bytes = 32ull << 20;  // larger keys are not moved (reported: one DUMP/RESTORE would block too long)

@@ -75,10 +75,11 @@ std::string Router::nodes_report() {
   std::snprintf(buf, sizeof buf,
                 "mover: coordinator=%d batches=%" PRIu64 " entries_moved=%" PRIu64 " keys_moved=%" PRIu64
                 " bytes_moved=%" PRIu64 " entries_undone=%" PRIu64 " entries_finished=%" PRIu64 " errors=%" PRIu64
-                " skipped_large=%" PRIu64 " memory_moved=%" PRIu64 " moving_now=%zu\n",
+                " skipped_large=%" PRIu64 " memory_moved=%" PRIu64 " moving_now=%zu rebalancing=%d\n",
                 c.active() ? 1 : 0, m.batches, m.entries_moved, m.keys_moved, m.bytes_moved, m.entries_undone,
                 m.entries_finished, m.errors, c.rebalancer().counters().skipped_large,
-                c.rebalancer().counters().bytes_chosen, server_.directory().moving());
+                c.rebalancer().counters().bytes_chosen, server_.directory().moving(),
+                c.active() && c.rebalancer().forced() ? 1 : 0);
   out += buf;
   return out;
 }

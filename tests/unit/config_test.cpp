@@ -275,7 +275,7 @@ TEST_CASE("tls and backend_tls") {
 TEST_CASE("rebalance and drain: defaults, values, and bad ones named") {
   Config d = parse_config(kBase);
   CHECK(d.rebalance.enabled);
-  CHECK(d.rebalance.threshold == doctest::Approx(0.05));
+  CHECK(d.rebalance.threshold == doctest::Approx(0.02));
   CHECK(d.rebalance.max_key_bytes == 32ull << 20);
   CHECK_FALSE(d.nodes[0].drain);
   Config c = parse_config(
