@@ -42,6 +42,7 @@ std::string_view text(Script s) {
     case Script::DropProxy: return kDropProxy;
     case Script::MoveBegin: return kMoveBegin;
     case Script::MoveEnd: return kMoveEnd;
+    case Script::MoveHeld: return kMoveHeld;
     case Script::kCount: break;
   }
   return {};

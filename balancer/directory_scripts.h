@@ -332,8 +332,34 @@ reply[1] = #hit
 return reply
 )";
 
+// The coordinator's, after a move's barrier: which of these directory keys (ARGV[2..])
+// a registered proxy holds now (a blocking call that began before that proxy applied
+// the begin). ARGV[1]: the lease value. Reply: the 1-based indexes held, or NOTCOORD.
+inline constexpr std::string_view kMoveHeld = R"(
+if redis.call('GET', 'hr:coordinator') ~= ARGV[1] then
+  return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
+end
+local held = {}
+local sets = {}
+for _, id in ipairs(redis.call('HKEYS', 'hr:proxies')) do
+  local set = 'hr:holds:' .. id
+  if redis.call('EXISTS', set) == 1 then sets[#sets + 1] = set end
+end
+if #sets == 0 then return held end
+for i = 2, #ARGV do
+  for _, set in ipairs(sets) do
+    if redis.call('SISMEMBER', set, ARGV[i]) == 1 then
+      held[#held + 1] = i - 1
+      break
+    end
+  end
+end
+return held
+)";
+
 enum class Script {
-  Place, Retire, Settle, Flushed, LoadBucket, Layout, Heartbeat, Lease, Proxies, DropProxy, MoveBegin, MoveEnd, kCount
+  Place, Retire, Settle, Flushed, LoadBucket, Layout, Heartbeat, Lease, Proxies, DropProxy, MoveBegin, MoveEnd,
+  MoveHeld, kCount
 };
 
 std::string_view text(Script s);

@@ -168,7 +168,7 @@ void Mover::tick() {
   if (token_ == 0) return;
   if (phase_ == Phase::Barrier) {
     if (c_.barrier() >= seq_) {
-      collect();
+      check_holds();
     } else if (!finishing_ && uv_now(c_.loop()) - begun_ms_ > barrier_timeout_ms()) {
       // A proxy has not acknowledged (paused, slow, cut off): rather than hold the
       // keys' commands longer, the entries go back where they are. Nothing was copied.
@@ -246,6 +246,45 @@ void Mover::tick() {
 }
 
 // --- the copy ---------------------------------------------------------------------------
+
+// Past the barrier: an entry a proxy holds now (a blocking call that began there before
+// it applied the begin waits on the source) does not move; it goes back, live.
+void Mover::check_holds() {
+  phase_ = Phase::Collect;
+  resp::Buffer call;
+  scripts::encode_head(call, Script::MoveHeld, 0, 1 + items_.size());
+  resp::add_bulk(call, c_.lease_value());
+  for (const auto& it : items_) resp::add_bulk(call, it.dir_key);
+  const uint64_t gen = gen_;
+  const bool sent = c_.main().command_encoded(call.view(), [this, gen](redisReply* r) {
+    if (gen != gen_) return;
+    if (r != nullptr && c_.lease_lost(r)) return;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+      fail("the main server did not answer the holds check");
+      return;
+    }
+    std::vector<size_t> held;
+    for (size_t e = 0; e < r->elements; ++e) {
+      const auto i = static_cast<size_t>(r->element[e]->integer) - 1;
+      if (i < items_.size()) held.push_back(i);
+    }
+    if (held.empty()) {
+      collect();
+      return;
+    }
+    end_moves('U', held, false);  // encoded now: the items may go from the batch after
+    std::vector<Item> kept;
+    for (size_t i = 0; i < items_.size(); ++i)
+      if (std::find(held.begin(), held.end(), i) == held.end()) kept.push_back(std::move(items_[i]));
+    items_ = std::move(kept);
+    if (items_.empty()) {
+      phase_ = Phase::Idle;
+      return;
+    }
+    collect();
+  });
+  if (!sent) fail("the main server is unreachable");
+}
 
 void Mover::collect() {
   phase_ = Phase::Collect;
@@ -544,9 +583,10 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
     if (gen != gen_) return;
     if (r != nullptr && c_.lease_lost(r)) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-      // Unknown whether it ran: what is still moving is finished later.
+      // Unknown whether it ran: what is still moving is finished later (the sweep
+      // finds an entry undone mid-batch; the batch's others go on).
       ++counters_.errors;
-      requeue("the end of a move was not answered");
+      if (then_idle) requeue("the end of a move was not answered");
       return;
     }
     const auto changed = static_cast<uint64_t>(r->element[0]->integer);
@@ -591,7 +631,7 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
   });
   if (!sent) {
     ++counters_.errors;
-    requeue("the main server is unreachable");
+    if (then_idle) requeue("the main server is unreachable");
   }
 }
 

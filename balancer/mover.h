@@ -88,6 +88,7 @@ class Mover {
   };
 
   void begun(redisReply* r);
+  void check_holds();
   void collect();
   void scan_tag(size_t item, std::string cursor);
   void copy();

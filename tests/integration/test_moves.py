@@ -362,3 +362,71 @@ def test_without_colocation_a_crossnode_command_is_refused(two):
                 r.sunionstore("xu", "xa", f"xb{i}")
             return
     pytest.fail("no key was placed on another node")
+
+
+def test_checker_while_the_mover_is_killed_and_a_proxy_paused_mid_move():
+    """Three proxies: the first (the coordinator, so the mover) takes no client; the
+    clients use the other two. While keys move, the mover is killed (SIGKILL) and later
+    a client proxy is paused for 1.5 s: no lost write, no stale read, and the next
+    coordinator finishes what was left moving."""
+    c = Cluster()
+    try:
+        c.add_proxy("headroom2")
+        c.add_proxy("headroom3")
+        wait_for(lambda: nodes_report(c.proxy.client())["mover"]["coordinator"] == "1", 30, "the first proxy leads")
+        serving = c.proxies[1:]
+        clients = [p.client() for p in serving]
+        names = [n.name for n in c.nodes]
+        events = []
+
+        def during(keys, done):
+            rnd = random.Random(11)
+            start = time.time()
+            killed = paused = False
+            while not done.is_set():
+                rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+                t = time.time() - start
+                if not killed and t > 1.5:
+                    c.proxy.proc.send_signal(signal.SIGKILL)
+                    c.proxy.proc.wait()
+                    c.proxy.proc = None
+                    killed = True
+                    events.append("killed the mover")
+                if killed and not paused and t > 5 and nodes_report(clients[0])["mover"]["coordinator"] + \
+                        nodes_report(clients[1])["mover"]["coordinator"] != "00":
+                    serving[1].proc.send_signal(signal.SIGSTOP)
+                    time.sleep(1.5)
+                    serving[1].proc.send_signal(signal.SIGCONT)
+                    paused = True
+                    events.append("paused a proxy")
+                time.sleep(0.01)
+            wait_settled(c, timeout=120)
+
+        result = run_checker(c, serving, clients=6, ops=60_000, keys=200, seed=5, flushes=2, during=during)
+        print(result.report())
+        print(events)
+        assert result.ok, result.report()
+        assert "killed the mover" in events
+        moved = sum(int(nodes_report(p.client())["mover"]["entries_moved"]) for p in serving)
+        assert moved > 0
+    finally:
+        c.close()
+
+
+def test_a_key_a_blocked_client_waits_on_does_not_move(two):
+    c = two
+    r1 = c.proxy.client()
+    r2 = c.proxies[1].client(socket_timeout=60)
+    got = []
+    t = threading.Thread(target=lambda: got.append(r2.blpop("hk", 30)), daemon=True)
+    t.start()
+    wait_for(lambda: c.main.client.exists(*[f"hr:holds:{i.decode()}" for i in c.main.client.hkeys("hr:proxies")]) > 0,
+             30, "the key held")
+    where = entry_of(c, "hk")
+    other = next(n.name for n in c.nodes if n.name != where)
+    r1.execute_command("HEADROOM", "MOVE", "hk", other)
+    wait_settled(c)
+    assert entry_of(c, "hk") == where
+    r1.lpush("hk", "v")
+    t.join(30)
+    assert got == [(b"hk", b"v")]
