@@ -34,6 +34,7 @@ inline constexpr std::string_view kFlushedKey = "hr:dir:flushed";
 inline constexpr std::string_view kFlushesKey = "hr:dir:flushes";
 inline constexpr std::string_view kDrainingKey = "hr:draining";   // set: the data nodes being drained
 inline constexpr std::string_view kNodesKey = "hr:nodes";  // the node list last recorded by a proxy (proxy/reload.cpp)
+inline constexpr std::string_view kProxyNodesKey = "hr:proxy_nodes";  // hash: proxy id -> its node list
 inline constexpr std::string_view kAskedKey = "hr:rebalance:asked";  // list: what HEADROOM asked the rebalancer
 inline constexpr std::string_view kLayoutKey = "hr:dir:layout";
 inline constexpr std::string_view kProxiesKey = "hr:proxies";
@@ -204,6 +205,7 @@ return layout
 inline constexpr std::string_view kHeartbeat = R"(
 if ARGV[3] == 'leave' then
   redis.call('HDEL', 'hr:proxies', ARGV[1])
+  redis.call('HDEL', 'hr:proxy_nodes', ARGV[1])
   redis.call('DEL', 'hr:holds:' .. ARGV[1])
   return 'OK'
 end
@@ -246,6 +248,7 @@ if redis.call('GET', 'hr:coordinator') ~= ARGV[1] then
   return redis.error_reply("NOTCOORD the coordinator lease is not this proxy's")
 end
 redis.call('DEL', 'hr:holds:' .. ARGV[2])
+redis.call('HDEL', 'hr:proxy_nodes', ARGV[2])
 return redis.call('HDEL', 'hr:proxies', ARGV[2])
 )";
 
@@ -253,7 +256,8 @@ return redis.call('HDEL', 'hr:proxies', ARGV[2])
 // channel, [2] origin, [3] lease value, [4] from node, [5] to node, then a directory
 // key for each KEYS[i]. An entry starts moving only if it is live on `from`, not
 // older than the last FLUSHALL, and held by no registered proxy. Publishes
-// "M<seq> <origin>" with the entries (each naming `from`). Reply: {0} when none
+// "M<seq> <origin>" with the entries (each naming `from`). Refused (UNKNOWNNODE) while a
+// registered proxy's node list (hr:proxy_nodes) lacks `to`. Reply: {0} when none
 // started, else {seq, the moving value, then the index (1-based) of each entry that
 // started moving}, or NOTCOORD.
 inline constexpr std::string_view kMoveBegin = R"(
@@ -265,6 +269,11 @@ local holders = {}
 for _, id in ipairs(redis.call('HKEYS', 'hr:proxies')) do
   local set = 'hr:holds:' .. id
   if redis.call('EXISTS', set) == 1 then holders[#holders + 1] = set end
+  -- every registered proxy must know the destination, or it could not follow the commit
+  local nodes = redis.call('HGET', 'hr:proxy_nodes', id)
+  if not nodes or not string.find(',' .. nodes, ',' .. ARGV[5] .. '=', 1, true) then
+    return redis.error_reply('UNKNOWNNODE proxy ' .. id .. ' does not serve node ' .. ARGV[5] .. ' yet')
+  end
 end
 local hit = {}
 for i = 1, #KEYS do

@@ -131,6 +131,12 @@ bool Mover::start(NodeIndex from, NodeIndex to, std::vector<std::string> dir_key
 }
 
 void Mover::begun(redisReply* r) {
+  if (r != nullptr && r->type == REDIS_REPLY_ERROR && reply_text(r).starts_with("UNKNOWNNODE")) {
+    // A proxy has not reloaded the config that added the destination yet: later.
+    if (counters_.waits_for_config++ % 100 == 0) spdlog::warn("mover: {}; moves there wait", reply_text(r));
+    phase_ = Phase::Idle;
+    return;
+  }
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
     if (r != nullptr && c_.lease_lost(r)) return;
     spdlog::warn("mover: the begin of a move was not answered");

@@ -48,6 +48,7 @@ struct MoverCounters {
   uint64_t entries_undone = 0;  // entries put back on their source (barrier not reached, copy failed)
   uint64_t entries_finished = 0;  // interrupted moves found and finished
   uint64_t errors = 0;
+  uint64_t waits_for_config = 0;  // begins refused: a proxy did not know the destination yet
 };
 
 class Mover {

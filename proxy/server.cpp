@@ -261,6 +261,9 @@ void Server::refresh_shared_state(uint64_t now) {
   last_draining_ms_ = now;
   draining_in_flight_ = true;
   if (!node_list_recorded_) record_node_list();
+  // Each proxy's own list: a move to a node waits until every registered proxy has it.
+  publisher_->command({"HSET", balancer::scripts::kProxyNodesKey, main_store_->origin(), node_list()},
+                      [](redisReply*) {});
   publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     const bool differs = balancer::reply_text(r) != node_list();

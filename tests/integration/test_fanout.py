@@ -7,7 +7,7 @@ from cluster import bucket_of, entry_node
 
 # What the main server holds besides the directory's buckets (docs/directory.md).
 HEADROOM_KEYS = {b"hr:dir:layout", b"hr:dir:seq", b"hr:dir:flushed", b"hr:proxies", b"hr:coordinator",
-                 b"hr:coordinator:token", b"hr:dir:flushes", b"hr:nodes"}
+                 b"hr:coordinator:token", b"hr:dir:flushes", b"hr:nodes", b"hr:proxy_nodes"}
 
 
 def load(r, n=2000):
