@@ -9,7 +9,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libuv1-dev libhiredis-dev libyaml-cpp-dev libspdlog-dev \
-      libssl-dev \
+      libssl-dev libhttp-parser-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads: CMakeLists.txt also names the unit tests and the
@@ -33,13 +33,14 @@ FROM debian:bookworm-slim
 # CAs); redis-tools for the health check and for debugging from inside the container.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libhiredis0.14 libyaml-cpp0.7 libspdlog1.10 libssl3 ca-certificates redis-tools \
+      libuv1 libhiredis0.14 libyaml-cpp0.7 libspdlog1.10 libssl3 libhttp-parser2.9 libprometheus-cpp-core1.0 \
+      ca-certificates redis-tools \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin headroom
 COPY --from=build /src/build/headroom /usr/local/bin/headroom
 COPY conf/headroom.yml conf/headroom-compose.yml /etc/headroom/
 USER headroom
-EXPOSE 6380
+EXPOSE 6380 9380
 # Alive means answering on 6380: PONG, or NOAUTH when the config sets requirepass.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD redis-cli -p 6380 ping 2>&1 | grep -qE 'PONG|NOAUTH'

@@ -502,15 +502,17 @@ void Mover::clean_up() {
       c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, members, left, i, nl](redisReply* e) {
         if (gen != gen_) return;
         const std::string& m = (*members)[i];
-        auto node = nl == std::string::npos ? std::nullopt : c_.nodes().find(std::string_view(m).substr(0, nl));
+        std::optional<NodeIndex> found;
+        if (nl != std::string::npos) found = c_.nodes().find(std::string_view(m).substr(0, nl));
         scripts::EntryValue ev;
         const bool entry = e != nullptr && e->type == REDIS_REPLY_STRING && scripts::parse_entry_value(reply_text(e), ev);
-        if (e != nullptr && node) {
+        if (e != nullptr && found.has_value()) {
+          const NodeIndex node = found.value();
           const std::string key = m.substr(nl + 1);
-          if (entry && ev.node == c_.nodes()[*node].name() && ev.moving_to.empty()) {
+          if (entry && ev.node == c_.nodes()[node].name() && ev.moving_to.empty()) {
             c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});  // undone: the key itself
-          } else if (!entry || (ev.moving_to.empty() && ev.node != c_.nodes()[*node].name())) {
-            delete_on(*node, {key}, [this, gen, m](bool ok) {
+          } else if (!entry || (ev.moving_to.empty() && ev.node != c_.nodes()[node].name())) {
+            delete_on(node, {key}, [this, gen, m](bool ok) {
               if (gen != gen_) return;
               if (ok) c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});
               else cleanup_due_ = true;

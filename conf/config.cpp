@@ -251,6 +251,18 @@ void parse_rebalance(const YAML::Node& r, Config& c) {
   if (r["max_key_bytes"]) b.max_key_bytes = parse_size_node(r["max_key_bytes"], "rebalance.max_key_bytes", 1024);
 }
 
+void parse_admin(const YAML::Node& a, Config& c) {
+  check_keys(a, "admin", {"listen", "token", "max_header_bytes", "max_body_bytes", "request_timeout_ms"});
+  auto& ad = c.admin;
+  ad.enabled = true;
+  if (a["listen"]) ad.listen = parse_endpoint(a["listen"], "admin.listen", true);
+  if (a["token"]) ad.token = optional_text(a["token"], "admin.token");
+  if (a["max_header_bytes"]) ad.max_header_bytes = parse_size_node(a["max_header_bytes"], "admin.max_header_bytes", 256);
+  if (a["max_body_bytes"]) ad.max_body_bytes = parse_size_node(a["max_body_bytes"], "admin.max_body_bytes", 0);
+  if (a["request_timeout_ms"])
+    ad.request_timeout_ms = parse_u32(a["request_timeout_ms"], "admin.request_timeout_ms", 100, 3600000);
+}
+
 void parse_dangerous(const YAML::Node& a, Config& c) {
   if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
   static const std::set<std::string> dangerous{"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"};
@@ -374,7 +386,7 @@ Config parse_config(const std::string& yaml_text) {
   if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
-              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory", "rebalance"});
+              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory", "rebalance", "admin"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -405,6 +417,9 @@ Config parse_config(const std::string& yaml_text) {
   if (const auto& lg = root["log"]) parse_log(lg, c);
   if (const auto& d = root["directory"]) parse_directory(d, c);
   if (const auto& r = root["rebalance"]) parse_rebalance(r, c);
+  if (const auto& a = root["admin"]) parse_admin(a, c);
+  if (c.admin.enabled && to_string(c.admin.listen) == to_string(c.listen))
+    fail("admin.listen", "the same address as listen: give the admin port its own");
   return c;
 }
 

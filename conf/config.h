@@ -32,6 +32,16 @@ struct BackendConfig {
   bool drain = false;      // data nodes: takes no new keys, and the rebalancer empties it (docs/moves.md)
 };
 
+// The admin HTTP port (proxy/admin_http.h): off unless `admin` is in the config.
+struct AdminConfig {
+  bool enabled = false;
+  Endpoint listen{"127.0.0.1", 9380};
+  std::string token;                   // when set: required (Authorization: Bearer) for every POST
+  uint64_t max_header_bytes = 8192;    // request line and headers; more: 431
+  uint64_t max_body_bytes = 65536;     // more: 413
+  uint32_t request_timeout_ms = 10000;  // a request not complete by then: 408
+};
+
 // The rebalancer (docs/moves.md): one at a time across every proxy (the coordinator).
 struct RebalanceConfig {
   bool enabled = true;             // false: it moves keys only when asked (HEADROOM REBALANCE, DRAIN, MOVE)
@@ -97,6 +107,7 @@ struct Config {
   uint32_t sweep_keys_per_s = 1000;
   uint32_t proxy_lapse_ms = 5000;
   RebalanceConfig rebalance;
+  AdminConfig admin;
 
   // Client authentication: when set, clients must AUTH with this password (or
   // "AUTH default <password>") before any other command, as with Redis's requirepass.

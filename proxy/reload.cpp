@@ -79,6 +79,8 @@ std::string Server::reload() {
     kept.push_back("tls (certificates are reloaded; ports and on/off need a restart)");
   if (next.backend_tls.enabled != config_.backend_tls.enabled) kept.push_back("backend_tls");
   if (next.backend_connections != config_.backend_connections) kept.push_back("backend_connections");
+  if (next.admin.enabled != config_.admin.enabled || conf::to_string(next.admin.listen) != conf::to_string(config_.admin.listen))
+    kept.push_back("admin.listen (the admin port's address and on/off)");
   if (next.poll_interval_ms != config_.poll_interval_ms) kept.push_back("poll_interval_ms");
   if (next.connect_timeout_ms != config_.connect_timeout_ms || next.tcp_keepalive_s != config_.tcp_keepalive_s)
     kept.push_back("timeouts.connect_ms and tcp_keepalive_s (they apply at the next restart)");
@@ -132,6 +134,10 @@ std::string Server::reload() {
   config_.proxy_lapse_ms = next.proxy_lapse_ms;
   config_.rebalance = next.rebalance;
   config_.requirepass = next.requirepass;
+  config_.admin.token = next.admin.token;
+  config_.admin.max_header_bytes = next.admin.max_header_bytes;
+  config_.admin.max_body_bytes = next.admin.max_body_bytes;
+  config_.admin.request_timeout_ms = next.admin.request_timeout_ms;
   config_.allow_dangerous_commands = next.allow_dangerous_commands;
   router_->config_changed();
   config_.log_level = next.log_level;

@@ -117,7 +117,26 @@ bool Router::route_admin(Request* req) {
     complete(req);
     return true;
   }
-  std::vector<std::string> cmd;
+  // The rest are recorded on the main server: answered once it has them.
+  auto answer = [this, req](std::string error) {
+    const uint32_t f = 0;
+    resp::Buffer reply;
+    if (error.empty()) resp::add_simple(reply, "OK");
+    else resp::add_error(reply, error);
+    on_fragment_reply(req, f, reply.view());
+  };
+  if (sub != "drain" && sub != "rebalance" && sub != "move") {
+    reject(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try HEADROOM HELP.");
+    return true;
+  }
+  if (server_.publisher() == nullptr) {
+    reply_error(req, main_unavailable("HEADROOM " + resp::to_upper(argv[1]) + " is recorded there"));
+    return true;
+  }
+  auto pending = [&] {
+    add_fragment(req, 0);
+    ++req->fragments_pending;
+  };
   if (sub == "drain") {
     if (argv.size() != 3 && argv.size() != 4) return arity_error();
     const bool off = argv.size() == 4;
@@ -130,38 +149,23 @@ bool Router::route_admin(Request* req) {
       reply_error(req, "ERR no data node named '" + std::string(argv[2].substr(0, 64)) + "'");
       return true;
     }
-    cmd = {off ? "SREM" : "SADD", std::string(balancer::scripts::kDrainingKey), std::string(argv[2])};
-    server_.set_draining(*node, !off);  // this proxy at once; the others within a second
+    pending();
+    server_.drain_node(*node, !off, answer);
   } else if (sub == "rebalance") {
     if (argv.size() != 2) return arity_error();
-    cmd = {"RPUSH", std::string(balancer::scripts::kAskedKey), "rebalance"};
+    pending();
+    server_.ask_rebalancer("rebalance", answer);
   } else if (sub == "move") {
     if (argv.size() != 4) return arity_error();
     if (!server_.nodes().find(argv[3])) {
       reply_error(req, "ERR no data node named '" + std::string(argv[3].substr(0, 64)) + "'");
       return true;
     }
-    cmd = {"RPUSH", std::string(balancer::scripts::kAskedKey),
-           "move " + std::string(argv[3]) + " " + std::string(balancer::directory_key(argv[2]))};
+    pending();
+    server_.ask_rebalancer("move " + std::string(argv[3]) + " " + std::string(balancer::directory_key(argv[2])), answer);
   } else {
     reject(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try HEADROOM HELP.");
-    return true;
   }
-  balancer::ControlConn* main = server_.publisher();
-  if (main == nullptr) {
-    reply_error(req, main_unavailable("HEADROOM " + resp::to_upper(argv[1]) + " is recorded there"));
-    return true;
-  }
-  std::vector<std::string_view> args(cmd.begin(), cmd.end());
-  const uint32_t f = add_fragment(req, 0);
-  ++req->fragments_pending;
-  main->command(args, [this, req, f](redisReply* r) {
-    resp::Buffer reply;
-    if (r == nullptr) resp::add_error(reply, main_unavailable("the connection was lost"));
-    else if (r->type == REDIS_REPLY_ERROR) encode_reply(r, reply);
-    else resp::add_simple(reply, "OK");
-    on_fragment_reply(req, f, reply.view());
-  });
   return true;
 }
 

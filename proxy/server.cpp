@@ -9,6 +9,7 @@
 #include "balancer/directory_scripts.h"
 #include "net/address.h"
 #include "net/handle.h"
+#include "proxy/admin_http.h"
 #include "proxy/client_conn.h"
 #include "proxy/monitor.h"
 #include "proxy/router.h"
@@ -43,6 +44,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
 
 Server::~Server() {
   // Stop everything that may still call back into requests while all members live.
+  admin_.reset();
   coordinator_->stop();
   main_store_->stop();
   poller_->stop();
@@ -89,6 +91,10 @@ int Server::start() {
   // Listen only once the directory is loaded: from then on a key missing from the
   // local cache is known to be absent.
   if (int rc = bind_listeners(); rc != 0) return rc;
+  if (config_.admin.enabled) {
+    admin_ = std::make_unique<AdminHttp>(*this);
+    if (int rc = admin_->start(); rc != 0) return rc;
+  }
   main_store_->start(
       [this] {
         if (stopping_) return;
@@ -290,6 +296,32 @@ void Server::refresh_shared_state(uint64_t now) {
   });
 }
 
+void Server::drain_node(balancer::NodeIndex node, bool on, AdminDone done) {
+  if (publisher() == nullptr) {
+    done("ERR main server " + config_.main.name + " is unavailable: the drain is recorded there");
+    return;
+  }
+  set_draining(node, on);  // this proxy at once; the others within a second
+  publisher_->command({on ? "SADD" : "SREM", balancer::scripts::kDrainingKey, nodes_[node].name()},
+                      [done](redisReply* r) {
+                        if (r == nullptr) done("ERR main server connection lost: the drain may not be recorded");
+                        else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
+                        else done("");
+                      });
+}
+
+void Server::ask_rebalancer(std::string what, AdminDone done) {
+  if (publisher() == nullptr) {
+    done("ERR main server " + config_.main.name + " is unavailable: the rebalancer is asked through it");
+    return;
+  }
+  publisher_->command({"RPUSH", balancer::scripts::kAskedKey, what}, [done](redisReply* r) {
+    if (r == nullptr) done("ERR main server connection lost: the request may not be recorded");
+    else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
+    else done("");
+  });
+}
+
 void Server::set_draining(balancer::NodeIndex node, bool on) {
   auto& n = nodes_[node];
   if (n.draining == on) return;
@@ -364,6 +396,7 @@ void Server::shutdown() {
   for (auto& l : listeners_)
     if (l.tcp != nullptr) net::close_and_delete(l.tcp);
   listeners_.clear();
+  if (admin_) admin_->stop();  // its listener and connections would keep the loop running
   std::vector<ClientConn*> all(clients_.begin(), clients_.end());
   // A blocked client's reply may never come: it is closed now (its connection is
   // unblocked, and what it took given back); the others get their replies first.

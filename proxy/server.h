@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -30,6 +31,7 @@
 
 namespace headroom::proxy {
 
+class AdminHttp;
 class ClientConn;
 class Router;
 
@@ -104,6 +106,11 @@ class Server final : private balancer::WriteTracker {
   void client_closed(ClientConn* c);
   // HEADROOM DRAIN, or the shared set read again: the node takes new keys or not.
   void set_draining(balancer::NodeIndex node, bool on);
+  // The operator's actions (HEADROOM over RESP, the admin port's POSTs), recorded on the
+  // main server so every proxy's coordinator sees them. `done` gets "" or the error.
+  using AdminDone = std::function<void(std::string error)>;
+  void drain_node(balancer::NodeIndex node, bool on, AdminDone done);
+  void ask_rebalancer(std::string what, AdminDone done);  // "rebalance", or "move <node> <dir key>"
   // `c`'s next request waits for a move (Router::await_moves): pumped when one ends.
   void park_for_move(ClientConn* c);
 
@@ -149,6 +156,7 @@ class Server final : private balancer::WriteTracker {
   std::unique_ptr<balancer::Coordinator> coordinator_;
   std::vector<BackendPool> pools_;  // [2 * node]: RESP2; [2 * node + 1]: RESP3
   std::unique_ptr<Router> router_;
+  std::unique_ptr<AdminHttp> admin_;  // the admin HTTP port, when configured
   Stats stats_;
 
   net::TlsContexts tls_;

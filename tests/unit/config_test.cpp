@@ -297,3 +297,18 @@ TEST_CASE("rebalance and drain: defaults, values, and bad ones named") {
                  "  - {name: node1, address: 127.0.0.1:5300}\n")
             .find("main.drain: unknown key \"drain\"") != std::string::npos);
 }
+
+TEST_CASE("admin: off unless present; its fields, and bad ones named") {
+  CHECK_FALSE(parse_config(kBase).admin.enabled);
+  Config c = parse_config(kBase + "admin: {listen: 9400, token: t0k, max_header_bytes: 4kb, request_timeout_ms: 500}\n");
+  CHECK(c.admin.enabled);
+  CHECK(c.admin.listen.host == "127.0.0.1");
+  CHECK(c.admin.listen.port == 9400);
+  CHECK(c.admin.token == "t0k");
+  CHECK(c.admin.max_header_bytes == 4096);
+  CHECK(c.admin.max_body_bytes == 65536);
+  CHECK(c.admin.request_timeout_ms == 500);
+  CHECK(error_of(kBase + "admin: {listen: nowhere}\n").find("admin.listen") != std::string::npos);
+  CHECK(error_of(kBase + "admin: {request_timeout_ms: 5}\n").find("admin.request_timeout_ms") != std::string::npos);
+  CHECK(error_of(kBase + "admin: {tokn: x}\n").find("did you mean \"token\"") != std::string::npos);
+}

@@ -1,0 +1,168 @@
+"""The admin HTTP port (proxy/admin_http.h) against a real headroom and real servers:
+/metrics checked by promtool and scraped by a real Prometheus, the JSON API and its
+token, and bad HTTP input (malformed, huge headers, a huge body, a trickle) answered
+with its status while the data path keeps serving."""
+import json
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from cluster import Cluster, free_port, wait_for
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def admin():
+    port = free_port()
+    c = Cluster(settings={"admin": f"{{listen: 127.0.0.1:{port}, token: {TOKEN}, max_header_bytes: 2kb, "
+                                   f"max_body_bytes: 1kb, request_timeout_ms: 1000}}"})
+    c.admin_port = port
+    yield c
+    c.close()
+
+
+def http(c, path, method="GET", token=None, body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{c.admin_port}{path}", method=method, data=body)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()
+
+
+def raw(c, data, read=True):
+    s = socket.create_connection(("127.0.0.1", c.admin_port), timeout=10)
+    s.sendall(data)
+    out = b""
+    if read:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    s.close()
+    return out
+
+
+def test_metrics_are_prometheus_text_that_promtool_accepts(admin):
+    r = admin.proxy.client()
+    for i in range(50):
+        r.set(f"m{i}", i)
+    status, ctype, body = http(admin, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert "headroom_commands_total" in text and 'headroom_node_keys{node="node1"}' in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+
+
+def test_stats_and_nodes_match_what_the_nodes_hold(admin):
+    r = admin.proxy.client()
+    for i in range(100):
+        r.set(f"s{i}", i)
+
+    def keys_match():
+        _, _, body = http(admin, "/nodes")
+        nodes = {n["name"]: n for n in json.loads(body)}
+        return all(nodes[n.name]["keys"] == n.client.dbsize() for n in admin.nodes)
+    wait_for(keys_match, 30, "/nodes key counts match the nodes")
+    status, ctype, body = http(admin, "/stats")
+    assert status == 200 and ctype == "application/json"
+    stats = json.loads(body)
+    assert stats["headroom_commands_total"] >= 100
+    assert {m["labels"]["node"] for m in stats["headroom_node_used_memory_bytes"]} == {n.name for n in admin.nodes}
+
+
+def test_posts_need_the_token_and_drain_and_rebalance_answer_what_they_did(admin):
+    status, _, body = http(admin, "/nodes/node2/drain", "POST")
+    assert status == 401 and "token" in json.loads(body)["error"]
+    status, _, body = http(admin, "/nodes/node2/drain", "POST", token="wrong")
+    assert status == 401
+    status, _, body = http(admin, "/nodes/node2/drain", "POST", token=TOKEN)
+    assert status == 200 and json.loads(body) == {"ok": True, "node": "node2", "draining": True}
+    wait_for(lambda: admin.main.client.sismember("hr:draining", "node2"), 10, "recorded")
+    assert any(n["name"] == "node2" and n["draining"] for n in json.loads(http(admin, "/nodes")[2]))
+    status, _, body = http(admin, "/nodes/node2/drain?off", "POST", token=TOKEN)
+    assert status == 200 and json.loads(body)["draining"] is False
+    status, _, body = http(admin, "/nodes/nope/drain", "POST", token=TOKEN)
+    assert status == 404 and "nope" in json.loads(body)["error"]
+    status, _, body = http(admin, "/rebalance", "POST", token=TOKEN)
+    assert status == 200 and json.loads(body)["rebalancing"] is True
+    status, _, body = http(admin, "/reload", "POST", token=TOKEN)
+    assert status == 200 and json.loads(body)["ok"] is True
+    assert http(admin, "/metrics", "POST", token=TOKEN)[0] == 405
+    assert http(admin, "/nope")[0] == 404
+
+
+def test_bad_http_gets_its_status_and_the_data_path_keeps_serving(admin):
+    r = admin.proxy.client()
+    assert raw(admin, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
+    huge = b"GET /stats HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096 + b"\r\n\r\n"
+    assert raw(admin, huge).startswith(b"HTTP/1.1 431")
+    body = b"x" * 4096
+    big = b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    assert raw(admin, big).startswith(b"HTTP/1.1 413")
+    # A trickle (slowloris): answered 408 at request_timeout_ms, closed; meanwhile the
+    # data path and other admin requests are served.
+    s = socket.create_connection(("127.0.0.1", admin.admin_port), timeout=10)
+    s.sendall(b"GET /stats HTTP/1.1\r\nHo")
+    assert r.set("during", "trickle") and r.get("during") == b"trickle"
+    assert http(admin, "/nodes")[0] == 200
+    t0 = time.time()
+    out = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    assert out.startswith(b"HTTP/1.1 408"), out
+    assert time.time() - t0 < 9  # the 1 s bound honoured, with a wide margin
+    s.close()
+
+
+def test_a_real_prometheus_scrapes_headroom(admin, tmp_path):
+    prom = shutil.which("prometheus")
+    if prom is None:
+        pytest.skip("prometheus (Debian's package) is not installed")
+    port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global: {scrape_interval: 1s}\n"
+                   "scrape_configs:\n"
+                   f"  - job_name: headroom\n    static_configs: [{{targets: ['127.0.0.1:{admin.admin_port}']}}]\n")
+    log = open(tmp_path / "prometheus.log", "w")
+    p = subprocess.Popen([prom, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                          f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def has_series():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query=headroom_node_up",
+                                            timeout=5) as r:
+                    data = json.loads(r.read())
+                return len(data["data"]["result"]) == 4
+            except (OSError, ValueError, KeyError):
+                return False
+        wait_for(has_series, 90, lambda: "no headroom series in Prometheus:\n" + open(tmp_path / "prometheus.log").read()[-2000:])
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        log.close()
+
+
+def test_the_live_page_is_served_whole(admin):
+    status, ctype, body = http(admin, "/")
+    assert status == 200 and ctype.startswith("text/html")
+    page = body.decode()
+    assert "/stats" in page and "/nodes" in page and "http" not in page.replace("http-equiv", "")
+
