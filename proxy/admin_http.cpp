@@ -159,7 +159,26 @@ int AdminHttp::start() {
     return rc;
   }
   spdlog::info("admin: HTTP on {}{}", conf::to_string(cfg.listen), cfg.token.empty() ? "" : " (POSTs need the token)");
+  second_ = net::new_handle(server_.loop(), this, uv_timer_init);
+  last_ms_ = uv_now(server_.loop());
+  last_commands_ = server_.stats().commands_processed;
+  last_errors_ = total_errors(server_.stats());
+  uv_timer_start(second_, &AdminHttp::on_second, 1000, 1000);
   return 0;
+}
+
+void AdminHttp::on_second(uv_timer_t* t) {
+  auto* self = static_cast<AdminHttp*>(t->data);
+  const uint64_t now = uv_now(self->server_.loop());
+  const uint64_t commands = self->server_.stats().commands_processed, errors = total_errors(self->server_.stats());
+  const double secs = static_cast<double>(now - self->last_ms_) / 1000.0;
+  if (secs > 0 && commands >= self->last_commands_ && errors >= self->last_errors_) {  // not across a RESETSTAT
+    self->rates_.commands_per_s = static_cast<double>(commands - self->last_commands_) / secs;
+    self->rates_.errors_per_s = static_cast<double>(errors - self->last_errors_) / secs;
+  }
+  self->last_ms_ = now;
+  self->last_commands_ = commands;
+  self->last_errors_ = errors;
 }
 
 void AdminHttp::stop() {
@@ -168,6 +187,8 @@ void AdminHttp::stop() {
   for (Conn* c : all) c->close();
   if (listener_ != nullptr) net::close_and_delete(listener_);
   listener_ = nullptr;
+  if (second_ != nullptr) net::close_and_delete(second_);
+  second_ = nullptr;
 }
 
 void AdminHttp::on_connection(uv_stream_t* listener, int status) {
@@ -243,9 +264,9 @@ void AdminHttp::handle(Conn& c) {
     else fn();
   };
   if (path == "/metrics") {
-    get_only([&] { respond(id, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(server_)); });
+    get_only([&] { respond(id, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(server_, rates_)); });
   } else if (path == "/stats") {
-    get_only([&] { respond(id, 200, "application/json", stats_json(server_)); });
+    get_only([&] { respond(id, 200, "application/json", stats_json(server_, rates_)); });
   } else if (path == "/nodes") {
     get_only([&] { respond(id, 200, "application/json", nodes_json(server_)); });
   } else if (path == "/") {

@@ -16,6 +16,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "proxy/metrics.h"
+
 namespace headroom::proxy {
 
 class Server;
@@ -41,8 +43,13 @@ class AdminHttp {
   static void on_connection(uv_stream_t* listener, int status);
   bool authorized(const Conn& c) const;
 
+  static void on_second(uv_timer_t* t);
+
   Server& server_;
   uv_tcp_t* listener_ = nullptr;
+  uv_timer_t* second_ = nullptr;  // samples the counters for the rates
+  Rates rates_;
+  uint64_t last_commands_ = 0, last_errors_ = 0, last_ms_ = 0;
   uint64_t next_id_ = 0;
   std::unordered_map<uint64_t, Conn*> conns_;
 };

@@ -1,6 +1,7 @@
 #include "proxy/metrics.h"
 
 #include <prometheus/text_serializer.h>
+#include <uv.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -40,9 +41,18 @@ struct Families {
 
 }  // namespace
 
-std::vector<MetricFamily> collect_metrics(Server& server) {
+uint64_t total_errors(const Stats& s) {
+  return s.error_replies + s.protocol_errors + s.tls_errors + s.placement_errors;
+}
+
+std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
   Families f;
   const Stats& s = server.stats();
+  // Millisecond resolution: the live page computes its rates over this clock.
+  f.gauge("headroom_uptime_seconds", "Seconds since headroom started.",
+          static_cast<double>(uv_now(server.loop()) - server.start_time_ms()) / 1000.0);
+  f.gauge("headroom_commands_per_second", "Commands received over the last whole second.", rates.commands_per_s);
+  f.gauge("headroom_errors_per_second", "Error replies over the last whole second.", rates.errors_per_s);
   f.counter("headroom_connections_received_total", "Client connections accepted.", static_cast<double>(s.connections_received));
   f.counter("headroom_connections_rejected_total", "Client connections refused (max_clients).", static_cast<double>(s.rejected_connections));
   f.gauge("headroom_clients", "Client connections open.", static_cast<double>(server.client_count()));
@@ -106,7 +116,9 @@ std::vector<MetricFamily> collect_metrics(Server& server) {
   return {std::make_move_iterator(f.out.begin()), std::make_move_iterator(f.out.end())};
 }
 
-std::string metrics_text(Server& server) { return prometheus::TextSerializer().Serialize(collect_metrics(server)); }
+std::string metrics_text(Server& server, const Rates& rates) {
+  return prometheus::TextSerializer().Serialize(collect_metrics(server, rates));
+}
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -129,15 +141,15 @@ namespace {
 std::string number(double v) {
   char buf[64];
   if (v == static_cast<double>(static_cast<int64_t>(v))) std::snprintf(buf, sizeof buf, "%" PRId64, static_cast<int64_t>(v));
-  else std::snprintf(buf, sizeof buf, "%.6g", v);
+  else std::snprintf(buf, sizeof buf, "%.10g", v);
   return buf;
 }
 }  // namespace
 
-std::string stats_json(Server& server) {
+std::string stats_json(Server& server, const Rates& rates) {
   std::string out = "{";
   bool first = true;
-  for (const auto& fam : collect_metrics(server)) {
+  for (const auto& fam : collect_metrics(server, rates)) {
     out += first ? "" : ",";
     first = false;
     out += json_string(fam.name) + ":";

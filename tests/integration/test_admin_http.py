@@ -3,10 +3,13 @@
 token, and bad HTTP input (malformed, huge headers, a huge body, a trickle) answered
 with its status while the data path keeps serving."""
 import json
-
+import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -166,3 +169,80 @@ def test_the_live_page_is_served_whole(admin):
     page = body.decode()
     assert "/stats" in page and "/nodes" in page and "http" not in page.replace("http-equiv", "")
 
+
+
+def chromium(args, timeout=120):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium (Debian's package) is not installed")
+    home = tempfile.mkdtemp(prefix="headroom-chromium-")
+    try:
+        p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            f"--user-data-dir={home}", *args], capture_output=True, timeout=timeout)
+        return p.stdout.decode(errors="replace")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class Load(threading.Thread):
+    """About `rate` SETs a second over keys that exist (key counts stay put)."""
+
+    def __init__(self, client, keys, rate=400):
+        super().__init__(daemon=True)
+        self.client, self.keys, self.rate = client, keys, rate
+        self.stop = threading.Event()
+
+    def run(self):
+        t = time.perf_counter()
+        i = 0
+        while not self.stop.is_set():
+            self.client.set(self.keys[i % len(self.keys)], i)
+            i += 1
+            t += 1 / self.rate
+            time.sleep(max(0.0, t - time.perf_counter()))
+
+
+def test_the_live_page_in_chromium_shows_what_stats_says(admin):
+    r = admin.proxy.client()
+    keys = [f"page{i}" for i in range(300)]
+    for k in keys:
+        r.set(k, "v")
+    load = Load(admin.proxy.client(), keys)
+    load.start()
+    try:
+        def counts_settled():
+            nodes = json.loads(http(admin, "/nodes")[2])
+            return all(n["keys"] == admin.nodes[i].client.dbsize() for i, n in enumerate(nodes))
+        wait_for(counts_settled, 30, "/nodes shows the nodes' key counts")
+        # The rate by the counters over two seconds around the page's look.
+        s1 = json.loads(http(admin, "/stats")[2])
+        time.sleep(1)
+        url = f"http://127.0.0.1:{admin.admin_port}/"
+        dom = chromium(["--window-size=1280,800", "--virtual-time-budget=4000", "--dump-dom", url])
+        time.sleep(max(0.0, 2 - (json.loads(http(admin, "/stats")[2])["headroom_uptime_seconds"] -
+                                 s1["headroom_uptime_seconds"])))
+        s2 = json.loads(http(admin, "/stats")[2])
+        nodes = json.loads(http(admin, "/nodes")[2])
+        rate = (s2["headroom_commands_total"] - s1["headroom_commands_total"]) / \
+            (s2["headroom_uptime_seconds"] - s1["headroom_uptime_seconds"])
+        shown = {}
+        for m in re.finditer(r'data-node="([^"]+)".*?<span class="keys">(\d+)</span>', dom, re.S):
+            shown[m.group(1)] = int(m.group(2))
+        assert shown == {n["name"]: n["keys"] for n in nodes}, (shown, nodes)
+        rps = int(re.search(r'id="rps">(-?\d+)<', dom).group(1))
+        assert abs(rps - rate) <= 0.10 * rate + 5, (rps, rate)
+        assert int(re.search(r'data-updates="(\d+)"', dom).group(1)) >= 2  # it updated itself
+        # A phone's width: no horizontal scrolling.
+        phone = chromium(["--window-size=390,844", "--virtual-time-budget=2500", "--dump-dom", url])
+        sw = int(re.search(r'data-scroll-width="(\d+)"', phone).group(1))
+        iw = int(re.search(r'data-inner-width="(\d+)"', phone).group(1))
+        assert sw <= iw, (sw, iw)
+        out = os.environ.get("HEADROOM_ARTIFACTS") or os.path.join(tempfile.gettempdir(), "headroom-artifacts")
+        os.makedirs(out, exist_ok=True)
+        for w, h in ((1280, 800), (390, 844)):
+            path = os.path.join(out, f"admin-page-{w}x{h}.png")
+            chromium([f"--window-size={w},{h}", "--virtual-time-budget=2500", f"--screenshot={path}", url])
+            assert os.path.getsize(path) > 1000, path
+    finally:
+        load.stop.set()
+        load.join()
