@@ -276,7 +276,12 @@ void parse_dangerous(const YAML::Node& a, Config& c) {
 }
 
 void parse_log(const YAML::Node& lg, Config& c) {
-  check_keys(lg, "log", {"level", "file"});
+  check_keys(lg, "log", {"level", "file", "format"});
+  if (lg["format"]) {
+    c.log_format = lower(scalar(lg["format"], "log.format"));
+    if (c.log_format != "text" && c.log_format != "json")
+      fail("log.format", "expected text or json, got \"" + c.log_format + "\"");
+  }
   if (lg["level"]) {
     // Case-insensitive, and "warning" as spdlog and syslog spell it; stored in the
     // spelling spdlog::level::from_str takes.

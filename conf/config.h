@@ -121,6 +121,7 @@ struct Config {
 
   std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
   std::string log_file;                // empty: stderr
+  std::string log_format = "text";     // text | json (one object a line)
 };
 
 // Parses and validates YAML text. Throws ConfigError naming the bad field.

@@ -2,7 +2,6 @@
 // the most free memory. Startup: parse flags, load and check the config, run the loop
 // until SIGINT/SIGTERM, then stop gracefully (in-flight replies are delivered).
 #include <signal.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
@@ -11,17 +10,12 @@
 
 #include "conf/cli.h"
 #include "conf/config.h"
+#include "proxy/logging.h"
 #include "proxy/server.h"
 
 using namespace headroom;
 
 namespace {
-
-void setup_logging(const conf::Config& cfg) {
-  if (!cfg.log_file.empty()) spdlog::set_default_logger(spdlog::basic_logger_mt("headroom", cfg.log_file));
-  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-}
 
 void on_signal(uv_signal_t* handle, int signum) {
   auto* server = static_cast<proxy::Server*>(handle->data);
@@ -67,10 +61,8 @@ int main(int argc, char** argv) {
     std::printf("headroom: configuration file %s is ok\n", opts.config_path.c_str());
     return 0;
   }
-  try {
-    setup_logging(cfg);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "headroom: cannot open log file %s: %s\n", cfg.log_file.c_str(), e.what());
+  if (!proxy::setup_logging(cfg)) {
+    std::fprintf(stderr, "headroom: cannot open log file %s\n", cfg.log_file.c_str());
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);

@@ -14,6 +14,7 @@
 
 #include "balancer/directory_scripts.h"
 #include "proxy/backend_conn.h"
+#include "proxy/logging.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
 
@@ -140,8 +141,11 @@ std::string Server::reload() {
   config_.admin.request_timeout_ms = next.admin.request_timeout_ms;
   config_.allow_dangerous_commands = next.allow_dangerous_commands;
   router_->config_changed();
+  // The log is reopened (logrotate renamed it), in the format and level asked.
   config_.log_level = next.log_level;
-  spdlog::set_level(spdlog::level::from_str(config_.log_level));
+  config_.log_file = next.log_file;
+  config_.log_format = next.log_format;
+  setup_logging(config_);
   // Certificate files named by the same paths are read again.
   config_.tls.cert_file = next.tls.cert_file;
   config_.tls.key_file = next.tls.key_file;
