@@ -38,7 +38,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin headroom
 COPY --from=build /src/build/headroom /usr/local/bin/headroom
-COPY conf/headroom.yml conf/headroom-compose.yml /etc/headroom/
+COPY conf/headroom.yml conf/headroom-compose.yml conf/headroom-sidecar.yml /etc/headroom/
 USER headroom
 EXPOSE 6380 9380
 # Alive means answering on 6380: PONG, or NOAUTH when the config sets requirepass.

@@ -189,7 +189,7 @@ TEST_CASE("empty optional values mean none; log levels in any case") {
 }
 
 TEST_CASE("the shipped configs load") {
-  for (const char* path : {"conf/headroom.yml", "conf/headroom-compose.yml"}) {
+  for (const char* path : {"conf/headroom.yml", "conf/headroom-compose.yml", "conf/headroom-sidecar.yml"}) {
     CAPTURE(path);
     std::string full = std::string(HEADROOM_SOURCE_DIR) + "/" + path;
     Config c = load_config(full);
