@@ -263,6 +263,12 @@ void parse_admin(const YAML::Node& a, Config& c) {
     ad.request_timeout_ms = parse_u32(a["request_timeout_ms"], "admin.request_timeout_ms", 100, 3600000);
 }
 
+void parse_slowlog(const YAML::Node& s, Config& c) {
+  check_keys(s, "slowlog", {"slower_than_us", "max_len"});
+  if (s["slower_than_us"]) c.slowlog_slower_than_us = parse_u32(s["slower_than_us"], "slowlog.slower_than_us", 0, 0x7fffffff);
+  if (s["max_len"]) c.slowlog_max_len = parse_u32(s["max_len"], "slowlog.max_len", 0, 1000000);
+}
+
 void parse_dangerous(const YAML::Node& a, Config& c) {
   if (!a.IsSequence()) fail("allow_dangerous_commands", "expected a list, e.g. [flushall, keys]");
   static const std::set<std::string> dangerous{"flushall", "flushdb", "keys", "config", "debug", "shutdown", "monitor"};
@@ -391,7 +397,8 @@ Config parse_config(const std::string& yaml_text) {
   if (root.IsNull()) fail("config", "empty: it needs at least main and nodes");
   check_keys(root, "",
              {"listen", "main", "nodes", "poll_interval_ms", "backend_connections", "timeouts", "limits", "log",
-              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory", "rebalance", "admin"});
+              "requirepass", "allow_dangerous_commands", "tls", "backend_tls", "directory", "rebalance", "admin",
+              "slowlog"});
   Config c;
   if (root["listen"]) c.listen = parse_endpoint(root["listen"], "listen", true);
   if (!root["main"]) fail("main", "missing: the main server holds the directory");
@@ -423,6 +430,7 @@ Config parse_config(const std::string& yaml_text) {
   if (const auto& d = root["directory"]) parse_directory(d, c);
   if (const auto& r = root["rebalance"]) parse_rebalance(r, c);
   if (const auto& a = root["admin"]) parse_admin(a, c);
+  if (const auto& s = root["slowlog"]) parse_slowlog(s, c);
   if (c.admin.enabled && to_string(c.admin.listen) == to_string(c.listen))
     fail("admin.listen", "the same address as listen: give the admin port its own");
   return c;

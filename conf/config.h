@@ -108,6 +108,8 @@ struct Config {
   uint32_t proxy_lapse_ms = 5000;
   RebalanceConfig rebalance;
   AdminConfig admin;
+  uint64_t slowlog_slower_than_us = 10000;  // SLOWLOG: requests slower than this, end to end (as Redis's default)
+  uint32_t slowlog_max_len = 128;
 
   // Client authentication: when set, clients must AUTH with this password (or
   // "AUTH default <password>") before any other command, as with Redis's requirepass.

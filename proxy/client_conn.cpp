@@ -31,6 +31,7 @@ bool ClientConn::accept(uv_stream_t* listener, const net::TlsContext* tls) {
 
 void ClientConn::on_stream_data(size_t n) {
   last_read_ms_ = uv_now(server_.loop());
+  read_ns_ = uv_hrtime();  // one clock read per read: the start of every request it brings
   server_.stats().net_input_bytes += n;
   if (closing_) {  // after QUIT, a protocol error or a refusal: nothing more is read
     in_.clear();
@@ -76,6 +77,7 @@ void ClientConn::frame_requests() {
     }
     Request* req = server_.requests().acquire();
     req->client = this;
+    req->start_ns = read_ns_;
     req->argv.assign(view.argv.begin(), view.argv.end());
     req->raw = view.raw;
     if (server_.has_monitors() && authenticated_) server_.feed_monitors(*this, req->argv);
@@ -107,6 +109,7 @@ bool ClientConn::deliver_head(Request* req, std::string_view reply) {
   if (queue_.empty() || queue_.front() != req) return false;
   queue_.pop_front();
   --dispatched_;
+  server_.answered(*req);
   server_.requests().release(req);
   queue_output(reply);
   write_ready_replies();
@@ -119,6 +122,7 @@ void ClientConn::write_ready_replies() {
     queue_.pop_front();
     --dispatched_;
     queue_output(r->reply.view());
+    server_.answered(*r);
     server_.requests().release(r);
   }
   if (closed_) return;

@@ -148,6 +148,7 @@ class ClientConn final : private net::Stream::Owner {
   std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three
   uint64_t last_read_ms_ = 0;
+  uint64_t read_ns_ = 0;  // uv_hrtime of the last read
   bool authenticated_ = false;
   bool resp3_ = false;
   bool pump_at_head_ = false;

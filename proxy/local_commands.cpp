@@ -159,6 +159,35 @@ void client_unblock(Server& server, Request& req) {
 // reading, delivers every reply in flight, then exits); the options concern a Redis
 // server's data, which headroom does not hold, and are accepted for compatibility.
 // As Redis, the client gets no reply: its connection closes.
+// SLOWLOG GET [count] in Redis's format: per entry id, unix time, microseconds, the
+// arguments, the client's address and name (newest first; count -1: all; default 10).
+void slowlog_get(Server& server, Request& req) {
+  resp::Buffer& out = req.reply;
+  int64_t count = 10;
+  if (req.argv.size() > 2) {
+    std::string_view a = req.argv[2];
+    auto r = std::from_chars(a.data(), a.data() + a.size(), count);
+    if (r.ec != std::errc() || r.ptr != a.data() + a.size() || count < -1) {
+      resp::add_error(out, "ERR count should be greater than or equal to -1");
+      return;
+    }
+  }
+  const auto& entries = server.slowlog().entries();
+  const size_t n = count < 0 ? entries.size() : std::min(entries.size(), static_cast<size_t>(count));
+  resp::add_array_header(out, static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) {
+    const SlowEntry& e = entries[i];
+    resp::add_array_header(out, 6);
+    resp::add_integer(out, static_cast<int64_t>(e.id));
+    resp::add_integer(out, e.unix_time);
+    resp::add_integer(out, static_cast<int64_t>(e.duration_us));
+    resp::add_array_header(out, static_cast<int64_t>(e.args.size()));
+    for (const auto& a : e.args) resp::add_bulk(out, a);
+    resp::add_bulk(out, e.client_addr);
+    resp::add_bulk(out, e.client_name);
+  }
+}
+
 void shutdown_command(Server& server, Request& req) {
   bool save = false, nosave = false, abort = false;
   for (size_t i = 1; i < req.argv.size(); ++i) {
@@ -254,6 +283,22 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::Monitor:
       server.add_monitor(req.client);
       resp::add_simple(out, "OK");
+      break;
+    case LocalCommand::SlowlogGet:
+      slowlog_get(server, req);
+      break;
+    case LocalCommand::SlowlogLen:
+      resp::add_integer(out, static_cast<int64_t>(server.slowlog().entries().size()));
+      break;
+    case LocalCommand::SlowlogReset:
+      server.slowlog().reset();
+      resp::add_simple(out, "OK");
+      break;
+    case LocalCommand::LatencyEmpty:  // no latency events: what Redis answers without any
+      resp::add_array_header(out, 0);
+      break;
+    case LocalCommand::LatencyReset:
+      resp::add_integer(out, 0);
       break;
     case LocalCommand::Info: {
       std::span<const std::string_view> sections(argv.data() + 1, argv.size() - 1);

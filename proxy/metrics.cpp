@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <iterator>
+#include <limits>
 
 #include "balancer/coordinator.h"
 #include "balancer/mover.h"
@@ -70,6 +71,22 @@ std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
   f.add(errors, static_cast<double>(s.placement_errors), {{"kind", "placement"}});
   f.counter("headroom_placements_total", "New keys this proxy placed.", static_cast<double>(s.placements));
   f.counter("headroom_colocations_total", "Same-node commands whose keys were moved together.", static_cast<double>(s.colocations));
+  auto& hist = f.family("headroom_request_duration_seconds",
+                        "Requests from read to reply queued, by command class.", MetricType::Histogram);
+  for (size_t c = 0; c < static_cast<size_t>(LatencyClass::kCount); ++c) {
+    const LatencyHistogram& h = server.latency()[c];
+    ClientMetric m;
+    m.label = {{"class", latency_class_name(static_cast<LatencyClass>(c))}};
+    m.histogram.sample_count = h.count;
+    m.histogram.sample_sum = static_cast<double>(h.sum_ns) / 1e9;
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b + 1 < LatencyHistogram::kBuckets; ++b) {
+      cumulative += h.buckets[b];
+      m.histogram.bucket.push_back({cumulative, LatencyHistogram::bound_seconds(b)});
+    }
+    m.histogram.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
+    hist.metric.push_back(std::move(m));
+  }
   f.counter("headroom_net_input_bytes_total", "Bytes read from clients.", static_cast<double>(s.net_input_bytes));
   f.counter("headroom_net_output_bytes_total", "Bytes written to clients.", static_cast<double>(s.net_output_bytes));
 
@@ -153,7 +170,17 @@ std::string stats_json(Server& server, const Rates& rates) {
     out += first ? "" : ",";
     first = false;
     out += json_string(fam.name) + ":";
-    auto value = [&](const ClientMetric& m) { return number(fam.type == MetricType::Counter ? m.counter.value : m.gauge.value); };
+    auto value = [&](const ClientMetric& m) {
+      if (fam.type == MetricType::Histogram) {
+        std::string h = "{\"count\":" + std::to_string(m.histogram.sample_count) +
+                        ",\"sum\":" + number(m.histogram.sample_sum) + ",\"buckets\":[";
+        for (size_t b = 0; b + 1 < m.histogram.bucket.size(); ++b)
+          h += (b ? ",[" : "[") + number(m.histogram.bucket[b].upper_bound) + "," +
+               std::to_string(m.histogram.bucket[b].cumulative_count) + "]";
+        return h + "]}";
+      }
+      return number(fam.type == MetricType::Counter ? m.counter.value : m.gauge.value);
+    };
     if (fam.metric.size() == 1 && fam.metric[0].label.empty()) {
       out += value(fam.metric[0]);
       continue;

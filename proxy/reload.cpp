@@ -134,6 +134,9 @@ std::string Server::reload() {
   config_.sweep_keys_per_s = next.sweep_keys_per_s;
   config_.proxy_lapse_ms = next.proxy_lapse_ms;
   config_.rebalance = next.rebalance;
+  config_.slowlog_slower_than_us = next.slowlog_slower_than_us;
+  config_.slowlog_max_len = next.slowlog_max_len;
+  slowlog_.configure(config_.slowlog_slower_than_us, config_.slowlog_max_len);
   config_.requirepass = next.requirepass;
   config_.admin.token = next.admin.token;
   config_.admin.max_header_bytes = next.admin.max_header_bytes;

@@ -73,6 +73,7 @@ struct Request {
   std::vector<int32_t> key_nodes;
   std::vector<uint8_t> key_retiring;
   uint64_t lookup_version = UINT64_MAX;
+  uint64_t start_ns = 0;           // uv_hrtime of the read that brought it (proxy/latency.h)
   bool any_moving = false;         // a key's entry is moving: the request waits (docs/moves.md)
   uint64_t moving_since_ms = 0;    // since when it waits for a move (0: it does not)
 

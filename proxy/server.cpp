@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <ctime>
 
 #include "balancer/directory_scripts.h"
 #include "net/address.h"
@@ -37,6 +38,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
                                                        config_.main.address, config_.main.password, tls_.backends,
                                                        control);
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) add_pools(i);
+  slowlog_.configure(config_.slowlog_slower_than_us, config_.slowlog_max_len);
   prepare_ = net::new_handle(loop_, this, uv_prepare_init);
   shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
   timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);
@@ -179,6 +181,7 @@ void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->end_of
 // Once per loop turn, before the loop waits for I/O: everything queued for a socket
 // goes out in one write, then the clients that closed during the turn are deleted.
 void Server::end_of_turn() {
+  ++turn_;
   if (!move_parked_.empty()) pump_parked();
   if (leases_->any_to_close()) leases_->end_of_turn();  // first: a lease that ends may let a request go
   for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
@@ -235,6 +238,48 @@ void Server::add_pools(balancer::NodeIndex i) {
   for (int resp3 = 0; resp3 < 2; ++resp3)
     for (uint32_t c = 0; c < std::max<uint32_t>(1, config_.backend_connections); ++c)
       pools_[2 * size_t{i} + resp3].add(std::make_unique<BackendConn>(*this, i, config_.nodes[i], resp3 != 0));
+}
+
+const char* latency_class_name(LatencyClass c) {
+  switch (c) {
+    case LatencyClass::Single: return "single";
+    case LatencyClass::Split: return "split";
+    case LatencyClass::SameNode: return "same_node";
+    case LatencyClass::FanOut: return "fan_out";
+    case LatencyClass::Local: return "local";
+    default: return "other";
+  }
+}
+
+LatencyClass Server::latency_class(const Request& r) {
+  if (r.cmd == nullptr) return LatencyClass::Other;
+  switch (r.cmd->route) {
+    case resp::Route::Single: return LatencyClass::Single;
+    case resp::Route::Split: return LatencyClass::Split;
+    case resp::Route::SameNode: return LatencyClass::SameNode;
+    case resp::Route::FanOut: return LatencyClass::FanOut;
+    case resp::Route::Local: return LatencyClass::Local;
+    default: return LatencyClass::Other;
+  }
+}
+
+// A slow request: its command's name (its arguments may already be gone from the
+// client's buffer: headroom keeps none), the client and the node it went to.
+void Server::log_slow(const Request& r, uint64_t ns) {
+  SlowEntry e;
+  e.unix_time = static_cast<int64_t>(std::time(nullptr));
+  e.duration_us = ns / 1000;
+  // "slowlog|get" -> "slowlog", "get": the command as typed, without its arguments
+  std::string_view name = r.cmd != nullptr ? r.cmd->name : std::string_view("(unknown)");
+  for (size_t bar; (bar = name.find('|')) != std::string_view::npos; name.remove_prefix(bar + 1))
+    e.args.emplace_back(name.substr(0, bar));
+  e.args.emplace_back(name);
+  if (r.client != nullptr) {
+    e.client_addr = r.client->peer();
+    e.client_name = r.client->name();
+  }
+  if (r.fragments.size() == 1 && r.fragments[0].node < nodes_.size()) e.node = nodes_[r.fragments[0].node].name();
+  slowlog_.add(std::move(e));
 }
 
 void Server::client_closed(ClientConn* c) {

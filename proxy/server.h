@@ -24,6 +24,7 @@
 #include "conf/config.h"
 #include "net/tls.h"
 #include "proxy/backend_pool.h"
+#include "proxy/latency.h"
 #include "proxy/leases.h"
 #include "proxy/request.h"
 #include "proxy/request_pool.h"
@@ -102,6 +103,16 @@ class Server final : private balancer::WriteTracker {
   // A backend's reply for (req, fragment); the Router takes it from there.
   void on_fragment_reply(Request* req, uint32_t fragment, std::string_view reply);
 
+  // A request's reply is queued for its client: its latency is counted (and logged if slow).
+  void answered(const Request& r) {
+    const uint64_t now = turn_ns();
+    const uint64_t ns = now > r.start_ns ? now - r.start_ns : 0;
+    latency_[static_cast<size_t>(latency_class(r))].add(ns);
+    if (slowlog_.slow(ns)) log_slow(r, ns);
+  }
+  const std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)>& latency() const { return latency_; }
+  SlowLog& slowlog() { return slowlog_; }
+
   // `c` has closed: it is deleted at the end of this loop turn, its requests orphaned.
   void client_closed(ClientConn* c);
   // HEADROOM DRAIN, or the shared set read again: the node takes new keys or not.
@@ -132,6 +143,16 @@ class Server final : private balancer::WriteTracker {
   void maybe_finish_shutdown();
   void close_idle_clients(uint64_t now_ms);
   void pump_parked();
+  // The time of this loop turn, read once per turn that answers something.
+  uint64_t turn_ns() {
+    if (turn_ns_of_ != turn_) {
+      turn_ns_ = uv_hrtime();
+      turn_ns_of_ = turn_;
+    }
+    return turn_ns_;
+  }
+  static LatencyClass latency_class(const Request& r);
+  void log_slow(const Request& r, uint64_t ns);
   void add_pools(balancer::NodeIndex node);
   void refresh_shared_state(uint64_t now_ms);
   std::string node_list() const;  // "name=address,..." sorted: what hr:nodes records
@@ -177,6 +198,11 @@ class Server final : private balancer::WriteTracker {
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> monitors_;
   std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
+  std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)> latency_{};
+  SlowLog slowlog_;
+  uint64_t turn_ = 0;  // loop turns (end_of_turn)
+  uint64_t turn_ns_of_ = UINT64_MAX;
+  uint64_t turn_ns_ = 0;
   uint64_t parked_version_ = 0;           // the directory version they were last pumped at
   bool parked_timer_due_ = false;
   uint64_t last_draining_ms_ = 0;

@@ -68,6 +68,7 @@ enum CommandFlag : uint32_t {
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, ClientUnblock, Shutdown, Monitor,
+  SlowlogGet, SlowlogLen, SlowlogReset, LatencyEmpty, LatencyReset,
   Multi, Exec, Discard, Watch, Unwatch,
   Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,
   PubsubNumsub, PubsubNumpat,

@@ -26,7 +26,11 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          "client|unblock": "ClientUnblock",
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
-         "shutdown": "Shutdown", "monitor": "Monitor"}
+         "shutdown": "Shutdown", "monitor": "Monitor",
+         # headroom's own slow log (end to end, proxy/latency.h); LATENCY as Redis with
+         # no latency events recorded (headroom's latencies are in /metrics)
+         "slowlog|get": "SlowlogGet", "slowlog|len": "SlowlogLen", "slowlog|reset": "SlowlogReset",
+         "latency|latest": "LatencyEmpty", "latency|history": "LatencyEmpty", "latency|reset": "LatencyReset"}
 # The client's transaction, queued by the proxy and run on one node (proxy/transaction.h).
 TRANSACTION = {"multi": "Multi", "exec": "Exec", "discard": "Discard", "watch": "Watch", "unwatch": "Unwatch"}
 # Pub/sub: the clients' channels on the main server, one message space for every

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis
 
 from cluster import Cluster, free_port, wait_for
 
@@ -246,3 +247,40 @@ def test_the_live_page_in_chromium_shows_what_stats_says(admin):
     finally:
         load.stop.set()
         load.join()
+
+
+def test_slowlog_and_latency_answer_as_redis_does_from_headroom_s_own_figures():
+    c = Cluster(settings={"slowlog": "{slower_than_us: 0, max_len: 3}"})
+    try:
+        r = c.proxy.client()
+        r.slowlog_reset()
+        r.set("sk", "v")
+        r.get("sk")
+        assert len(r.slowlog_get(2)) == 2  # redis-py parses the entries
+        raw_entries = r.execute_command("SLOWLOG", "GET", "10")
+        assert len(raw_entries) == 3  # max_len
+        newest = raw_entries[0]
+        assert len(newest) == 6 and isinstance(newest[2], int) and newest[3] == [b"slowlog", b"get"]
+        assert b"get" in [e[3][0] for e in raw_entries]
+        assert r.slowlog_len() == 3
+        assert r.execute_command("SLOWLOG", "RESET") == b"OK"
+        assert r.slowlog_len() <= 1  # the RESET itself may be logged after
+        assert r.execute_command("LATENCY", "LATEST") == []
+        assert r.execute_command("LATENCY", "HISTORY", "command") == []
+        with pytest.raises(redis.ResponseError, match="count should be greater than or equal to -1"):
+            r.execute_command("SLOWLOG", "GET", "-5")
+    finally:
+        c.close()
+
+
+def test_metrics_have_latency_histograms_by_command_class(admin):
+    r = admin.proxy.client()
+    for i in range(20):
+        r.set(f"h{i}", i)
+        r.mget(f"h{i}", f"h{i + 1}")
+    text = http(admin, "/metrics")[2].decode()
+    for cls in ("single", "split", "local"):
+        assert f'headroom_request_duration_seconds_count{{class="{cls}"}}' in text
+    assert 'headroom_request_duration_seconds_bucket{class="single",le="+Inf"}' in text
+    count = [line for line in text.splitlines() if line.startswith('headroom_request_duration_seconds_count{class="split"}')]
+    assert int(float(count[0].split()[-1])) >= 20
