@@ -443,7 +443,7 @@ void Mover::remove_from_source(const std::vector<size_t>& committed) {
       finish();
       return;
     }
-    forget_cleanup(from_, keys);
+    cleanup_set("SREM", from_, keys);
     finish();
   });
 }
@@ -455,23 +455,13 @@ std::string Mover::cleanup_member(NodeIndex node, std::string_view key) const {
   return m;
 }
 
-void Mover::list_cleanup(NodeIndex node, const std::vector<std::string>& keys) {
+// SADD (list) or SREM (forget) of the keys' members of hr:moves:clean, in calls of 512.
+void Mover::cleanup_set(const char* op, NodeIndex node, const std::vector<std::string>& keys) {
   constexpr size_t kPerCall = 512;
   for (size_t from = 0; from < keys.size(); from += kPerCall) {
     std::vector<std::string> members;
     for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
-    std::vector<std::string_view> argv = {"SADD", kCleanupKey};
-    for (const auto& m : members) argv.push_back(m);
-    c_.main().command(argv, [](redisReply*) {});
-  }
-}
-
-void Mover::forget_cleanup(NodeIndex node, const std::vector<std::string>& keys) {
-  constexpr size_t kPerCall = 512;
-  for (size_t from = 0; from < keys.size(); from += kPerCall) {
-    std::vector<std::string> members;
-    for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
-    std::vector<std::string_view> argv = {"SREM", kCleanupKey};
+    std::vector<std::string_view> argv = {op, kCleanupKey};
     for (const auto& m : members) argv.push_back(m);
     c_.main().command(argv, [](redisReply*) {});
   }
@@ -564,7 +554,7 @@ void Mover::commit() {
   }
   // Listed before the commit, on the same connection: committed, their source copies
   // are known to go whatever happens to this mover.
-  list_cleanup(from_, copied);
+  cleanup_set("SADD", from_, copied);
   end_moves('C', all, true);
 }
 
@@ -633,7 +623,7 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
         requeue("deleting copies after a FLUSHALL failed");
         return;
       }
-      forget_cleanup(from_, keys);
+      cleanup_set("SREM", from_, keys);
       end_moves('U', flushed, true);
     });
   });

@@ -96,8 +96,7 @@ class Mover {
   void restore();
   void remove_from_source(const std::vector<size_t>& committed);
   std::string cleanup_member(NodeIndex node, std::string_view key) const;
-  void list_cleanup(NodeIndex node, const std::vector<std::string>& keys);
-  void forget_cleanup(NodeIndex node, const std::vector<std::string>& keys);
+  void cleanup_set(const char* op, NodeIndex node, const std::vector<std::string>& keys);
   void clean_up();
   void requeue(const std::string& why);
   void commit();

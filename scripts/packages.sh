@@ -1,7 +1,7 @@
 # Installs the Debian packages headroom needs, only if some are missing.
 # Sourced by scripts/run-default and scripts/test.
 HEADROOM_PACKAGES=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libyaml-cpp-dev
-  libspdlog-dev libssl-dev openssl doctest-dev libhttp-parser-dev prometheus-cpp-dev prometheus chromium redis-server redis-tools python3 python3-pytest python3-redis
+  libspdlog-dev libssl-dev openssl doctest-dev libhttp-parser-dev prometheus-cpp-dev prometheus prometheus-redis-exporter chromium redis-server redis-tools python3 python3-pytest python3-redis
   nutcracker docker-compose valgrind)
 
 install_missing_packages() {

@@ -284,3 +284,29 @@ def test_metrics_have_latency_histograms_by_command_class(admin):
     assert 'headroom_request_duration_seconds_bucket{class="single",le="+Inf"}' in text
     count = [line for line in text.splitlines() if line.startswith('headroom_request_duration_seconds_count{class="split"}')]
     assert int(float(count[0].split()[-1])) >= 20
+
+
+def test_prometheus_redis_exporter_scrapes_headroom_without_errors(admin):
+    exe = shutil.which("prometheus-redis-exporter")
+    if exe is None:
+        pytest.skip("prometheus-redis-exporter (Debian's package) is not installed")
+    port = free_port()
+    p = subprocess.Popen([exe, "-redis.addr", f"redis://127.0.0.1:{admin.proxy.port}",
+                          "-web.listen-address", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        def scraped():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        wait_for(lambda: scraped() is not None, 30, "the exporter answers")
+        text = scraped()
+        assert "redis_up 1" in text, text[-2000:]
+        assert 'redis_exporter_last_scrape_error{err=""} 0' in text, [
+            line for line in text.splitlines() if "scrape_error" in line]
+    finally:
+        p.terminate()
+        out = p.communicate(timeout=10)[0].decode()
+    assert "level=error" not in out, out[-2000:]
