@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <cctype>
+#include <cstdio>
 #include <span>
 #include <string>
 
@@ -132,6 +133,26 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "coordinator_sweep_catching_up", coord.active() && coord.sweep().catching_up() ? 1 : 0);
     line(out, "coordinator_sweep_entries_checked", coord.sweep().entries_checked());
     line(out, "coordinator_sweep_keys_scanned", coord.sweep().keys_scanned());
+    out += "\r\n";
+  }
+  // As Redis: not in the default sections; with "all", "everything" or by name.
+  bool everything = false;
+  for (auto a : sections) everything |= resp::iequals(a, "all") || resp::iequals(a, "everything");
+  bool named = false;
+  for (auto a : sections) named |= resp::iequals(a, "commandstats");
+  if (everything || named) {  // calls, time (end to end through headroom), failures
+    out += "# Commandstats\r\n";
+    const auto rows = resp::all_commands();
+    const auto& cs = server.command_stats();
+    for (size_t i = 0; i < cs.size(); ++i) {
+      if (cs[i].calls == 0) continue;
+      const uint64_t usec = cs[i].ns / 1000;
+      char per[32];
+      std::snprintf(per, sizeof per, "%.2f", static_cast<double>(usec) / static_cast<double>(cs[i].calls));
+      line(out, "cmdstat_" + std::string(rows[i].name),
+           "calls=" + std::to_string(cs[i].calls) + ",usec=" + std::to_string(usec) + ",usec_per_call=" + per +
+               ",rejected_calls=0,failed_calls=" + std::to_string(cs[i].failed));
+    }
     out += "\r\n";
   }
   if (want("moves")) {  // docs/moves.md; the mover's counters are the coordinator's

@@ -38,6 +38,13 @@ struct LatencyHistogram {
   static double bound_seconds(size_t b) { return static_cast<double>(uint64_t{1} << b) * 1.024e-6; }
 };
 
+// Per command (a row of the command table): INFO commandstats, /metrics.
+struct CommandStats {
+  uint64_t calls = 0;
+  uint64_t failed = 0;  // answered with an error
+  uint64_t ns = 0;      // end to end, summed
+};
+
 struct SlowEntry {
   uint64_t id = 0;
   int64_t unix_time = 0;

@@ -87,6 +87,19 @@ std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
     m.histogram.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
     hist.metric.push_back(std::move(m));
   }
+  auto& calls = f.family("headroom_command_calls_total", "Calls, by command (INFO commandstats).", MetricType::Counter);
+  auto& failed = f.family("headroom_command_failed_total", "Calls answered with an error, by command.", MetricType::Counter);
+  auto& spent = f.family("headroom_command_duration_seconds_total", "Time spent, end to end, by command.",
+                         MetricType::Counter);
+  const auto rows = resp::all_commands();
+  const auto& cs = server.command_stats();
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (cs[i].calls == 0) continue;
+    const std::vector<ClientMetric::Label> l = {{"command", std::string(rows[i].name)}};
+    f.add(calls, static_cast<double>(cs[i].calls), l);
+    f.add(failed, static_cast<double>(cs[i].failed), l);
+    f.add(spent, static_cast<double>(cs[i].ns) / 1e9, l);
+  }
   f.counter("headroom_net_input_bytes_total", "Bytes read from clients.", static_cast<double>(s.net_input_bytes));
   f.counter("headroom_net_output_bytes_total", "Bytes written to clients.", static_cast<double>(s.net_output_bytes));
 

@@ -88,6 +88,7 @@ struct Request {
   bool blocking = false;       // a blocking call, on a lease (route_blocking.cpp); its keys are held
   bool keys_invalid = false;   // arguments Redis will reject (numkeys too large, ...)
   bool flush_begun = false;    // FLUSHALL: counted on the main server (Router::begin_flush)
+  bool failed = false;         // its reply is an error (INFO commandstats' failed_calls)
   bool colocating = false;     // SameNode: its keys were asked to move together (rebalance.colocate)
   std::string error;           // a placement's failure, replied when the request goes
 
@@ -139,6 +140,7 @@ struct Request {
     blocking = false;
     keys_invalid = false;
     flush_begun = false;
+    failed = false;
     colocating = false;
     error.clear();
     done = owner_done = false;

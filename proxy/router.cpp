@@ -58,6 +58,7 @@ void Router::config_changed() {
 
 void Router::reply_error(Request* req, std::string_view msg) {
   ++server_.stats().error_replies;
+  req->failed = true;
   req->reply.clear();
   resp::add_error(req->reply, msg);
   complete(req);
@@ -450,6 +451,7 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
     return;
   }
   if (req->fragments.size() == 1 && req->cmd->merge != Merge::Scan) {
+    req->failed = reply[0] == '-';
     if (req->client->deliver_head(req, reply)) return;  // the common case: no copy
     req->reply.append(reply);
     complete(req);
@@ -466,7 +468,7 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
 void Router::finish(Request* req) {
   if (req->cmd->has(resp::kFlushes)) mark_flushed(req);
   merge_fragments(*req, server_.nodes().size());
-  if (req->cmd->has(resp::kResetsStats) && req->reply.view() == "+OK\r\n") server_.stats() = Stats{};
+  if (req->cmd->has(resp::kResetsStats) && req->reply.view() == "+OK\r\n") server_.reset_stats();
   complete(req);
   req->client->request_done();
 }

@@ -39,6 +39,8 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
                                                        control);
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) add_pools(i);
   slowlog_.configure(config_.slowlog_slower_than_us, config_.slowlog_max_len);
+  commands_ = resp::all_commands().data();
+  command_stats_.assign(resp::all_commands().size(), CommandStats{});
   prepare_ = net::new_handle(loop_, this, uv_prepare_init);
   shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
   timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);

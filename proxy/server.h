@@ -108,7 +108,19 @@ class Server final : private balancer::WriteTracker {
     const uint64_t now = turn_ns();
     const uint64_t ns = now > r.start_ns ? now - r.start_ns : 0;
     latency_[static_cast<size_t>(latency_class(r))].add(ns);
+    if (r.cmd != nullptr) {
+      CommandStats& c = command_stats_[static_cast<size_t>(r.cmd - commands_)];
+      ++c.calls;
+      c.ns += ns;
+      c.failed += r.failed ? 1 : 0;
+    }
     if (slowlog_.slow(ns)) log_slow(r, ns);
+  }
+  const std::vector<CommandStats>& command_stats() const { return command_stats_; }
+  // CONFIG RESETSTAT: INFO's counters and the command stats start again.
+  void reset_stats() {
+    stats_ = Stats{};
+    command_stats_.assign(command_stats_.size(), CommandStats{});
   }
   const std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)>& latency() const { return latency_; }
   SlowLog& slowlog() { return slowlog_; }
@@ -200,6 +212,8 @@ class Server final : private balancer::WriteTracker {
   std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
   std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)> latency_{};
   SlowLog slowlog_;
+  const resp::CommandInfo* commands_ = nullptr;  // the command table's first row
+  std::vector<CommandStats> command_stats_;      // per row
   uint64_t turn_ = 0;  // loop turns (end_of_turn)
   uint64_t turn_ns_of_ = UINT64_MAX;
   uint64_t turn_ns_ = 0;

@@ -310,3 +310,21 @@ def test_prometheus_redis_exporter_scrapes_headroom_without_errors(admin):
         p.terminate()
         out = p.communicate(timeout=10)[0].decode()
     assert "level=error" not in out, out[-2000:]
+
+
+def test_commandstats_count_calls_and_failures_by_command(admin):
+    r = admin.proxy.client()
+
+    before = r.info("commandstats").get("cmdstat_incr", {}).get("calls", 0)
+    failed_before = r.info("commandstats").get("cmdstat_incr", {}).get("failed_calls", 0)
+    r.set("cs:str", "not a number")
+    for i in range(5):
+        r.execute_command("INCR", "cs:n")  # (redis-py's incr() sends INCRBY)
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("INCR", "cs:str")
+    stats = r.info("commandstats")["cmdstat_incr"]
+    assert stats["calls"] == before + 6 and stats["failed_calls"] == failed_before + 1
+    assert "cmdstat_incr" not in r.info()  # not a default section, as in Redis
+    text = http(admin, "/metrics")[2].decode()
+    assert 'headroom_command_calls_total{command="incr"}' in text
+    assert 'headroom_command_failed_total{command="incr"}' in text
