@@ -677,6 +677,7 @@ void Mover::requeue(const std::string& why) {
   for (auto& it : items_)
     if (interrupted_keys_.insert(it.dir_key).second) interrupted_.emplace_back(it.dir_key, it.value);
   retry_after_ms_ = uv_now(c_.loop()) + 1000;
+  cleanup_due_ = true;  // a commit may have run unanswered: its listed source copies go
   phase_ = Phase::Idle;
 }
 

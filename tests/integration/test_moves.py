@@ -40,8 +40,9 @@ def moved_entries(c):
 
 
 def settled(c):
-    """Nothing asked of the rebalancer is left, and no entry is moving on any proxy."""
-    if c.main.client.llen("hr:rebalance:asked") != 0:
+    """Nothing asked of the rebalancer is left, no entry is moving on any proxy, and no
+    committed move's source copy is still to delete (hr:moves:clean)."""
+    if c.main.client.llen("hr:rebalance:asked") != 0 or c.main.client.scard("hr:moves:clean") != 0:
         return False
     return all(nodes_report(p.client())["mover"]["moving_now"] == "0" for p in c.proxies if p.proc is not None)
 
