@@ -35,6 +35,8 @@ inline constexpr std::string_view kFlushesKey = "hr:dir:flushes";
 inline constexpr std::string_view kDrainingKey = "hr:draining";   // set: the data nodes being drained
 inline constexpr std::string_view kNodesKey = "hr:nodes";  // the node list last recorded by a proxy (proxy/reload.cpp)
 inline constexpr std::string_view kProxyNodesKey = "hr:proxy_nodes";  // hash: proxy id -> its node list
+// set: "<node>\n<key>" for each source copy of a committed move not yet deleted (balancer/mover.h)
+inline constexpr std::string_view kMovesCleanKey = "hr:moves:clean";
 inline constexpr std::string_view kAskedKey = "hr:rebalance:asked";  // list: what HEADROOM asked the rebalancer
 inline constexpr std::string_view kLayoutKey = "hr:dir:layout";
 inline constexpr std::string_view kProxiesKey = "hr:proxies";

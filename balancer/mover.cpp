@@ -17,8 +17,7 @@ using scripts::Script;
 namespace {
 
 constexpr size_t kMaxInterruptedPerBatch = 256;
-// Source copies of committed moves not yet deleted: "<node>\n<key>" (Mover::clean_up).
-constexpr std::string_view kCleanupKey = "hr:moves:clean";
+using scripts::kMovesCleanKey;
 
 // The data-node side of the fence (see mover.h). Each runs on a node, atomically:
 // once a newer coordinator's fence is there, an older mover's writes are refused.
@@ -461,7 +460,7 @@ void Mover::cleanup_set(const char* op, NodeIndex node, const std::vector<std::s
   for (size_t from = 0; from < keys.size(); from += kPerCall) {
     std::vector<std::string> members;
     for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
-    std::vector<std::string_view> argv = {op, kCleanupKey};
+    std::vector<std::string_view> argv = {op, kMovesCleanKey};
     for (const auto& m : members) argv.push_back(m);
     c_.main().command(argv, [](redisReply*) {});
   }
@@ -474,7 +473,7 @@ void Mover::clean_up() {
   phase_ = Phase::Cleanup;
   cleanup_due_ = false;
   const uint64_t gen = gen_;
-  c_.main().command({"SRANDMEMBER", kCleanupKey, "512"}, [this, gen](redisReply* r) {
+  c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
       phase_ = Phase::Idle;
@@ -500,11 +499,11 @@ void Mover::clean_up() {
           const NodeIndex node = found.value();
           const std::string key = m.substr(nl + 1);
           if (entry && ev.node == c_.nodes()[node].name() && ev.moving_to.empty()) {
-            c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});  // undone: the key itself
+            c_.main().command({"SREM", kMovesCleanKey, m}, [](redisReply*) {});  // undone: the key itself
           } else if (!entry || (ev.moving_to.empty() && ev.node != c_.nodes()[node].name())) {
             delete_on(node, {key}, [this, gen, m](bool ok) {
               if (gen != gen_) return;
-              if (ok) c_.main().command({"SREM", kCleanupKey, m}, [](redisReply*) {});
+              if (ok) c_.main().command({"SREM", kMovesCleanKey, m}, [](redisReply*) {});
               else cleanup_due_ = true;
             });
           }  // still moving: its batch lists it again

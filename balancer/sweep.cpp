@@ -171,9 +171,18 @@ void Sweep::on_scan(NodeIndex node, redisReply* r) {
                       [this, gen, node, k = std::string(dk)](redisReply* e) {
                         if (gen != generation_ || e == nullptr) return;
                         if (e->type == REDIS_REPLY_NIL) {
-                          spdlog::warn("sweep: key on node {} had no directory entry: given one there",
-                                       c_.nodes()[node].name());
-                          c_.adopt(k, node);
+                          // A committed move's source copy not yet deleted is no orphan:
+                          // adopting it would bring back a key deleted since on its new node.
+                          std::string member = c_.nodes()[node].name() + '\n' + k;
+                          c_.main().command({"SISMEMBER", scripts::kMovesCleanKey, member},
+                                            [this, gen, node, k](redisReply* m) {
+                                              if (gen != generation_ || m == nullptr ||
+                                                  m->type != REDIS_REPLY_INTEGER || m->integer != 0)
+                                                return;
+                                              spdlog::warn("sweep: key on node {} had no directory entry: given "
+                                                           "one there", c_.nodes()[node].name());
+                                              c_.adopt(k, node);
+                                            });
                           return;
                         }
                         if (e->type != REDIS_REPLY_STRING) return;

@@ -38,6 +38,12 @@ void Server::record_node_list() {
   publisher_->command({"SET", balancer::scripts::kNodesKey, node_list()}, [](redisReply*) {});
 }
 
+namespace {
+void log_drain_error(const std::string& error) {
+  if (!error.empty()) spdlog::warn("reload: the drain mark is not recorded: {}", error);
+}
+}  // namespace
+
 std::string Server::reload() {
   conf::Config next;
   try {
@@ -92,9 +98,7 @@ std::string Server::reload() {
   // Running nodes: capacity and the drain mark.
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) {
     const conf::BackendConfig& n = *matched[i];
-    if (n.drain != config_.nodes[i].drain && publisher() != nullptr)
-      publisher_->command({n.drain ? "SADD" : "SREM", balancer::scripts::kDrainingKey, n.name}, [](redisReply*) {});
-    if (n.drain != config_.nodes[i].drain) set_draining(i, n.drain);
+    if (n.drain != config_.nodes[i].drain) drain_node(i, n.drain, log_drain_error);
     config_.nodes[i].capacity = nodes_[i].config.capacity = n.capacity;
     config_.nodes[i].drain = nodes_[i].config.drain = n.drain;
   }
@@ -113,8 +117,7 @@ std::string Server::reload() {
     poller_->node_added(i);
     leases_->node_added();
     coordinator_->node_added(i);
-    if (n.drain && publisher() != nullptr)
-      publisher_->command({"SADD", balancer::scripts::kDrainingKey, n.name}, [](redisReply*) {});
+    if (n.drain) drain_node(i, true, log_drain_error);
     spdlog::info("reload: node {} ({}) added", n.name, conf::to_string(n.address));
     ++added;
   }

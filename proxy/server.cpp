@@ -329,8 +329,8 @@ void Server::refresh_shared_state(uint64_t now) {
   });
   if (!draining_announced_) {
     // Nodes the config marks `drain: true` join the set (HEADROOM DRAIN <node> OFF takes one out).
-    for (const auto& n : config_.nodes)
-      if (n.drain) publisher_->command({"SADD", balancer::scripts::kDrainingKey, n.name}, [](redisReply*) {});
+    for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i)
+      if (config_.nodes[i].drain) drain_node(i, true, [](const std::string&) {});  // read back below, or next second
     draining_announced_ = true;
   }
   publisher_->command({"SMEMBERS", balancer::scripts::kDrainingKey}, [this](redisReply* r) {
