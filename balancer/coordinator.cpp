@@ -50,6 +50,7 @@ Coordinator::Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegist
   lease_timer_ = net::new_handle(loop_, this, uv_timer_init);
   tick_timer_ = net::new_handle(loop_, this, uv_timer_init);
   barrier_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  kick_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 Coordinator::~Coordinator() {
@@ -57,6 +58,7 @@ Coordinator::~Coordinator() {
   net::close_and_delete(lease_timer_);
   net::close_and_delete(tick_timer_);
   net::close_and_delete(barrier_timer_);
+  net::close_and_delete(kick_timer_);
 }
 
 void Coordinator::start() {
@@ -138,6 +140,7 @@ void Coordinator::became_inactive(const std::string& why) {
   settle_in_flight_ = false;
   uv_timer_stop(tick_timer_);
   uv_timer_stop(barrier_timer_);
+  uv_timer_stop(kick_timer_);
   for (auto& l : links_) {
     if (l.cmd) l.cmd->stop();
     if (l.sub) l.sub->stop();
@@ -329,6 +332,19 @@ void Coordinator::watch_barrier() {
         self->poll_proxies();
       },
       kBarrierPollMs, kBarrierPollMs);
+}
+
+void Coordinator::mover_idle() {
+  if (!active()) return;
+  uv_timer_start(
+      kick_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Coordinator*>(t->data);
+        if (!self->active()) return;
+        self->mover_->tick();
+        self->rebalancer_->tick();
+      },
+      0, 0);
 }
 
 void Coordinator::poll_proxies() {

@@ -99,6 +99,9 @@ class Coordinator {
   // A move waits for the barrier: the proxies are polled every few ms until it passes
   // (the proxies acknowledge at once), so a move holds its keys for a few ms, not a tick.
   void watch_barrier();
+  // The mover went idle: the rebalancer's next batch (a drain's, chosen while this one
+  // ran) begins in the next loop turn, not at the next tick.
+  void mover_idle();
 
  private:
   struct NodeLink {
@@ -148,6 +151,7 @@ class Coordinator {
   uv_timer_t* lease_timer_ = nullptr;  // takes or renews the lease; owned
   uv_timer_t* tick_timer_ = nullptr;   // barrier, settling, retires, sweep; owned
   uv_timer_t* barrier_timer_ = nullptr;  // while a move waits for the barrier; owned
+  uv_timer_t* kick_timer_ = nullptr;     // mover_idle's next turn; owned
 
   uint64_t token_ = 0;        // the lease's token while active (0: not the coordinator)
   std::string lease_value_;   // "<proxy id> <token>", as the scripts check it

@@ -520,6 +520,9 @@ void MainStore::beat_now() {
       holds_->registered(origin_);  // under this id: a new one after a fence, or the main server's restart
     }
     registered_ = true;
+    // Acknowledgements that came while this beat was out (a move's barrier waits
+    // for them) go now, not at the next heartbeat.
+    if (acked_seq() > acked_reported_) beat_now();
   });
   if (beat_in_flight_) acked_reported_ = acked;
 }

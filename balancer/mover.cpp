@@ -27,13 +27,19 @@ local f = tonumber(redis.call('GET', 'hr:mover:fence') or '0')
 if tonumber(ARGV[1]) > f then redis.call('SET', 'hr:mover:fence', ARGV[1]) end
 return 1
 )";
+// KEYS: the keys; ARGV: the token, then per key its TTL (ms, 0: none) and DUMP payload.
 constexpr std::string_view kNodeRestore = R"(
 redis.call('SELECT', 1)
 local f = tonumber(redis.call('GET', 'hr:mover:fence') or '0')
 redis.call('SELECT', 0)
 if tonumber(ARGV[1]) < f then return redis.error_reply('FENCED a newer coordinator moves keys now') end
-return redis.call('RESTORE', KEYS[1], ARGV[2], ARGV[3], 'REPLACE')
+for i, k in ipairs(KEYS) do redis.call('RESTORE', k, ARGV[2 * i], ARGV[2 * i + 1], 'REPLACE') end
+return #KEYS
 )";
+// One restore call carries at most this many keys or payload bytes: a script blocks
+// its node while it runs, so each stays short (about a millisecond).
+constexpr size_t kRestoreKeysPerCall = 128;
+constexpr size_t kRestoreBytesPerCall = 1 << 20;
 constexpr std::string_view kNodeUnlink = R"(
 redis.call('SELECT', 1)
 local f = tonumber(redis.call('GET', 'hr:mover:fence') or '0')
@@ -63,6 +69,25 @@ uint64_t Mover::barrier_timeout_ms() const {
   return std::max<uint64_t>(100, request_ms / 2);
 }
 
+void Mover::enter(Phase p) {
+  const uint64_t now = uv_now(c_.loop());
+  const uint64_t spent = now - phase_ms_;
+  switch (phase_) {
+    case Phase::Begin: counters_.ms_begin += spent; break;
+    case Phase::Barrier: counters_.ms_barrier += spent; break;
+    case Phase::Collect:
+    case Phase::Copy: counters_.ms_copy += spent; break;
+    case Phase::Restore: counters_.ms_restore += spent; break;
+    case Phase::Commit: counters_.ms_commit += spent; break;
+    case Phase::Delete: counters_.ms_delete += spent; break;
+    default: break;
+  }
+  const bool went_idle = p == Phase::Idle && phase_ != Phase::Idle;
+  phase_ = p;
+  phase_ms_ = now;
+  if (went_idle) c_.mover_idle();
+}
+
 void Mover::begin(uint64_t token) {
   end();
   token_ = token;
@@ -73,7 +98,7 @@ void Mover::begin(uint64_t token) {
 
 void Mover::end() {
   ++gen_;  // every callback of the batch in flight is ignored from now
-  phase_ = Phase::Idle;
+  enter(Phase::Idle);
   items_.clear();
   token_ = 0;
   interrupted_.clear();
@@ -102,7 +127,7 @@ bool Mover::start(NodeIndex from, NodeIndex to, std::vector<std::string> dir_key
       c_.node_conn(from) == nullptr || c_.node_conn(to) == nullptr || !c_.main().up())
     return false;
   ++gen_;
-  phase_ = Phase::Begin;
+  enter(Phase::Begin);
   last_bytes_ = last_keys_ = 0;
   from_ = from;
   to_ = to;
@@ -133,18 +158,18 @@ void Mover::begun(redisReply* r) {
   if (r != nullptr && r->type == REDIS_REPLY_ERROR && reply_text(r).starts_with("UNKNOWNNODE")) {
     // A proxy has not reloaded the config that added the destination yet: later.
     if (counters_.waits_for_config++ % 100 == 0) spdlog::warn("mover: {}; moves there wait", reply_text(r));
-    phase_ = Phase::Idle;
+    enter(Phase::Idle);
     return;
   }
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
     if (r != nullptr && c_.lease_lost(r)) return;
     spdlog::warn("mover: the begin of a move was not answered");
     ++counters_.errors;
-    phase_ = Phase::Idle;  // if it ran, the sweep finds its entries moving and they are finished
+    enter(Phase::Idle);  // if it ran, the sweep finds its entries moving and they are finished
     return;
   }
   if (r->elements < 2 || r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer == 0) {
-    phase_ = Phase::Idle;  // no entry could move (changed meanwhile, held, or flushed)
+    enter(Phase::Idle);  // no entry could move (changed meanwhile, held, or flushed)
     return;
   }
   seq_ = static_cast<uint64_t>(r->element[0]->integer);
@@ -157,7 +182,7 @@ void Mover::begun(redisReply* r) {
     kept.back().value = value;
   }
   items_ = std::move(kept);
-  phase_ = Phase::Barrier;
+  enter(Phase::Barrier);
   c_.watch_barrier();
   tick();
 }
@@ -225,7 +250,7 @@ void Mover::tick() {
   begun_ms_ = uv_now(c_.loop());
   // Only entries still exactly as found: the mover is the only writer of moving
   // entries, and this check comes after anything of its own that could change them.
-  phase_ = Phase::Begin;
+  enter(Phase::Begin);
   left_ = items_.size();
   const uint64_t gen = gen_;
   auto still = std::make_shared<std::vector<bool>>(items_.size(), false);
@@ -240,10 +265,10 @@ void Mover::tick() {
                           if ((*still)[k]) kept.push_back(std::move(items_[k]));
                         items_ = std::move(kept);
                         if (items_.empty()) {
-                          phase_ = Phase::Idle;
+                          enter(Phase::Idle);
                           return;
                         }
-                        phase_ = Phase::Barrier;
+                        enter(Phase::Barrier);
                         c_.watch_barrier();
                         tick();
                       });
@@ -255,7 +280,7 @@ void Mover::tick() {
 // Past the barrier: an entry a proxy holds now (a blocking call that began there before
 // it applied the begin waits on the source) does not move; it goes back, live.
 void Mover::check_holds() {
-  phase_ = Phase::Collect;
+  enter(Phase::Collect);
   resp::Buffer call;
   scripts::encode_head(call, Script::MoveHeld, 0, 1 + items_.size());
   resp::add_bulk(call, c_.lease_value());
@@ -283,7 +308,7 @@ void Mover::check_holds() {
       if (std::find(held.begin(), held.end(), i) == held.end()) kept.push_back(std::move(items_[i]));
     items_ = std::move(kept);
     if (items_.empty()) {
-      phase_ = Phase::Idle;
+      enter(Phase::Idle);
       return;
     }
     collect();
@@ -292,7 +317,7 @@ void Mover::check_holds() {
 }
 
 void Mover::collect() {
-  phase_ = Phase::Collect;
+  enter(Phase::Collect);
   left_ = 0;
   for (size_t i = 0; i < items_.size(); ++i) {
     if (is_tag(items_[i].dir_key)) {
@@ -336,7 +361,7 @@ void Mover::scan_tag(size_t item, std::string cursor) {
 
 void Mover::copy() {
   if (failed_) return;
-  phase_ = Phase::Copy;
+  enter(Phase::Copy);
   ControlConn* src = c_.node_conn(from_);
   if (src == nullptr) {
     fail("the source node is unreachable");
@@ -384,7 +409,7 @@ void Mover::step_done() {
 }
 
 void Mover::restore() {
-  phase_ = Phase::Restore;
+  enter(Phase::Restore);
   ControlConn* dst = c_.node_conn(to_);
   if (dst == nullptr) {
     fail("the destination node is unreachable");
@@ -393,6 +418,33 @@ void Mover::restore() {
   left_ = 0;
   const uint64_t gen = gen_;
   const std::string token = std::to_string(token_);
+  std::vector<std::string> ttls;  // the call's TTLs, as text (argv points into them)
+  std::vector<std::pair<size_t, size_t>> call;  // (item, key) of the call being built
+  size_t call_bytes = 0;
+  auto send = [&] {
+    if (call.empty()) return;
+    ttls.clear();
+    for (auto [i, k] : call) ttls.push_back(std::to_string(items_[i].ttls[k] > 0 ? items_[i].ttls[k] : 0));
+    const std::string nkeys = std::to_string(call.size());
+    std::vector<std::string_view> argv = {"EVAL", kNodeRestore, nkeys};
+    for (auto [i, k] : call) argv.push_back(items_[i].keys[k]);
+    argv.push_back(token);
+    for (size_t c = 0; c < call.size(); ++c) {
+      argv.push_back(ttls[c]);
+      argv.push_back(items_[call[c].first].dumps[call[c].second]);
+    }
+    ++left_;
+    dst->command(argv, [this, gen](redisReply* r) {
+      if (gen != gen_) return;
+      if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+        if (r != nullptr) spdlog::warn("mover: RESTORE on the destination answered {}", reply_text(r));
+        failed_ = true;
+      }
+      step_done();
+    });
+    call.clear();
+    call_bytes = 0;
+  };
   for (size_t i = 0; i < items_.size(); ++i) {
     Item& it = items_[i];
     for (size_t k = 0; k < it.keys.size(); ++k) {
@@ -402,20 +454,14 @@ void Mover::restore() {
         it.dumps[k].clear();
         continue;
       }
-      const std::string ttl = std::to_string(it.ttls[k] > 0 ? it.ttls[k] : 0);
-      ++left_;
       it.restored_any = true;
       last_bytes_ += it.dumps[k].size();
-      dst->command({"EVAL", kNodeRestore, "1", it.keys[k], token, ttl, it.dumps[k]}, [this, gen](redisReply* r) {
-        if (gen != gen_) return;
-        if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
-          if (r != nullptr) spdlog::warn("mover: RESTORE on the destination answered {}", reply_text(r));
-          failed_ = true;
-        }
-        step_done();
-      });
+      call.emplace_back(i, k);
+      call_bytes += it.dumps[k].size();
+      if (call.size() == kRestoreKeysPerCall || call_bytes >= kRestoreBytesPerCall) send();
     }
   }
+  send();
   if (left_ == 0) commit();
 }
 
@@ -423,7 +469,7 @@ void Mover::restore() {
 // (hr:moves:clean), so a mover that dies before deleting them leaves them for the next
 // coordinator (clean_up), never for the sweep to mistake for orphans.
 void Mover::remove_from_source(const std::vector<size_t>& committed) {
-  phase_ = Phase::Delete;
+  enter(Phase::Delete);
   std::vector<std::string> keys;
   for (size_t i : committed)
     for (size_t k = 0; k < items_[i].keys.size(); ++k)
@@ -470,13 +516,13 @@ void Mover::cleanup_set(const char* op, NodeIndex node, const std::vector<std::s
 // its entry, read now, names another node (or none); one whose entry names its node
 // again (the move was undone) is the key itself and stays. Runs while no batch does.
 void Mover::clean_up() {
-  phase_ = Phase::Cleanup;
+  enter(Phase::Cleanup);
   cleanup_due_ = false;
   const uint64_t gen = gen_;
   c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
-      phase_ = Phase::Idle;
+      enter(Phase::Idle);
       if (r == nullptr) cleanup_due_ = true;
       return;
     }
@@ -509,7 +555,7 @@ void Mover::clean_up() {
           }  // still moving: its batch lists it again
         }
         if (--*left == 0) {
-          phase_ = Phase::Idle;
+          enter(Phase::Idle);
           if (members->size() >= 512) cleanup_due_ = true;  // once more: until the set is empty
         }
       });
@@ -543,7 +589,7 @@ void Mover::delete_on(NodeIndex node, const std::vector<std::string>& keys, std:
 }
 
 void Mover::commit() {
-  phase_ = Phase::Commit;
+  enter(Phase::Commit);
   std::vector<size_t> all(items_.size());
   std::vector<std::string> copied;
   for (size_t i = 0; i < all.size(); ++i) {
@@ -589,7 +635,7 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
     const auto changed = static_cast<uint64_t>(r->element[0]->integer);
     if (mode == 'U') {
       counters_.entries_undone += changed;
-      if (then_idle) phase_ = Phase::Idle;
+      if (then_idle) enter(Phase::Idle);
       return;
     }
     // Commits refused because a FLUSHALL began during the move: the destination's
@@ -635,12 +681,12 @@ void Mover::end_moves(char mode, const std::vector<size_t>& which, bool then_idl
 void Mover::finish() {
   for (const auto& it : items_)
     for (const auto& d : it.dumps) counters_.bytes_moved += d.size();
-  phase_ = Phase::Idle;
+  enter(Phase::Idle);
 }
 
 void Mover::undo(const std::string& why) {
   spdlog::warn("mover: {} entries go back to node {}: {}", items_.size(), c_.nodes()[from_].name(), why);
-  phase_ = Phase::Undo;
+  enter(Phase::Undo);
   std::vector<size_t> all(items_.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   // What this batch, or (finishing) an earlier attempt, may have restored there.
@@ -677,7 +723,7 @@ void Mover::requeue(const std::string& why) {
     if (interrupted_keys_.insert(it.dir_key).second) interrupted_.emplace_back(it.dir_key, it.value);
   retry_after_ms_ = uv_now(c_.loop()) + 1000;
   cleanup_due_ = true;  // a commit may have run unanswered: its listed source copies go
-  phase_ = Phase::Idle;
+  enter(Phase::Idle);
 }
 
 }  // namespace headroom::balancer

@@ -49,6 +49,10 @@ struct MoverCounters {
   uint64_t entries_finished = 0;  // interrupted moves found and finished
   uint64_t errors = 0;
   uint64_t waits_for_config = 0;  // begins refused: a proxy did not know the destination yet
+  // Where a batch's time goes (ms, summed over batches): the begin script, the
+  // barrier, the copy (holds check, SCAN, DUMP/PTTL), the restore, the commit and the
+  // delete; the rest (undo, cleanup) is not counted.
+  uint64_t ms_begin = 0, ms_barrier = 0, ms_copy = 0, ms_restore = 0, ms_commit = 0, ms_delete = 0;
 };
 
 class Mover {
@@ -88,6 +92,7 @@ class Mover {
     bool restored_any = false;
   };
 
+  void enter(Phase p);  // the phase changes: the time in the one left is counted
   void begun(redisReply* r);
   void check_holds();
   void collect();
@@ -115,6 +120,7 @@ class Mover {
   std::vector<uint64_t> fenced_;  // per node: the token whose fence it has confirmed
 
   Phase phase_ = Phase::Idle;
+  uint64_t phase_ms_ = 0;  // when phase_ began
   uint64_t gen_ = 0;  // a batch's callbacks check it: a batch abandoned (end) ignores them
   NodeIndex from_ = 0, to_ = 0;
   uint64_t seq_ = 0;  // the begin's change: the barrier waits for it

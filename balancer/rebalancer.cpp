@@ -91,12 +91,14 @@ void Rebalancer::begin() {
   cursors_.assign(c_.nodes().size(), "0");
   asked_.clear();
   asked_in_flight_ = sampling_ = false;
+  ready_.reset();
 }
 
 void Rebalancer::end() {
   active_ = false;
   ++gen_;
   asked_.clear();
+  ready_.reset();
 }
 
 std::vector<NodeLoad> Rebalancer::loads() const {
@@ -121,6 +123,14 @@ void Rebalancer::tick() {
   }
   if (mover_.busy()) {
     batch_running_ = true;
+    if (draining_batch_ && !sampling_ && !ready_) {
+      const MovePlan plan = plan_move(loads(), config_.rebalance.threshold, kMinBytes);
+      if (plan.from >= 0 && plan.bytes == UINT64_MAX) sample(plan);
+    }
+    return;
+  }
+  if (ready_) {
+    start_ready();
     return;
   }
   if (batch_running_) {
@@ -291,13 +301,29 @@ void Rebalancer::sampled(const MovePlan& plan, std::vector<std::string> keys, st
     }
     return;
   }
-  if (!mover_.start(from, to, std::move(dir_keys))) return;
   fruitless_passes_ = 0;
-  counters_.bytes_chosen += bytes;
-  // Pacing: this batch's share of each rate.
-  const uint64_t ms = std::max<uint64_t>(chosen.size() * 1000 / rb.max_keys_per_s, bytes * 1000 / rb.max_bytes_per_s);
-  next_ms_ = uv_now(c_.loop()) + ms;
+  if (mover_.busy() && plan.bytes != UINT64_MAX) return;  // the mover took other work: planned again
   draining_batch_ = plan.bytes == UINT64_MAX;
+  ready_ = Ready{from, to, std::move(dir_keys), bytes, chosen.size()};
+  if (!mover_.busy()) start_ready();
+}
+
+void Rebalancer::start_ready() {
+  const auto& rb = config_.rebalance;
+  const uint64_t now = uv_now(c_.loop());
+  if (now < next_ms_) return;
+  Ready r = std::move(*ready_);
+  ready_.reset();
+  // A drain's batch chosen ahead: only while its node still drains to that destination.
+  if (draining_batch_) {
+    const MovePlan plan = plan_move(loads(), rb.threshold, kMinBytes);
+    if (plan.bytes != UINT64_MAX || plan.from != static_cast<int>(r.from) || plan.to != static_cast<int>(r.to)) return;
+  }
+  if (!mover_.start(r.from, r.to, std::move(r.dir_keys))) return;
+  counters_.bytes_chosen += r.bytes;
+  // Pacing: this batch's share of each rate.
+  const uint64_t ms = std::max<uint64_t>(r.keys * 1000 / rb.max_keys_per_s, r.bytes * 1000 / rb.max_bytes_per_s);
+  next_ms_ = now + ms;
   batch_running_ = true;
 }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -87,6 +88,7 @@ class Rebalancer {
   void move_asked();
   void sample(const MovePlan& plan);
   void sampled(const MovePlan& plan, std::vector<std::string> keys, std::vector<uint64_t> sizes);
+  void start_ready();
   std::vector<NodeLoad> loads() const;
 
   Coordinator& c_;
@@ -104,6 +106,15 @@ class Rebalancer {
   uint64_t last_asked_poll_ms_ = 0;
   uint64_t next_ms_ = 0;  // pacing: no batch begins before this
   std::deque<Asked> asked_;
+  // A drain's next batch, chosen while the mover runs the current one (the sample,
+  // a SCAN and MEMORY USAGE of its keys, no longer sits between batches).
+  struct Ready {
+    NodeIndex from = 0, to = 0;
+    std::vector<std::string> dir_keys;
+    uint64_t bytes = 0;
+    size_t keys = 0;
+  };
+  std::optional<Ready> ready_;
   std::vector<std::string> cursors_;  // per node: where its sampling SCAN is
   RebalancerCounters counters_;
 };
