@@ -71,6 +71,11 @@ class Leases {
   // Connections of clients gone while blocked, waiting for their last reply.
   size_t unblocking() const { return unblocking_.size(); }
   size_t idle_count() const;
+  // Every open lease's connection, idle ones included (metrics).
+  template <class F>
+  void for_each_conn(F&& f) const {
+    for (const auto& [id, o] : open_) f(static_cast<const BackendConn&>(*o.conn));
+  }
 
   // WriteTracker (Server): appends (lease id, commands sent) for each open lease;
   // answered: every lease named in `sent` from `from` on is gone or has answered that many.

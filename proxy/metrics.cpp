@@ -3,6 +3,7 @@
 #include <prometheus/text_serializer.h>
 #include <uv.h>
 
+#include <array>
 #include <cinttypes>
 #include <cstdio>
 #include <deque>
@@ -34,6 +35,19 @@ struct Families {
     m.label = std::move(labels);
     if (f.type == MetricType::Counter) m.counter.value = v;
     else m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+  }
+  void histogram(MetricFamily& f, const LatencyHistogram& h, std::vector<ClientMetric::Label> labels = {}) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.histogram.sample_count = h.count;
+    m.histogram.sample_sum = static_cast<double>(h.sum_ns) / 1e9;
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b + 1 < LatencyHistogram::kBuckets; ++b) {
+      cumulative += h.buckets[b];
+      m.histogram.bucket.push_back({cumulative, LatencyHistogram::bound_seconds(b)});
+    }
+    m.histogram.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
     f.metric.push_back(std::move(m));
   }
   void counter(std::string name, std::string help, double v) { add(family(std::move(name), std::move(help), MetricType::Counter), v); }
@@ -69,24 +83,18 @@ std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
   f.add(errors, static_cast<double>(s.protocol_errors), {{"kind", "protocol"}});
   f.add(errors, static_cast<double>(s.tls_errors), {{"kind", "tls"}});
   f.add(errors, static_cast<double>(s.placement_errors), {{"kind", "placement"}});
-  f.counter("headroom_placements_total", "New keys this proxy placed.", static_cast<double>(s.placements));
+  f.counter("headroom_placements_total", "New keys this proxy asked the main server to place.",
+            static_cast<double>(s.placements));
+  f.counter("headroom_placement_failures_total", "Placements the main server refused or did not answer.",
+            static_cast<double>(s.placement_errors));
   f.counter("headroom_colocations_total", "Same-node commands whose keys were moved together.", static_cast<double>(s.colocations));
   auto& hist = f.family("headroom_request_duration_seconds",
                         "Requests from read to reply queued, by command class.", MetricType::Histogram);
-  for (size_t c = 0; c < static_cast<size_t>(LatencyClass::kCount); ++c) {
-    const LatencyHistogram& h = server.latency()[c];
-    ClientMetric m;
-    m.label = {{"class", latency_class_name(static_cast<LatencyClass>(c))}};
-    m.histogram.sample_count = h.count;
-    m.histogram.sample_sum = static_cast<double>(h.sum_ns) / 1e9;
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b + 1 < LatencyHistogram::kBuckets; ++b) {
-      cumulative += h.buckets[b];
-      m.histogram.bucket.push_back({cumulative, LatencyHistogram::bound_seconds(b)});
-    }
-    m.histogram.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
-    hist.metric.push_back(std::move(m));
-  }
+  for (size_t c = 0; c < static_cast<size_t>(LatencyClass::kCount); ++c)
+    f.histogram(hist, server.latency()[c], {{"class", latency_class_name(static_cast<LatencyClass>(c))}});
+  f.histogram(f.family("headroom_placement_duration_seconds",
+                       "A new key's wait for the main server to place it, per key.", MetricType::Histogram),
+              server.placement_latency());
   auto& calls = f.family("headroom_command_calls_total", "Calls, by command (INFO commandstats).", MetricType::Counter);
   auto& failed = f.family("headroom_command_failed_total", "Calls answered with an error, by command.", MetricType::Counter);
   auto& spent = f.family("headroom_command_duration_seconds_total", "Time spent, end to end, by command.",
@@ -111,9 +119,32 @@ std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
   auto& draining = f.family("headroom_node_draining", "1 while the node is being drained.", MetricType::Gauge);
   auto& backends = f.family("headroom_node_backend_connected", "1 while the data path has a connection to the node.",
                             MetricType::Gauge);
+  auto& conns = f.family("headroom_backend_connections",
+                         "Data-path connections to each node: shared (RESP2 and RESP3 pools) or leased "
+                         "(transactions, blocking commands), connected or not (connecting, backing off).",
+                         MetricType::Gauge);
+  auto& inflight = f.family("headroom_backend_inflight_commands",
+                            "Commands sent on the node's shared connections and not answered yet.", MetricType::Gauge);
   auto& nodes = server.nodes();
+  // [node][leased][connected]
+  std::vector<std::array<std::array<uint64_t, 2>, 2>> by_state(nodes.size());
+  std::vector<uint64_t> in_flight(nodes.size(), 0);
+  for (balancer::NodeIndex i = 0; i < nodes.size(); ++i)
+    for (bool resp3 : {false, true})
+      for (const auto& b : server.backends(i, resp3).all()) {
+        ++by_state[i][0][b->connected() ? 1 : 0];
+        in_flight[i] += b->inflight();
+      }
+  server.leases().for_each_conn([&](const BackendConn& b) {
+    if (b.node() < by_state.size()) ++by_state[b.node()][1][b.connected() ? 1 : 0];
+  });
   for (balancer::NodeIndex i = 0; i < nodes.size(); ++i) {
     const std::vector<ClientMetric::Label> l = {{"node", nodes[i].name()}};
+    for (int leased : {0, 1})
+      for (int up : {1, 0})
+        f.add(conns, static_cast<double>(by_state[i][leased][up]),
+              {{"node", nodes[i].name()}, {"kind", leased ? "leased" : "shared"}, {"state", up ? "connected" : "down"}});
+    f.add(inflight, static_cast<double>(in_flight[i]), l);
     const auto& fig = server.ledger().figures(i);
     const uint64_t cap = server.ledger().capacity(i);
     f.add(up, nodes[i].reachable ? 1 : 0, l);

@@ -101,6 +101,7 @@ struct Request {
     balancer::Reservation reservation;
     uint32_t key = 0;      // index into keys: the key placed
     bool ended = false;
+    uint64_t asked_ns = 0;  // uv_hrtime() when asked of the main server (placement latency)
   };
   std::vector<Placed> placed;
   resp::Buffer reply;

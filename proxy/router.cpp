@@ -296,7 +296,7 @@ bool Router::place_new_keys(Request* req) {
       reply_error(req, main_unavailable("cannot place new keys"));
       return false;
     }
-    req->placed.push_back({reserved, static_cast<uint32_t>(i)});
+    req->placed.push_back({reserved, static_cast<uint32_t>(i), false, uv_hrtime()});
     ++server_.stats().placements;
     waiting = true;
   }
@@ -310,6 +310,7 @@ void Router::on_placed(Request* req, const balancer::PlaceResult& result) {
   size_t answered = req->placed.size() - req->placements_pending;
   Request::Placed& p = req->placed[answered];
   --req->placements_pending;
+  server_.placement_latency().add(uv_hrtime() - p.asked_ns);
   if (result.node != static_cast<int>(p.reservation.node)) {
     // Not placed where reserved: an error, or another proxy placed the key first (it
     // is written there, as an overwrite). Either way these bytes do not land here.

@@ -123,6 +123,8 @@ class Server final : private balancer::WriteTracker {
     command_stats_.assign(command_stats_.size(), CommandStats{});
   }
   const std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)>& latency() const { return latency_; }
+  // A new key's wait for the main server's answer (asked to answered), per key placed.
+  LatencyHistogram& placement_latency() { return placement_latency_; }
   SlowLog& slowlog() { return slowlog_; }
 
   // `c` has closed: it is deleted at the end of this loop turn, its requests orphaned.
@@ -211,6 +213,7 @@ class Server final : private balancer::WriteTracker {
   std::vector<ClientConn*> monitors_;
   std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
   std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)> latency_{};
+  LatencyHistogram placement_latency_{};
   SlowLog slowlog_;
   const resp::CommandInfo* commands_ = nullptr;  // the command table's first row
   std::vector<CommandStats> command_stats_;      // per row

@@ -328,3 +328,57 @@ def test_commandstats_count_calls_and_failures_by_command(admin):
     text = http(admin, "/metrics")[2].decode()
     assert 'headroom_command_calls_total{command="incr"}' in text
     assert 'headroom_command_failed_total{command="incr"}' in text
+
+
+def metric(text, name, **labels):
+    """The value of one series of /metrics (None when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{want}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return None
+
+
+def test_metrics_show_backend_connections_per_node_and_state_and_placements():
+    port = free_port()
+    c = Cluster(settings={"admin": f"{{listen: 127.0.0.1:{port}}}", "backend_connections": 2})
+    c.admin_port = port
+    try:
+        r = c.proxy.client()
+        for i in range(40):
+            r.set(f"p{i}", i)
+        text = http(c, "/metrics")[2].decode()
+        for n in ("node1", "node2", "node3", "node4"):
+            assert metric(text, "headroom_backend_connections", node=n, kind="shared", state="connected") >= 2
+            assert metric(text, "headroom_backend_connections", node=n, kind="shared", state="down") == 0
+            assert metric(text, "headroom_backend_inflight_commands", node=n) == 0
+        on_other = next(f"p{i}" for i in range(40) if c.node_of(f"p{i}") in (["node1"], ["node3"], ["node4"]))
+        # Every placement waited for the main server once: one sample each.
+        placed = metric(text, "headroom_placements_total")
+        assert placed == 40
+        assert metric(text, "headroom_placement_duration_seconds_count") == placed
+        assert metric(text, "headroom_placement_duration_seconds_bucket", le="+Inf") == placed
+        assert metric(text, "headroom_placement_failures_total") == 0
+
+        # A node that stops: its shared connections show as down (reconnecting).
+        c.nodes[1].stop()
+
+        def down():
+            t = http(c, "/metrics")[2].decode()
+            return metric(t, "headroom_backend_connections", node="node2", kind="shared", state="connected") == 0 \
+                and metric(t, "headroom_backend_connections", node="node2", kind="shared", state="down") >= 2
+        wait_for(down, timeout=30, what=lambda: http(c, "/metrics")[2].decode())
+
+        # A WATCH holds a leased connection until EXEC.
+        tx = c.proxy.client()
+        tx.execute_command("WATCH", on_other)
+
+        def leased():
+            t = http(c, "/metrics")[2].decode()
+            return sum(metric(t, "headroom_backend_connections", node=n, kind="leased", state="connected") or 0
+                       for n in ("node1", "node3", "node4")) >= 1
+        wait_for(leased, timeout=30, what=lambda: http(c, "/metrics")[2].decode())
+        tx.execute_command("UNWATCH")
+    finally:
+        c.close()
