@@ -199,6 +199,11 @@ SubscriberConn& ClientConn::subscriber() {
   return *subscriber_;
 }
 
+NotificationRelay& ClientConn::notification_relay() {
+  if (!relay_) relay_ = std::make_unique<NotificationRelay>(server_, *this, resp3_);
+  return *relay_;
+}
+
 void ClientConn::await_confirmations(Request* req, uint32_t frames) {
   pubsub_waiting_.push_back({req, frames});  // not done until they come (freed with the client if it goes first)
 }

@@ -16,6 +16,7 @@
 #include "net/stream.h"
 #include "proxy/leases.h"
 #include "proxy/request.h"
+#include "proxy/notification_relay.h"
 #include "proxy/subscriber_conn.h"
 #include "proxy/transaction.h"
 #include "resp/buffer.h"
@@ -82,6 +83,15 @@ class ClientConn final : private net::Stream::Owner {
   void await_confirmations(Request* req, uint32_t frames);
   // Channels (kind 0), patterns (1) and shard channels (2) subscribed to.
   size_t subscriptions(int kind) const { return subscribed_[kind].size(); }
+  // Whether the main server has confirmed this subscription (and not its end).
+  bool subscribed_to(int kind, std::string_view name) const {
+    lookup_.assign(name);  // the sets hold std::string: a reused one, no allocation per message
+    return subscribed_[kind].count(lookup_) != 0;
+  }
+  // Keyspace notifications from every node (proxy/notification_relay.h): made on the
+  // first subscription that names them; nullptr until then.
+  NotificationRelay& notification_relay();
+  NotificationRelay* notification_relay_if_any() { return relay_.get(); }
   // A blocking command waits, or an (un)subscribe for its confirmations: nothing else
   // of the client's goes meanwhile (pumped when it is over).
   bool dispatch_held() const { return lease_.blocking || !pubsub_waiting_.empty(); }
@@ -140,6 +150,8 @@ class ClientConn final : private net::Stream::Owner {
   Lease lease_;                  // a connection of its own to one node (WATCH)
   std::unique_ptr<SubscriberConn> subscriber_;
   std::unique_ptr<SubscriberConn> retired_subscriber_;  // freed at the next flush
+  std::unique_ptr<NotificationRelay> relay_;
+  mutable std::string lookup_;
   struct Awaiting {
     Request* req;
     uint32_t frames;

@@ -2,8 +2,8 @@
 // for every headroom, apart from headroom's own channels (the clients' names carry a
 // prefix there: proxy/pubsub.h). A subscribing client gets a connection of its own
 // to the main server (proxy/subscriber_conn.h); PUBLISH and PUBSUB go on the proxy's
-// publishing connection. Keyspace notifications of the data nodes are not relayed
-// (yet): they are each node's own, and a client subscribes to them on the node.
+// publishing connection. Keyspace notifications of the data nodes come to the client
+// through its notification relay (proxy/notification_relay.h).
 #include "balancer/control_conn.h"
 #include "proxy/client_conn.h"
 #include "proxy/pubsub.h"
@@ -51,6 +51,12 @@ bool Router::route_pubsub(Request* req) {
     uint32_t frames = static_cast<uint32_t>(req->argv.size() - 1);
     if (frames == 0) frames = static_cast<uint32_t>(std::max<size_t>(1, client.subscriptions(kind)));  // all of them
     client.subscriber().send(req->argv);
+    const bool subscribe = what == LocalCommand::Subscribe || what == LocalCommand::Psubscribe;
+    NotificationRelay* relay = client.notification_relay_if_any();
+    if (relay == nullptr && subscribe)
+      for (size_t i = 1; i < req->argv.size() && relay == nullptr; ++i)
+        if (relays_notifications(kind, req->argv[i])) relay = &client.notification_relay();
+    if (relay != nullptr) relay->on_command(kind, subscribe, req->argv);
     client.await_confirmations(req, frames);
     ++server_.stats().commands_forwarded;
     return true;

@@ -119,3 +119,73 @@ def test_publish_with_the_main_server_down_is_a_clear_error(own):
         while time.time() < deadline:
             r.publish("x", "y")
             time.sleep(0.1)
+
+
+def collect(p, want, timeout=30):
+    """Messages until `want(messages)` holds (or the timeout): the messages."""
+    got = []
+    deadline = time.time() + timeout
+    while time.time() < deadline and not want(got):
+        m = p.get_message(timeout=0.2)
+        if m is not None and m["type"] in ("message", "pmessage"):
+            got.append(m)
+    return got
+
+
+def test_keyevent_notifications_of_every_node_reach_a_subscriber(clean, r):
+    # headroom's own setting on every node (Egx) publishes del and expired events.
+    p = r.pubsub()
+    p.subscribe("__keyevent@0__:del")
+    assert p.get_message(timeout=5)["type"] == "subscribe"
+    keys = [f"ev{i}" for i in range(40)]
+    for k in keys:
+        r.set(k, "v")
+    assert len({n for k in keys for n in clean.node_of(k)}) >= 3  # the keys live on several nodes
+    for k in keys:
+        assert r.delete(k) == 1
+    got = collect(p, lambda ms: len(ms) >= len(keys))
+    assert sorted(m["data"] for m in got) == sorted(keys)  # each once, from whichever node held it
+    assert {m["channel"] for m in got} == {"__keyevent@0__:del"}
+    # After UNSUBSCRIBE, nothing more comes (the node connections unsubscribed too).
+    p.unsubscribe("__keyevent@0__:del")
+    assert p.get_message(timeout=5)["type"] == "unsubscribe"
+    r.set("ev-after", "v")
+    r.delete("ev-after")
+    assert collect(p, lambda ms: False, timeout=1) == []
+    p.close()
+
+
+def test_keyspace_notifications_by_pattern_are_merged_and_follow_a_node_restart(own):
+    c = own(node_extra=("--notify-keyspace-events", "KEA"))
+    r = c.proxy.client(decode_responses=True)
+    p = r.pubsub()
+    p.psubscribe("__keyspace@0__:*")
+    assert p.get_message(timeout=5)["type"] == "psubscribe"
+    plain = r.pubsub()
+    plain.subscribe("news")  # not a notification channel: hears none of it
+    assert plain.get_message(timeout=5)["type"] == "subscribe"
+    keys = [f"ks{i}" for i in range(40)]
+    for k in keys:
+        r.set(k, "v")
+    got = collect(p, lambda ms: len(ms) >= len(keys))
+    assert sorted(m["channel"] for m in got) == sorted(f"__keyspace@0__:{k}" for k in keys)
+    assert {(m["pattern"], m["data"]) for m in got} == {("__keyspace@0__:*", "set")}
+    assert collect(plain, lambda ms: False, timeout=1) == []
+    # Pub/sub through headroom is the main server's: PUBLISH to a notification
+    # channel name reaches the subscriber as it would on one Redis.
+    assert r.publish("__keyspace@0__:forged", "x") == 1
+    assert collect(p, lambda ms: len(ms) >= 1)[0]["channel"] == "__keyspace@0__:forged"
+
+    # A node restarts: its connection comes back and subscribes again.
+    on_node1 = next(k for k in keys if c.node_of(k) == ["node1"])
+    c.nodes[0].stop()
+    c.nodes[0].start()
+
+    def heard():
+        r.set(on_node1, "again")  # the entry still names node1: written there
+        return any(m["channel"] == f"__keyspace@0__:{on_node1}" for m in collect(p, lambda ms: len(ms) >= 1, 0.5))
+    deadline = time.time() + 30
+    while not heard():
+        assert time.time() < deadline, "no notification from the restarted node"
+    p.close()
+    plain.close()
