@@ -78,6 +78,7 @@ void MemoryPoller::node_added(NodeIndex i) {
   conn->start([this, i](bool up) {
     nodes_[i].reachable = up;
     in_flight_[i] = false;
+    if (up) nodes_[i].redis_version.clear();  // asked again: a restart may bring another
     if (up) poll(i);  // fresh figures before the node takes new keys
   });
   conns_.resize(size_t{i} + 1);
@@ -105,10 +106,15 @@ void MemoryPoller::on_tick(uv_timer_t* t) {
 
 void MemoryPoller::poll(NodeIndex i) {
   if (in_flight_[i] || !conns_[i]->up()) return;
-  bool sent = conns_[i]->command({"INFO", "memory", "keyspace"}, [this, i](redisReply* r) {
+  // The server section once per connection (a restart may bring another version).
+  const bool version = nodes_[i].redis_version.empty();
+  std::vector<std::string_view> argv = {"INFO", "memory", "keyspace"};
+  if (version) argv.push_back("server");
+  bool sent = conns_[i]->command(argv, [this, i, version](redisReply* r) {
     in_flight_[i] = false;
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     NodeState& n = nodes_[i];
+    if (version) n.redis_version = std::string(field_text(std::string_view(r->str, r->len), "redis_version:"));
     if (!n.reachable) spdlog::info("node {}: answering again", n.name());
     n.reachable = true;
     ledger_.poll_answered(i, parse_info(std::string_view(r->str, r->len)), uv_now(loop_));

@@ -23,6 +23,7 @@ struct NodeState {
   bool draining = false;    // drain: in the config or HEADROOM DRAIN (hr:draining on the main server): no new keys
   uint64_t drain_started_ms = 0;  // when this proxy saw the drain begin, and the node's keys then (progress)
   uint64_t drain_start_keys = 0;
+  std::string redis_version;  // its INFO server's, read by the poller once it answers (INFO shows the lowest)
 
   const std::string& name() const { return config.name; }
 };

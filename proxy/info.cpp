@@ -3,7 +3,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <array>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <span>
 #include <string>
@@ -27,6 +29,26 @@ void line(std::string& out, std::string_view key, const std::string& value) {
 }
 void line(std::string& out, std::string_view key, uint64_t value) { line(out, key, std::to_string(value)); }
 
+// The data nodes' lowest Redis version (what a client may rely on whichever node its
+// keys are on), as the poller read them; 7.0.0 until one answered.
+std::string lowest_node_version(Server& server) {
+  std::string best;
+  std::array<unsigned, 3> best_parts{};
+  for (const auto& n : server.nodes().all()) {
+    if (n.redis_version.empty()) continue;
+    std::array<unsigned, 3> parts{};
+    std::string_view v = n.redis_version;
+    for (auto& p : parts) {
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
+      v.remove_prefix(static_cast<size_t>(end - v.data()));
+      if (ec != std::errc() || v.empty() || v[0] != '.') break;
+      v.remove_prefix(1);
+    }
+    if (best.empty() || parts < best_parts) best = n.redis_version, best_parts = parts;
+  }
+  return best.empty() ? std::string("7.0.0") : best;
+}
+
 }  // namespace
 
 std::string build_info(Server& server, std::span<const std::string_view> sections) {
@@ -48,7 +70,7 @@ std::string build_info(Server& server, std::span<const std::string_view> section
   if (want("server")) {
     out += "# Server\r\n";
     line(out, "headroom_version", std::string(HEADROOM_VERSION));
-    line(out, "redis_version", std::string("7.0.0"));
+    line(out, "redis_version", lowest_node_version(server));
     line(out, "redis_mode", std::string("standalone"));
     line(out, "arch_bits", static_cast<uint64_t>(sizeof(void*) * 8));
     line(out, "process_id", static_cast<uint64_t>(getpid()));
@@ -86,6 +108,12 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "directory_memory_estimate", server.directory().memory_estimate());
     out += "\r\n";
   }
+  if (want("persistence")) {  // headroom keeps no data of its own: the nodes' persistence is theirs
+    out += "# Persistence\r\n";
+    line(out, "loading", uint64_t{0});
+    line(out, "async_loading", uint64_t{0});
+    out += "\r\n";
+  }
   if (want("stats")) {
     out += "# Stats\r\n";
     line(out, "total_connections_received", stats.connections_received);
@@ -105,6 +133,31 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "total_pipeline_pauses", stats.pipeline_pauses);
     line(out, "total_net_input_bytes", stats.net_input_bytes);
     line(out, "total_net_output_bytes", stats.net_output_bytes);
+    out += "\r\n";
+  }
+  if (want("replication")) {  // to its clients headroom is a primary; replicas are the nodes' business
+    out += "# Replication\r\n";
+    line(out, "role", std::string("master"));
+    line(out, "connected_slaves", uint64_t{0});
+    line(out, "master_failover_state", std::string("no-failover"));
+    out += "\r\n";
+  }
+  if (want("cpu")) {
+    uv_rusage_t ru{};
+    uv_getrusage(&ru);
+    auto secs = [](const uv_timeval_t& t) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6);
+      return std::string(buf);
+    };
+    out += "# CPU\r\n";
+    line(out, "used_cpu_sys", secs(ru.ru_stime));
+    line(out, "used_cpu_user", secs(ru.ru_utime));
+    out += "\r\n";
+  }
+  if (want("errorstats")) {  // error replies headroom sent, by kind (Server::count_error)
+    out += "# Errorstats\r\n";
+    for (const auto& [kind, count] : server.error_stats()) line(out, "errorstat_" + kind, "count=" + std::to_string(count));
     out += "\r\n";
   }
   if (want("directory")) {

@@ -58,6 +58,7 @@ void Router::config_changed() {
 
 void Router::reply_error(Request* req, std::string_view msg) {
   ++server_.stats().error_replies;
+  server_.count_error(msg);
   req->failed = true;
   req->reply.clear();
   resp::add_error(req->reply, msg);
@@ -453,6 +454,7 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
   }
   if (req->fragments.size() == 1 && req->cmd->merge != Merge::Scan) {
     req->failed = reply[0] == '-';
+    if (req->failed) [[unlikely]] server_.count_error(reply.substr(1));
     if (req->client->deliver_head(req, reply)) return;  // the common case: no copy
     req->reply.append(reply);
     complete(req);

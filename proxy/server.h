@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -117,10 +118,22 @@ class Server final : private balancer::WriteTracker {
     if (slowlog_.slow(ns)) log_slow(r, ns);
   }
   const std::vector<CommandStats>& command_stats() const { return command_stats_; }
+  // INFO errorstats: error replies by their first word (ERR, WRONGTYPE, CROSSNODE, ...),
+  // as Redis counts them: at most kMaxErrorKinds kinds, later new ones are not kept.
+  // `error`: the reply without its '-'. Error replies only: off the request path.
+  void count_error(std::string_view error) {
+    static constexpr size_t kMaxErrorKinds = 128;
+    const std::string_view kind = error.substr(0, error.find_first_of(" \r\n"));
+    auto it = error_stats_.find(kind);
+    if (it != error_stats_.end()) ++it->second;
+    else if (error_stats_.size() < kMaxErrorKinds) error_stats_.emplace(std::string(kind), 1);
+  }
+  const std::map<std::string, uint64_t, std::less<>>& error_stats() const { return error_stats_; }
   // CONFIG RESETSTAT: INFO's counters and the command stats start again.
   void reset_stats() {
     stats_ = Stats{};
     command_stats_.assign(command_stats_.size(), CommandStats{});
+    error_stats_.clear();
   }
   const std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)>& latency() const { return latency_; }
   // A new key's wait for the main server's answer (asked to answered), per key placed.
@@ -214,6 +227,7 @@ class Server final : private balancer::WriteTracker {
   std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
   std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)> latency_{};
   LatencyHistogram placement_latency_{};
+  std::map<std::string, uint64_t, std::less<>> error_stats_;
   SlowLog slowlog_;
   const resp::CommandInfo* commands_ = nullptr;  // the command table's first row
   std::vector<CommandStats> command_stats_;      // per row

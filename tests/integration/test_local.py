@@ -128,3 +128,35 @@ def test_config_resetstat_resets_headrooms_counters_too(own):
     assert raw(r, "DEBUG", "SLEEP", "0") == "OK"
     for n in c.nodes:
         assert "cmdstat_debug" in n.client.info("commandstats")
+
+
+def test_info_has_redis_s_default_sections_with_headroom_s_figures(clean, r, ref):
+    # The sections Redis 7 gives by default, in its order; headroom's own come between.
+    heads = [line for line in raw(r, "INFO").splitlines() if line.startswith("# ")]
+    want = ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats", "# Replication", "# CPU",
+            "# Errorstats", "# Cluster", "# Keyspace"]
+    assert [h for h in heads if h in want] == want
+    # The nodes' Redis version (the lowest of them), not a made-up one.
+    assert r.info("server")["redis_version"] == ref.info("server")["redis_version"]
+    assert r.info("replication")["role"] == "master" and r.info("replication")["connected_slaves"] == 0
+    assert r.info("persistence")["loading"] == 0
+    cpu = r.info("cpu")
+    assert cpu["used_cpu_user"] > 0 and "used_cpu_sys" in cpu
+    # Errors by kind, as Redis counts them: headroom's own and those the nodes answered.
+    def errorstats():
+        out = {}
+        for line in raw(r, "INFO", "errorstats").splitlines():
+            if line.startswith("errorstat_"):
+                k, v = line.split(":", 1)
+                out[k[len("errorstat_"):]] = int(v.split("=", 1)[1])
+        return out
+    before = errorstats()
+    for _ in range(3):
+        with pytest.raises(redis.ResponseError):
+            raw(r, "NOSUCHCOMMAND")
+    r.set("es:str", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.lpush("es:str", "y")
+    after = errorstats()
+    assert after["ERR"] - before.get("ERR", 0) == 3
+    assert after["WRONGTYPE"] - before.get("WRONGTYPE", 0) == 1
