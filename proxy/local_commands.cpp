@@ -274,6 +274,9 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::ClientSetinfo:
       resp::add_simple(out, "OK");
       break;
+    case LocalCommand::AclWhoami:
+      resp::add_bulk(out, "default");
+      break;
     case LocalCommand::ClientUnblock:
       client_unblock(server, req);
       break;

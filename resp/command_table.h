@@ -71,7 +71,7 @@ enum class LocalCommand : uint8_t {
   SlowlogGet, SlowlogLen, SlowlogReset, LatencyEmpty, LatencyReset,
   Multi, Exec, Discard, Watch, Unwatch,
   Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,
-  PubsubNumsub, PubsubNumpat,
+  PubsubNumsub, PubsubNumpat, AclWhoami,
 };
 
 // An option that may precede a command's keys, with the number of values it takes

@@ -22,6 +22,9 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          "auth": "Auth", "info": "Info",
          "client|setname": "ClientSetname", "client|getname": "ClientGetname", "client|id": "ClientId",
          "client|setinfo": "ClientSetinfo",
+         # headroom's clients are all the default user (AUTH <password>); ACL itself is
+         # the nodes' (refused below), with CAT and GENPASS answered by any node
+         "acl|whoami": "AclWhoami",
          # a headroom client blocked on a node: its connection there is unblocked
          "client|unblock": "ClientUnblock",
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
@@ -46,6 +49,7 @@ PUBSUB = {"subscribe": "Subscribe", "psubscribe": "Psubscribe", "ssubscribe": "S
 ANY_NODE = {"command", "command|count", "command|docs", "command|info", "command|list",
             "command|getkeys", "command|getkeysandflags", "command|help", "time", "lolwut",
             "object|help", "xinfo|help", "xgroup|help", "memory|help", "config|help",
+            "acl|cat", "acl|genpass",
             # alike on every node when loaded through headroom: one node answers
             "function|list", "function|dump",
             # dangerous: CONFIG GET answers from one data node

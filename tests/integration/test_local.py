@@ -160,3 +160,21 @@ def test_info_has_redis_s_default_sections_with_headroom_s_figures(clean, r, ref
     after = errorstats()
     assert after["ERR"] - before.get("ERR", 0) == 3
     assert after["WRONGTYPE"] - before.get("WRONGTYPE", 0) == 1
+
+
+def test_acl_whoami_cat_and_genpass_answer_as_redis_and_the_rest_is_refused(r, ref):
+    assert raw(r, "ACL", "WHOAMI") == "default" == raw(ref, "ACL", "WHOAMI")
+    assert raw(r, "ACL", "CAT") == raw(ref, "ACL", "CAT")
+    assert sorted(raw(r, "ACL", "CAT", "string")) == sorted(raw(ref, "ACL", "CAT", "string"))  # dict order
+    assert len(raw(r, "ACL", "GENPASS")) == 64
+    for args, text in ((("ACL", "WHOAMI", "x"), "wrong number of arguments for 'acl|whoami' command"),
+                       (("ACL", "CAT", "nosuch"), "Unknown category 'nosuch'")):
+        with pytest.raises(redis.ResponseError) as mine:
+            raw(r, *args)
+        with pytest.raises(redis.ResponseError) as theirs:
+            raw(ref, *args)
+        assert str(mine.value) == str(theirs.value) and text in str(mine.value)
+    with pytest.raises(redis.ResponseError, match="acl"):
+        raw(r, "ACL", "SETUSER", "alice", "on")
+    with pytest.raises(redis.ResponseError, match="acl"):
+        raw(r, "ACL", "LIST")
