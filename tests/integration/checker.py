@@ -154,10 +154,11 @@ anomaly here.
 The counts a run prints: operations (the clients' and the final reads), acknowledged
 writes (SET, SET EX, DEL, INCR, APPEND, LPUSH, HSET, FLUSHALL answered without error),
 reads checked (GET, LRANGE and HGETALL replies, and the answers of INCR, APPEND, LPUSH
-and HSET, each checked as above), failed or indeterminate operations (a run with more
-than 1 % of them, or without an acknowledged FLUSHALL, fails: it checked too little),
-and each kind of anomaly. A read is counted once, under the first check it fails; one key that went
-wrong usually fails many reads after it, so the keys affected are counted too.
+and HSET, each checked as above), the acknowledged operations per command, failed or
+indeterminate operations (a run with more than 1 % of them, or without an
+acknowledged FLUSHALL, fails: it checked too little), and each kind of anomaly. A
+read is counted once, under the first check it fails; one key that went wrong
+usually fails many reads after it, so the keys affected are counted too.
 """
 import argparse
 import bisect
@@ -285,6 +286,9 @@ class Result:
                          f"verification {c.get('verify_seconds', 0):.1f} s")
         lines.append(f"acknowledged writes: {c.get('acked_writes', 0):,}   reads checked: {c.get('reads', 0):,}   "
                      f"failed or indeterminate: {c.get('indeterminate', 0):,}")
+        if c.get("by_kind"):
+            lines.append("acknowledged: " + ", ".join(f"{k.upper() if k != 'setex' else 'SET EX'} {n:,}"
+                                                      for k, n in sorted(c["by_kind"].items())))
         if c.get("errors"):
             for msg, n in sorted(c["errors"].items(), key=lambda kv: -kv[1])[:5]:
                 lines.append(f"  {n:>7,}  {msg}")
@@ -790,8 +794,12 @@ def count_ops(ops):
             msg = f"{o.status}: {str(o.result)[:80]}"
             errors[msg] = errors.get(msg, 0) + 1
     flushes = sum(1 for o in ops if o.kind == "flushall" and o.status == OK)
+    by_kind = {}  # acknowledged operations per command, final reads included
+    for o in ops:
+        if o.status == OK:
+            by_kind[o.kind] = by_kind.get(o.kind, 0) + 1
     return {"operations": len(ops), "final_reads": sum(1 for o in ops if o.final), "acked_writes": acked,
-            "indeterminate": indeterminate, "errors": errors, "flushall": flushes}
+            "indeterminate": indeterminate, "errors": errors, "flushall": flushes, "by_kind": by_kind}
 
 
 class History:

@@ -285,6 +285,7 @@ def test_list_sequential_and_concurrent_histories_are_legal():
     h.lrange("q", ["f", "e"], 60, 61, final=True)
     r = legal(h)
     assert r.counts["reads"] == 13 and r.counts["acked_writes"] == 6
+    assert r.counts["by_kind"] == {"lrange": 8, "lpush": 5, "del": 1}
 
 
 def test_list_resets_that_may_have_happened_explain_missing_elements():
@@ -388,6 +389,7 @@ def test_hash_sequential_and_concurrent_histories_are_legal():
     h.hgetall("h", {"f2": "f", "f3": "g"}, 60, 61, final=True)
     r = legal(h)
     assert r.counts["reads"] == 14 and r.counts["acked_writes"] == 7
+    assert r.counts["by_kind"] == {"hgetall": 8, "hset": 6, "del": 1}
 
 
 def test_hash_resets_that_may_have_happened_explain_missing_fields():
