@@ -56,6 +56,14 @@ def entry_of(c, key):
     return entry_node(c.main.client.hget(bucket_of(key), key))
 
 
+def assert_every_family_checked(result):
+    """The checker's run drove every key family while keys moved: registers, counters,
+    append logs, lists and hashes each had acknowledged writes and reads."""
+    by_kind = result.counts["by_kind"]
+    missing = [k for k in ("set", "get", "incr", "append", "lpush", "lrange", "hset", "hgetall") if not by_kind.get(k)]
+    assert not missing, (missing, by_kind)
+
+
 @pytest.fixture
 def two():
     c = Cluster()
@@ -179,8 +187,9 @@ def test_rebalance_evens_out_growth_after_placement_moving_little_more_than_the_
 
 
 def test_checker_while_keys_move_back_and_forth(two):
-    """Two proxies, six clients, FLUSHALLs, and a thread moving the run's hot keys to
-    random nodes through random proxies the whole time: no lost write, no stale read."""
+    """Two proxies, six clients, FLUSHALLs, and a thread moving the run's hot keys
+    (registers, counters, append logs, lists, hashes) to random nodes through random
+    proxies the whole time: no lost write, no stale read."""
     c = two
     clients = [p.client() for p in c.proxies]
     names = [n.name for n in c.nodes]
@@ -200,6 +209,7 @@ def test_checker_while_keys_move_back_and_forth(two):
     moved = moved_entries(c) - before
     print(f"moves asked {asked[0]}, entries moved {moved}")
     assert result.ok, result.report()
+    assert_every_family_checked(result)
     assert moved >= 50, (moved, asked[0])
 
 
@@ -410,6 +420,7 @@ def test_checker_while_the_mover_is_killed_and_a_proxy_paused_mid_move():
         print(result.report())
         print(events)
         assert result.ok, result.report()
+        assert_every_family_checked(result)
         assert "killed the mover" in events
         moved = sum(int(nodes_report(p.client())["mover"]["entries_moved"]) for p in serving)
         assert moved > 0
