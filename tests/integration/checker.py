@@ -14,17 +14,21 @@ and the data nodes and the directory on the main server are checked directly.
 The workload
 ============
 
-Keys come in three disjoint families, so every operation is type-correct:
+Keys come in five disjoint families, so every operation is type-correct (half the
+keys are registers, an eighth each of the other four families):
 
 - registers ``<run>r<i>`` (a fifth of them share hash tags, ``{<run>g<j>}r<i>``, three
   keys a tag): SET of a value no other write uses, SET ... EX <ttl> (1 or 2 s, also a
   unique value), GET, DEL;
 - counters ``<run>c<i>``: INCR, GET, DEL;
 - append logs ``<run>l<i>``: APPEND of a unique token ``<client>.<seq>;``, GET, DEL;
+- lists ``<run>q<i>``: LPUSH of a unique token ``<client>.<seq>``, LRANGE 0 -1, DEL;
+- hashes ``<run>h<i>``: HSET of one field (f0 .. f3, at random) to a unique value
+  ``<client>:<seq>``, HGETALL, DEL;
 
 and FLUSHALL, through a random proxy, ``flushes`` times per run (spread over the run).
-Per family the mix is 40 % GET, 15 % DEL and 45 % writes (registers: 33 % SET, 12 %
-SET EX), so DEL is 15 % of all operations. Each client starts on proxy
+Per family the mix is 40 % reads (GET, LRANGE, HGETALL), 15 % DEL and 45 % writes
+(registers: 33 % SET, 12 % SET EX), so DEL is 15 % of all operations. Each client starts on proxy
 ``client % proxies`` and moves to a random proxy about once every 500 operations.
 ``<run>`` is a random prefix per run, so every key starts absent.
 
@@ -32,8 +36,9 @@ Every operation is recorded: client, proxy, kind, key, argument, start and end
 (``time.monotonic_ns()`` taken just before the command is sent and just after its
 reply is read; all clients share one clock) and its outcome: ok with the reply, a
 Redis error, or a timeout or connection error. After the clients stop, every key is
-read through every proxy and "directly" (the main server's entry names the node; the
-key is read there; no entry reads as nil). These final reads are part of the history.
+read (GET, LRANGE 0 -1 or HGETALL, by family) through every proxy and "directly" (the
+main server's entry names the node; the key is read there; no entry reads as an
+absent key). These final reads are part of the history.
 
 Legal histories
 ===============
@@ -101,9 +106,41 @@ Append logs. A value is a sequence of tokens (each ends with ';'). A GET r:
   (otherwise stale); at most the lengths of every token appended since D (otherwise
   never written).
 
+Lists. LPUSH puts its token at the head, so an LRANGE 0 -1 read backwards (oldest
+first) is a sequence of tokens just as a log's GET is, and the same checks apply to it
+word for word, with LPUSH for APPEND: every element was pushed to this key by an LPUSH
+that started before e(r), once, in an order consistent with real time (if LPUSH a
+precedes LPUSH b, a's element is nearer the tail); none was pushed by an LPUSH that
+ended before D; every acknowledged LPUSH that ended before s(r), with no reset that
+could be ordered between, is there; an earlier read with no possible reset between
+lists the oldest part of this one. LPUSH answers the list's length in elements: at
+least the acknowledged LPUSHes before it with no possible reset between, plus one; at
+most the LPUSHes since D.
+
+Hashes. Each field is a register (HSET of unique values; HSET is its only writer),
+a DEL or FLUSHALL resets every field at once, and HGETALL reads every field at one
+point. For an HGETALL r:
+  - each field it returns is checked as a register's GET: a value no HSET wrote to
+    that field of this key, or one written after e(r), was never written; one with an
+    acknowledged HSET of the same field, DEL or FLUSHALL certainly after its HSET and
+    before r is stale;
+  - each field it lacks is checked as a register's nil: the acknowledged HSET of that
+    field with e(w) < s(r) that started last, with no reset that could be ordered
+    between w and r, makes the read stale;
+  - one snapshot: when a field it lacks has such a w (so the last reset R before r
+    came after w) and a field it returns has the HSET p (which came after R), R needs
+    s(R) < min(e(p), e(r)) and e(R) > s(w): with no such reset (for the w that started
+    last and the p that ended first) the read is stale, fields from before and after
+    a reset.
+  HSET answers 1 when the field was new: stale when an acknowledged HSET of the field
+  ended before it began with no possible reset between (as a nil read); 0 when the
+  field was there: never written when no other HSET of the field started before it
+  ended and did not end before D.
+
 Final reads (through each proxy and directly, after every client stopped) are checked
 the same way; a final read that misses an acknowledged write (nil, an older value, a
-lower count, missing tokens) counts as a *lost write* instead of a stale read.
+lower count, missing tokens, elements or fields) counts as a *lost write* instead of a
+stale read.
 
 Placement (on the servers directly, not through headroom), for every key of the run:
 which data nodes hold it (EXISTS on each), and its entry on the main server, the field
@@ -115,12 +152,14 @@ entry is missing or names another node (an orphan). An entry without its key is 
 anomaly here.
 
 The counts a run prints: operations (the clients' and the final reads), acknowledged
-writes (SET, SET EX, DEL, INCR, APPEND, FLUSHALL answered without error), reads checked
-(GET replies, and the answers of INCR and APPEND, each checked as above), failed or
-indeterminate operations (a run with more than 1 % of them, or without an acknowledged
-FLUSHALL, fails: it checked too little), and each kind of anomaly. A read is counted
-once, under the first check it fails; one key that went wrong usually fails many reads
-after it, so the keys affected are counted too.
+writes (SET, SET EX, DEL, INCR, APPEND, LPUSH, HSET, FLUSHALL answered without error),
+reads checked (GET, LRANGE and HGETALL replies, and the answers of INCR, APPEND, LPUSH
+and HSET, each checked as above), the acknowledged operations per command, failed or
+indeterminate operations (a run with more of them than `max_failed`, 1 % by default,
+or without an acknowledged FLUSHALL, fails: it checked too little; so does one whose
+final reads failed: keys not readable once everything settled), and each kind of
+anomaly. A read is counted once, under the first check it fails; one key that went
+wrong usually fails many reads after it, so the keys affected are counted too.
 """
 import argparse
 import bisect
@@ -142,14 +181,17 @@ from cluster import bucket_of  # noqa: E402
 INF = 1 << 62
 NEG = -(1 << 62)
 OK, ERR, UNKNOWN = "ok", "error", "unknown"
-REG, CTR, LOG = "register", "counter", "log"
+REG, CTR, LOG, LIST, HASH = "register", "counter", "log", "list", "hash"
+HASH_FIELDS = ("f0", "f1", "f2", "f3")
+# The read each family's keys get (the clients' and the final reads).
+READ_KIND = {REG: "get", CTR: "get", LOG: "get", LIST: "lrange", HASH: "hgetall"}
 
 LOST, STALE, NEVER, ORPHAN, TWO = "lost write", "stale read", "read of a value never written", \
     "key on a node no entry names", "key on two nodes"
 KINDS = (LOST, STALE, NEVER, ORPHAN, TWO)
 LABELS = {LOST: "lost writes", STALE: "stale reads", NEVER: "reads of values never written",
           ORPHAN: "orphans (key on a node no entry names)", TWO: "keys on two nodes"}
-WRITES = ("set", "setex", "del", "incr", "append", "flushall")
+WRITES = ("set", "setex", "del", "incr", "append", "lpush", "hset", "flushall")
 
 
 def directory_key(key):
@@ -188,9 +230,8 @@ class Op:
         self.e = end if status == OK else INF
 
     def as_list(self):
-        r = self.result.decode(errors="replace") if isinstance(self.result, bytes) else self.result
         return [self.client, self.proxy, self.kind, self.key, self.arg, self.ttl, self.start, self.end, self.status,
-                r, self.final]
+                _plain(self.result), self.final]
 
     def describe(self, t0=0, proxies=None):
         def ms(t):
@@ -198,10 +239,15 @@ class Op:
         who = "final read" if self.final and self.client is None else f"client {self.client}"
         via = (proxies[self.proxy] if proxies and isinstance(self.proxy, int) and 0 <= self.proxy < len(proxies)
                else ("direct" if self.proxy == -1 else str(self.proxy)))
-        cmd = {"set": f"SET {self.key} {self.arg}", "setex": f"SET {self.key} {self.arg} EX {self.ttl}",
-               "get": f"GET {self.key}", "del": f"DEL {self.key}", "incr": f"INCR {self.key}",
-               "append": f"APPEND {self.key} {self.arg}", "flushall": "FLUSHALL"}[self.kind]
-        res = self.result.decode(errors="replace") if isinstance(self.result, bytes) else self.result
+        if self.kind == "hset":
+            cmd = f"HSET {self.key} {self.arg[0]} {self.arg[1]}"
+        else:
+            cmd = {"set": f"SET {self.key} {self.arg}", "setex": f"SET {self.key} {self.arg} EX {self.ttl}",
+                   "get": f"GET {self.key}", "del": f"DEL {self.key}", "incr": f"INCR {self.key}",
+                   "append": f"APPEND {self.key} {self.arg}", "lpush": f"LPUSH {self.key} {self.arg}",
+                   "lrange": f"LRANGE {self.key} 0 -1", "hgetall": f"HGETALL {self.key}",
+                   "flushall": "FLUSHALL"}[self.kind]
+        res = _plain(self.result)
         out = "-> " + (repr(res) if self.status == OK else f"{self.status}: {res}")
         return f"#{self.id} {who} via {via}: {cmd} [{ms(self.start)} .. {ms(self.end)} ms] {out}"
 
@@ -241,6 +287,9 @@ class Result:
                          f"verification {c.get('verify_seconds', 0):.1f} s")
         lines.append(f"acknowledged writes: {c.get('acked_writes', 0):,}   reads checked: {c.get('reads', 0):,}   "
                      f"failed or indeterminate: {c.get('indeterminate', 0):,}")
+        if c.get("by_kind"):
+            lines.append("acknowledged: " + ", ".join(f"{k.upper() if k != 'setex' else 'SET EX'} {n:,}"
+                                                      for k, n in sorted(c["by_kind"].items())))
         if c.get("errors"):
             for msg, n in sorted(c["errors"].items(), key=lambda kv: -kv[1])[:5]:
                 lines.append(f"  {n:>7,}  {msg}")
@@ -329,6 +378,60 @@ def _text(v):
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
+def _plain(v):
+    """A reply as JSON can hold it: bytes as text, inside lists and dicts too."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {_text(k): _plain(x) for k, x in v.items()}
+    return _text(v)
+
+
+def _fields(res):
+    """An HGETALL reply (a dict, as redis-py's client answers, or the flat list RESP2
+    sends) as {field: value} in text, or None when it is not one."""
+    if res is None:
+        return {}
+    if isinstance(res, dict):
+        return {_text(f): _text(v) for f, v in res.items()}
+    if not isinstance(res, (list, tuple)) or len(res) % 2:
+        return None
+    out = {_text(f): _text(v) for f, v in zip(res[0::2], res[1::2])}
+    return out if len(out) * 2 == len(res) else None
+
+
+class _Seq:
+    """One kind of sequence the checks below share: append logs (APPEND of "<token>;",
+    GET of the concatenation, APPEND answering the length in bytes) and lists (LPUSH of
+    a token, LRANGE 0 -1 answering the newest first, LPUSH answering the length in
+    elements). parse(reply) gives the tokens oldest first, each as its write's
+    argument, or None when the reply is not a sequence of tokens."""
+
+    def __init__(self, write, read, cmd, unit, verb, units, weight, parse):
+        self.write, self.read, self.cmd, self.unit, self.verb, self.units = write, read, cmd, unit, verb, units
+        self.weight, self.parse = weight, parse
+
+
+def _parse_log(res):
+    v = _text(res)
+    tokens = [] if v is None else v.split(";")
+    if tokens and tokens[-1] != "":
+        return None
+    return [t + ";" for t in tokens[:-1]]
+
+
+def _parse_list(res):
+    if res is None:
+        return []
+    if not isinstance(res, (list, tuple)):
+        return None
+    return [_text(x) for x in reversed(res)]
+
+
+LOG_SEQ = _Seq("append", "get", "APPEND", "token", "appended", "bytes", lambda a: len(a.arg), _parse_log)
+LIST_SEQ = _Seq("lpush", "lrange", "LPUSH", "element", "pushed", "elements", lambda a: 1, _parse_list)
+
+
 class Verifier:
     def __init__(self, ops, families=None, slack_s=1.0):
         self.ops = ops
@@ -346,7 +449,9 @@ class Verifier:
         for k, kops in self.by_key.items():
             if k not in self.families:
                 kinds = {o.kind for o in kops}
-                self.families[k] = CTR if "incr" in kinds else LOG if "append" in kinds else REG
+                self.families[k] = (CTR if "incr" in kinds else LOG if "append" in kinds else
+                                    LIST if kinds & {"lpush", "lrange"} else
+                                    HASH if kinds & {"hset", "hgetall"} else REG)
 
     def add(self, kind, key, text, *ops):
         self.anomalies.append(Anomaly(kind, key, text, [o for o in ops if o is not None]))
@@ -363,8 +468,12 @@ class Verifier:
                 self.register(key, kops, flush_resets)
             elif fam == CTR:
                 self.counter(key, kops, flush_resets)
+            elif fam == LOG:
+                self.sequence(key, kops, flush_resets, LOG_SEQ)
+            elif fam == LIST:
+                self.sequence(key, kops, flush_resets, LIST_SEQ)
             else:
-                self.log(key, kops, flush_resets)
+                self.hash(key, kops, flush_resets)
         return self.anomalies
 
     # Registers ------------------------------------------------------------
@@ -466,77 +575,80 @@ class Verifier:
                     if ab <= a.start and ba <= b.start:
                         self.add(LOST, key, f"two INCRs answered {a.result}: one increment was lost", a, b)
 
-    # Append logs ----------------------------------------------------------
-    def log(self, key, kops, flush_resets):
+    # Append logs and lists -------------------------------------------------
+    def sequence(self, key, kops, flush_resets, sq):
+        """Append logs (sq = LOG_SEQ) and lists (LIST_SEQ): the same checks, on the
+        tokens oldest first (a list's LRANGE reversed)."""
         resets = _Resets([(d.start, d.e, d.status == OK, d) for d in kops if d.kind == "del"] + flush_resets)
-        appends = [o for o in kops if o.kind == "append"]  # sorted by start
-        by_token = {a.arg: a for a in appends}
-        starts = [a.start for a in appends]
+        writes = [o for o in kops if o.kind == sq.write]  # sorted by start
+        by_token = {a.arg: a for a in writes}
+        starts = [a.start for a in writes]
         pre_len = [0]
-        for a in appends:
-            pre_len.append(pre_len[-1] + len(a.arg))
-        by_e = sorted(appends, key=lambda a: a.e)
+        for a in writes:
+            pre_len.append(pre_len[-1] + sq.weight(a))
+        by_e = sorted(writes, key=lambda a: a.e)
         ends = [a.e for a in by_e]
         pre_len_e = [0]
         for a in by_e:
-            pre_len_e.append(pre_len_e[-1] + len(a.arg))
-        reads, read_starts = [], []  # acknowledged GETs (start, end, tokens, op), by start
+            pre_len_e.append(pre_len_e[-1] + sq.weight(a))
+        reads, read_starts = [], []  # acknowledged reads (start, end, tokens, op), by start
         for r in kops:
-            if r.status != OK or r.kind not in ("get", "append"):
+            if r.status != OK or r.kind not in (sq.read, sq.write):
                 continue
             self.reads += 1
             latest, _ = resets.latest_end_before(r.e)
             a0 = bisect.bisect_left(starts, latest)
             a1 = bisect.bisect_left(starts, r.start)
-            required = [a for a in appends[a0:a1] if a is not r and a.status == OK and a.e < r.start]
+            required = [a for a in writes[a0:a1] if a is not r and a.status == OK and a.e < r.start]
             d, d_op = resets.latest_start_definite_before(r.start)
-            if r.kind == "append":
-                need = sum(len(a.arg) for a in required) + len(r.arg)
+            if r.kind == sq.write:
+                need = sum(sq.weight(a) for a in required) + sq.weight(r)
                 most = pre_len[bisect.bisect_left(starts, r.e)] - pre_len_e[bisect.bisect_right(ends, d)]
-                if r.result < need:
-                    self.add(self.late(r), key, f"APPEND answered length {r.result}, but the acknowledged appends "
-                             f"before it make at least {need}", *(required[-3:]), r)
+                if not isinstance(r.result, int):
+                    self.add(NEVER, key, f"{sq.cmd} answered {r.result!r}, not a length", r)
+                elif r.result < need:
+                    self.add(self.late(r), key, f"{sq.cmd} answered length {r.result}, but the acknowledged "
+                             f"{sq.cmd}s before it make at least {need}", *(required[-3:]), r)
                 elif r.result > most:
-                    self.add(NEVER, key, f"APPEND answered length {r.result}, but at most {most} bytes could "
-                             "have been appended since the last reset", d_op, r)
+                    self.add(NEVER, key, f"{sq.cmd} answered length {r.result}, but at most {most} {sq.units} could "
+                             "have been added since the last reset", d_op, r)
                 continue
-            v = _text(r.result)
-            tokens = [] if v is None else v.split(";")
-            if tokens and tokens[-1] != "":
-                self.add(NEVER, key, f"{v!r} is not a sequence of tokens", r)
+            tokens = sq.parse(r.result)
+            if tokens is None:
+                self.add(NEVER, key, f"{_plain(r.result)!r} is not a sequence of {sq.unit}s", r)
                 continue
-            tokens = tokens[:-1]
             bad = False
             seen = set()
             max_s, max_s_op = NEG, None
             for t in tokens:
-                a = by_token.get(t + ";")
+                a = by_token.get(t)
                 if a is None or a.start > r.e:
-                    self.add(NEVER, key, f"token {t!r} was never appended to this key before the read ended", a, r)
+                    self.add(NEVER, key, f"{sq.unit} {t!r} was never {sq.verb} to this key before the read ended",
+                             a, r)
                     bad = True
                     break
                 if t in seen:
-                    self.add(NEVER, key, f"token {t!r} appears twice", a, r)
+                    self.add(NEVER, key, f"{sq.unit} {t!r} appears twice", a, r)
                     bad = True
                     break
                 seen.add(t)
                 if a.e < max_s:
-                    self.add(NEVER, key, f"token {t!r} comes after one whose APPEND began after it ended",
+                    self.add(NEVER, key, f"{sq.unit} {t!r} comes after one whose {sq.cmd} began after it ended",
                              max_s_op, a, r)
                     bad = True
                     break
                 if a.start > max_s:
                     max_s, max_s_op = a.start, a
                 if a.e < d:
-                    self.add(self.late(r), key, f"token {t!r} should have been removed by a reset acknowledged "
+                    self.add(self.late(r), key, f"{sq.unit} {t!r} should have been removed by a reset acknowledged "
                              "before the read began", a, d_op, r)
                     bad = True
                     break
             if bad:
                 continue
-            missing = [a for a in required if a.arg[:-1] not in seen]
+            missing = [a for a in required if a.arg not in seen]
             if missing:
-                self.add(self.late(r), key, f"{len(missing)} acknowledged APPEND(s) missing, with no DEL or "
+                self.add(self.late(r), key, f"{len(missing)} acknowledged {sq.cmd}(s) missing, with no DEL or "
                          "FLUSHALL that could come between", missing[0], r)
                 continue
             # Earlier reads with no possible reset between them and this one: prefixes.
@@ -548,13 +660,114 @@ class Verifier:
                     continue
                 if tokens[:len(t1)] != t1:
                     if set(t1) - seen:
-                        self.add(self.late(r), key, "an earlier read (no reset could come between) saw tokens this "
-                                 "one lacks", r1, r)
+                        self.add(self.late(r), key, f"an earlier read (no reset could come between) saw {sq.unit}s "
+                                 "this one lacks", r1, r)
                     else:
-                        self.add(NEVER, key, "tokens in another order than an earlier read's", r1, r)
+                        self.add(NEVER, key, f"{sq.unit}s in another order than an earlier read's", r1, r)
                     break
             reads.append((r.start, r.end, tokens, r))  # kops is sorted by start
             read_starts.append(r.start)
+
+    # Hashes ---------------------------------------------------------------
+    def hash(self, key, kops, flush_resets):
+        """Each field a register (HSET of unique values) inside a read of the whole
+        hash; a DEL or FLUSHALL resets every field at once."""
+        resets = _Resets([(d.start, d.e, d.status == OK, d) for d in kops if d.kind == "del"] + flush_resets)
+        hsets = [o for o in kops if o.kind == "hset"]  # sorted by start
+        by_value = {(w.arg[0], w.arg[1]): w for w in hsets}
+        fields = sorted({w.arg[0] for w in hsets})
+        clears = [(o.start, o.e, o) for o in kops if o.status == OK and o.kind == "del"] + \
+            [(f.start, f.e, f) for f in self.flushes if f.status == OK]
+        forcing, acked_ends, pre_latest, starts, ends = {}, {}, {}, {}, {}
+        for f in fields:
+            mine = [w for w in hsets if w.arg[0] == f]
+            forcing[f] = _Forcing([(w.start, w.e, w) for w in mine if w.status == OK] + clears)
+            acked = sorted((w for w in mine if w.status == OK), key=lambda w: w.e)
+            acked_ends[f] = [w.e for w in acked]
+            pre, best = [], None  # acked[:i+1]'s HSET that started last
+            for w in acked:
+                if best is None or w.start > best.start:
+                    best = w
+                pre.append(best)
+            pre_latest[f] = pre
+            starts[f] = [w.start for w in mine]
+            ends[f] = sorted(w.e for w in mine)
+
+        def witness(f, r):
+            """The acknowledged HSET of f that ended before r began and started last:
+            if no reset could be ordered after it and before r, f is certainly there."""
+            i = bisect.bisect_left(acked_ends.get(f, ()), r.start)
+            return pre_latest[f][i - 1] if i else None
+
+        for r in kops:
+            if r.status != OK or r.kind not in ("hgetall", "hset"):
+                continue
+            self.reads += 1
+            latest, _ = resets.latest_end_before(r.e)
+            if r.kind == "hset":
+                # Its answer reads the field: 1 when it was absent, 0 when it was there.
+                f = r.arg[0]
+                if r.result == 1:
+                    w = witness(f, r)
+                    if w is not None and latest <= w.start:
+                        self.add(self.late(r), key, f"HSET answered 1 (a new field {f}), but an HSET of it was "
+                                 "acknowledged before this began and no DEL or FLUSHALL could come between", w, r)
+                elif r.result == 0:
+                    d, d_op = resets.latest_start_definite_before(r.start)
+                    since = bisect.bisect_left(starts[f], r.e) - bisect.bisect_right(ends[f], d) - 1  # not r
+                    if since <= 0:
+                        self.add(NEVER, key, f"HSET answered 0 (field {f} was there), but no other HSET of it could "
+                                 "follow the last reset", d_op, r)
+                else:
+                    self.add(NEVER, key, f"HSET answered {r.result!r}", r)
+                continue
+            got = _fields(r.result)
+            if got is None:
+                self.add(NEVER, key, f"{_plain(r.result)!r} is not a hash", r)
+                continue
+            bad = False
+            present = []  # the HSETs that wrote what the read saw
+            for f, v in sorted(got.items()):
+                w = by_value.get((f, v))
+                if w is None:
+                    self.add(NEVER, key, f"field {f} = {v!r} was never written to this key", r)
+                elif w.start > r.e:
+                    self.add(NEVER, key, f"field {f} = {v!r} was written only after the read ended", w, r)
+                else:
+                    e, x = forcing[f].earliest_end_starting_after(w.e)
+                    if e < r.start:
+                        self.add(self.late(r), key, f"field {f}: an older value: another HSET of it, a DEL or a "
+                                 "FLUSHALL was acknowledged after it and before the read began", w, x, r)
+                    else:
+                        present.append(w)
+                        continue
+                bad = True
+                break
+            if bad:
+                continue
+            absent = []  # for each field the read lacks, the HSET a reset must have followed
+            for f in fields:
+                if f in got:
+                    continue
+                w = witness(f, r)
+                if w is None:
+                    continue
+                if latest <= w.start:
+                    self.add(self.late(r), key, f"field {f} missing, but an HSET of it was acknowledged before the "
+                             "read began and no DEL or FLUSHALL could come between", w, r)
+                    bad = True
+                    break
+                absent.append(w)
+            if bad or not present or not absent:
+                continue
+            # One snapshot: the last reset before the read came after every missing
+            # field's HSET and before every present field's.
+            a = max(absent, key=lambda w: w.start)
+            p = min(present, key=lambda w: w.e)
+            before, _ = resets.latest_end_before(min(r.e, p.e))
+            if before <= a.start:
+                self.add(self.late(r), key, f"field {a.arg[0]} missing (a DEL or FLUSHALL must have followed its "
+                         f"HSET) while field {p.arg[0]} holds a value written before any could", a, p, r)
 
 
 def verify(ops, placement=None, families=None, slack_s=1.0):
@@ -582,8 +795,12 @@ def count_ops(ops):
             msg = f"{o.status}: {str(o.result)[:80]}"
             errors[msg] = errors.get(msg, 0) + 1
     flushes = sum(1 for o in ops if o.kind == "flushall" and o.status == OK)
+    by_kind = {}  # acknowledged operations per command, final reads included
+    for o in ops:
+        if o.status == OK:
+            by_kind[o.kind] = by_kind.get(o.kind, 0) + 1
     return {"operations": len(ops), "final_reads": sum(1 for o in ops if o.final), "acked_writes": acked,
-            "indeterminate": indeterminate, "errors": errors, "flushall": flushes}
+            "indeterminate": indeterminate, "errors": errors, "flushall": flushes, "by_kind": by_kind}
 
 
 class History:
@@ -617,6 +834,23 @@ class History:
 
     def append(self, key, token, result, s, e, **kw):
         return self._op("append", key, token, s, e, result, **kw)
+
+    def lpush(self, key, token, result, s, e, **kw):
+        """LPUSH key token, answered `result` (the list's length)."""
+        return self._op("lpush", key, token, s, e, result, **kw)
+
+    def lrange(self, key, result, s, e, **kw):
+        """LRANGE key 0 -1, answered `result`: the elements as Redis lists them, the
+        newest (the last pushed) first."""
+        return self._op("lrange", key, None, s, e, result, **kw)
+
+    def hset(self, key, field, value, s, e, result=1, **kw):
+        """HSET key field value, answered `result` (1: the field was new, 0: it was there)."""
+        return self._op("hset", key, (field, value), s, e, result, **kw)
+
+    def hgetall(self, key, result, s, e, **kw):
+        """HGETALL key, answered `result` ({field: value}; {} for an absent key)."""
+        return self._op("hgetall", key, None, s, e, result, **kw)
 
     def flushall(self, s, e, **kw):
         return self._op("flushall", None, None, s, e, "OK", **kw)
@@ -671,20 +905,18 @@ class Target:
 
 
 def make_keys(n, prefix):
-    """n keys: half registers (a fifth of those in hash-tag groups of three), a quarter
-    counters, a quarter append logs."""
-    nreg = n - 2 * (n // 4)
+    """n keys: half registers (a fifth of those in hash-tag groups of three), an eighth
+    each counters, append logs, lists and hashes."""
+    nreg = n - 4 * (n // 8)
     ntag = (nreg // 5) // 3 * 3
     keys, fams = [], []
     for i in range(nreg):
         keys.append(f"{{{prefix}g{i // 3}}}r{i}" if i < ntag else f"{prefix}r{i}")
         fams.append(REG)
-    for i in range(n // 4):
-        keys.append(f"{prefix}c{i}")
-        fams.append(CTR)
-    for i in range(n // 4):
-        keys.append(f"{prefix}l{i}")
-        fams.append(LOG)
+    for letter, fam in (("c", CTR), ("l", LOG), ("q", LIST), ("h", HASH)):
+        for i in range(n // 8):
+            keys.append(f"{prefix}{letter}{i}")
+            fams.append(fam)
     return keys, fams
 
 
@@ -754,7 +986,12 @@ class _Client(threading.Thread):
                 key, fam = keys[k], fams[k]
                 x = rand()
                 if x < 0.40:
-                    kind, cmd = "get", ("GET", key)
+                    if fam == LIST:
+                        kind, cmd = "lrange", ("LRANGE", key, 0, -1)
+                    elif fam == HASH:
+                        kind, cmd = "hgetall", ("HGETALL", key)
+                    else:
+                        kind, cmd = "get", ("GET", key)
                 elif x < 0.55:
                     kind, cmd = "del", ("DEL", key)
                 else:
@@ -768,9 +1005,15 @@ class _Client(threading.Thread):
                             kind, cmd = "setex", ("SET", key, arg, "EX", ttl)
                     elif fam == CTR:
                         kind, cmd = "incr", ("INCR", key)
-                    else:
+                    elif fam == LOG:
                         arg = f"{cid}.{seq};"
                         kind, cmd = "append", ("APPEND", key, arg)
+                    elif fam == LIST:
+                        arg = f"{cid}.{seq}"
+                        kind, cmd = "lpush", ("LPUSH", key, arg)
+                    else:
+                        arg = (rnd.choice(HASH_FIELDS), f"{cid}:{seq}")
+                        kind, cmd = "hset", ("HSET", key, *arg)
             t0 = mono()
             try:
                 c.send_command(*cmd)
@@ -793,14 +1036,17 @@ class _Run:
 
 def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, seed=1, flushes=2, duration=None,
                 ttls=(1, 2), slack_s=1.0, switch=0.002, timeout=10.0, progress=None, details=3, target=None,
-                save=None, during=None):
+                save=None, during=None, max_failed=0.01):
     """Runs the workload through `proxies` (default: every proxy of `cluster`; or a
     Target), verifies the history and the placement, and returns a Result.
     ops: operations in all (split over the clients), or duration: seconds to run.
     flushes: FLUSHALLs in the run (at least 1 is required). progress: a callable
     given a line of text every few seconds (e.g. print). during: a callable run in a
     thread of its own while the clients run, given the run's keys and an Event set
-    when they are done (it returns once its work has settled: moves, say)."""
+    when they are done (it returns once its work has settled: moves, say).
+    max_failed: the fraction of the clients' operations that may fail or time out
+    before the run counts as having checked too little (a run that kills a node on
+    purpose allows more: its keys' commands fail while it is down)."""
     if target is None:
         target = Target.from_cluster(cluster, proxies)
         for p in (proxies if proxies is not None else cluster.proxies):
@@ -871,15 +1117,15 @@ def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, se
     finals = []
     for pi, (_, factory) in enumerate(target.proxies):
         c = factory(socket_timeout=timeout)
-        for k in run.keys:
-            finals.append(_timed_read(lambda k=k: c.get(k), None, pi, k))
+        for k, fam in zip(run.keys, run.fams):
+            finals.append(_timed_read(lambda k=k, fam=fam: _read(c, fam, k), None, pi, k, READ_KIND[fam]))
     nodes = dict(target.nodes)
-    for k in run.keys:
-        def direct(k=k):
+    for k, fam in zip(run.keys, run.fams):
+        def direct(k=k, fam=fam):
             field = directory_key(k)
             node = entry_node(target.main.hget(bucket_of(field), field))
-            return nodes[node].get(k) if node in nodes else None
-        finals.append(_timed_read(direct, None, -1, k))
+            return _read(nodes[node], fam, k) if node in nodes else _read(None, fam, k)
+        finals.append(_timed_read(direct, None, -1, k, READ_KIND[fam]))
     history.extend(finals)
     placement = observe_placement(target, run.keys)
     t2 = time.monotonic_ns()
@@ -892,16 +1138,31 @@ def run_checker(cluster=None, proxies=None, clients=8, ops=100_000, keys=300, se
     if counts["flushall"] < 1:
         problems.append("no FLUSHALL was acknowledged")
     run_ops = len(history) - len(finals)
-    if counts["indeterminate"] > 0.01 * max(run_ops, 1):
-        problems.append(f"{counts['indeterminate']:,} of {run_ops:,} operations failed (more than 1 %): "
-                        "the run checked little")
+    unread = sum(1 for o in finals if o.status != OK)
+    if unread:
+        problems.append(f"{unread:,} of {len(finals):,} final reads failed: keys not readable after the run")
+    if counts["indeterminate"] > max_failed * max(run_ops, 1):
+        problems.append(f"{counts['indeterminate']:,} of {run_ops:,} operations failed (more than "
+                        f"{max_failed * 100:g} %): the run checked little")
     result = Result(counts, anomalies, problems, t0=t0, proxies=[n for n, _ in target.proxies], details=details)
     if save:
         save_history(save, history, placement, result.proxies, t0, dict(zip(run.keys, run.fams)), clients)
     return result
 
 
-def _timed_read(fn, client, proxy, key):
+def _read(client, fam, key):
+    """The read of `key` its family uses, through `client` (None: an absent key's answer)."""
+    kind = READ_KIND[fam]
+    if client is None:
+        return {"get": None, "lrange": [], "hgetall": {}}[kind]
+    if kind == "lrange":
+        return client.lrange(key, 0, -1)
+    if kind == "hgetall":
+        return client.hgetall(key)
+    return client.get(key)
+
+
+def _timed_read(fn, client, proxy, key, kind="get"):
     t0 = time.monotonic_ns()
     try:
         res, status = fn(), OK
@@ -909,7 +1170,7 @@ def _timed_read(fn, client, proxy, key):
         res, status = str(e), ERR
     except (redis.RedisError, OSError) as e:
         res, status = f"{type(e).__name__}: {e}", UNKNOWN
-    return Op(client, proxy, "get", key, None, 0, t0, time.monotonic_ns(), status, res, final=True)
+    return Op(client, proxy, kind, key, None, 0, t0, time.monotonic_ns(), status, res, final=True)
 
 
 def observe_placement(target, keys):
@@ -950,6 +1211,8 @@ def load_history(path):
             x = json.loads(line)
             if isinstance(x[9], str) and x[2] == "get" and x[8] == OK:
                 x[9] = x[9].encode()
+            if x[2] == "hset":
+                x[4] = tuple(x[4])
             ops.append(Op(*x))
     return meta, ops
 

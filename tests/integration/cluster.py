@@ -187,6 +187,14 @@ class RedisServer:
         os.kill(self.proc.pid, signal.SIGCONT)
         self.paused = False
 
+    def kill(self):
+        """SIGKILL, as a crash: no shutdown, no final save. start() brings it back on
+        the same port with the same arguments and data directory, replaying its AOF
+        when it has one (`--appendonly yes`)."""
+        self.proc.kill()
+        self.proc.wait()
+        self.paused = False
+
     def stop(self):
         if self.paused:
             self.resume()

@@ -56,6 +56,14 @@ def entry_of(c, key):
     return entry_node(c.main.client.hget(bucket_of(key), key))
 
 
+def assert_every_family_checked(result):
+    """The checker's run drove every key family while keys moved: registers, counters,
+    append logs, lists and hashes each had acknowledged writes and reads."""
+    by_kind = result.counts["by_kind"]
+    missing = [k for k in ("set", "get", "incr", "append", "lpush", "lrange", "hset", "hgetall") if not by_kind.get(k)]
+    assert not missing, (missing, by_kind)
+
+
 @pytest.fixture
 def two():
     c = Cluster()
@@ -179,8 +187,9 @@ def test_rebalance_evens_out_growth_after_placement_moving_little_more_than_the_
 
 
 def test_checker_while_keys_move_back_and_forth(two):
-    """Two proxies, six clients, FLUSHALLs, and a thread moving the run's hot keys to
-    random nodes through random proxies the whole time: no lost write, no stale read."""
+    """Two proxies, six clients, FLUSHALLs, and a thread moving the run's hot keys
+    (registers, counters, append logs, lists, hashes) to random nodes through random
+    proxies the whole time: no lost write, no stale read."""
     c = two
     clients = [p.client() for p in c.proxies]
     names = [n.name for n in c.nodes]
@@ -200,6 +209,7 @@ def test_checker_while_keys_move_back_and_forth(two):
     moved = moved_entries(c) - before
     print(f"moves asked {asked[0]}, entries moved {moved}")
     assert result.ok, result.report()
+    assert_every_family_checked(result)
     assert moved >= 50, (moved, asked[0])
 
 
@@ -410,9 +420,99 @@ def test_checker_while_the_mover_is_killed_and_a_proxy_paused_mid_move():
         print(result.report())
         print(events)
         assert result.ok, result.report()
+        assert_every_family_checked(result)
         assert "killed the mover" in events
         moved = sum(int(nodes_report(p.client())["mover"]["entries_moved"]) for p in serving)
         assert moved > 0
+    finally:
+        c.close()
+
+
+def mover_counters(c):
+    """The mover's counters summed over every running proxy (each counts its own
+    moves while it coordinates)."""
+    total = {}
+    for p in c.proxies:
+        if p.proc is None:
+            continue
+        for k, v in nodes_report(p.client(socket_timeout=10))["mover"].items():
+            if k in ("entries_moved", "entries_undone", "entries_finished", "errors"):
+                total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def test_checker_while_a_data_node_is_killed_mid_move():
+    """Three proxies, data nodes with an AOF fsynced at every write (`appendfsync
+    always`: an acknowledged write survives a kill -9, as on a production node with
+    persistence). While keys move back and forth, moves to and from node2 are asked
+    and node2 is killed (SIGKILL) while they are under way, then restarted on the same
+    port with the same data directory; the clients run throughout. Operations that
+    fail while it is down count as maybe-happened. Afterwards: no lost write, no stale
+    read, every key on exactly one node, the one its entry names."""
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    c = Cluster(node_extra=aof)
+    try:
+        c.add_proxy("headroom2")
+        c.add_proxy("headroom3")
+        clients = [p.client(socket_timeout=20) for p in c.proxies]
+        names = [n.name for n in c.nodes]
+        victim = c.nodes[1]
+        events = []
+        refused = [0]
+
+        def ask(key, node):
+            try:
+                random.choice(clients).execute_command("HEADROOM", "MOVE", key, node)
+            except redis.ResponseError:
+                refused[0] += 1  # e.g. while node2 is down
+
+        def moving():
+            return max(int(nodes_report(r)["mover"]["moving_now"]) for r in clients)
+
+        def during(keys, done):
+            rnd = random.Random(17)
+            start = time.time()
+            killed = False
+            while not done.is_set():
+                if not killed and time.time() - start > 2:
+                    # Moves to node2 and from it (the run's keys it holds now), and the
+                    # kill as soon as one of them is seen moving (at most 5 s later).
+                    pipe = victim.client.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.exists(k)
+                    on_victim = [k for k, n in zip(keys, pipe.execute()) if n]
+                    for k in rnd.sample(on_victim, min(20, len(on_victim))):
+                        ask(k, rnd.choice([n for n in names if n != victim.name]))
+                    for k in rnd.sample(keys, 20):
+                        ask(k, victim.name)
+                    deadline = time.time() + 5
+                    while (n := moving()) == 0 and time.time() < deadline:
+                        time.sleep(0.001)
+                    victim.kill()
+                    killed = True
+                    events.append(f"killed {victim.name} ({n} entries moving)")
+                    down = time.time()
+                    while time.time() - down < 1.5 and not done.is_set():
+                        ask(rnd.choice(keys), rnd.choice(names))  # moves go on meanwhile
+                        time.sleep(0.01)
+                    victim.start()
+                    events.append(f"restarted {victim.name}" + (" after the clients stopped" if done.is_set() else ""))
+                ask(rnd.choice(keys), rnd.choice(names))
+                time.sleep(0.01)
+            for p in c.proxies:
+                p.wait_nodes_up(timeout=60)
+            wait_settled(c, timeout=120)
+
+        result = run_checker(c, c.proxies, clients=6, ops=60_000, keys=200, seed=7, flushes=3, during=during,
+                             max_failed=0.1)
+        print(result.report())
+        counters = mover_counters(c)
+        print(events, counters, f"moves refused: {refused[0]}")
+        assert result.ok, result.report()
+        assert_every_family_checked(result)
+        assert events[0].startswith(f"killed {victim.name}") and events[1] == f"restarted {victim.name}", events
+        assert counters["entries_moved"] > 0, counters
+        assert victim.client.config_get("appendonly") == {"appendonly": "yes"}
     finally:
         c.close()
 
