@@ -16,7 +16,8 @@
 // Which events a node publishes is its notify-keyspace-events setting (headroom adds
 // the ones its directory needs, Egx, and keeps the rest: set K, E and the classes on
 // the nodes). A key the mover moves is restored on its new node and deleted on its old
-// one: subscribers see those events too.
+// one: subscribers see those events too. A node added by a reload is in the relays
+// made after it (a client subscribed before hears it once it subscribes again).
 #pragma once
 
 #include <uv.h>
