@@ -37,6 +37,18 @@ std::string_view field_text(std::string_view info, std::string_view key) {
 }
 }  // namespace
 
+NodeState::Persistence parse_persistence(std::string_view info) {
+  NodeState::Persistence p;
+  p.loading = field_text(info, "loading:") == "1";
+  p.aof_enabled = field_text(info, "aof_enabled:") == "1";
+  p.aof_rewrite_in_progress = field_text(info, "aof_rewrite_in_progress:") == "1";
+  p.aof_rewrite_scheduled = field_text(info, "aof_rewrite_scheduled:") == "1";
+  p.rdb_bgsave_in_progress = field_text(info, "rdb_bgsave_in_progress:") == "1";
+  const std::string_view changes = field_text(info, "rdb_changes_since_last_save:");
+  std::from_chars(changes.data(), changes.data() + changes.size(), p.rdb_changes_since_last_save);
+  return p;
+}
+
 NodeFigures parse_info(std::string_view info) {
   NodeFigures f;
   f.used_memory = field_u64(info, "used_memory:");
@@ -108,13 +120,17 @@ void MemoryPoller::poll(NodeIndex i) {
   if (in_flight_[i] || !conns_[i]->up()) return;
   // The server section once per connection (a restart may bring another version).
   const bool version = nodes_[i].redis_version.empty();
-  std::vector<std::string_view> argv = {"INFO", "memory", "keyspace"};
+  std::vector<std::string_view> argv = {"INFO", "memory", "keyspace", "persistence"};
   if (version) argv.push_back("server");
-  bool sent = conns_[i]->command(argv, [this, i, version](redisReply* r) {
+  const uint64_t changes = nodes_[i].persistence_changes;
+  bool sent = conns_[i]->command(argv, [this, i, version, changes](redisReply* r) {
     in_flight_[i] = false;
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     NodeState& n = nodes_[i];
-    if (version) n.redis_version = std::string(field_text(std::string_view(r->str, r->len), "redis_version:"));
+    const std::string_view info(r->str, r->len);
+    if (version) n.redis_version = std::string(field_text(info, "redis_version:"));
+    n.persistence = parse_persistence(info);
+    n.persistence_seen = std::max(n.persistence_seen, changes);
     if (!n.reachable) spdlog::info("node {}: answering again", n.name());
     n.reachable = true;
     ledger_.poll_answered(i, parse_info(std::string_view(r->str, r->len)), uv_now(loop_));

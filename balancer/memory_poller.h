@@ -49,5 +49,7 @@ class MemoryPoller {
 
 // The figures in an INFO reply (exposed for tests).
 NodeFigures parse_info(std::string_view info);
+// Its persistence section's state (INFO persistence through headroom).
+NodeState::Persistence parse_persistence(std::string_view info);
 
 }  // namespace headroom::balancer

@@ -24,6 +24,20 @@ struct NodeState {
   uint64_t drain_started_ms = 0;  // when this proxy saw the drain begin, and the node's keys then (progress)
   uint64_t drain_start_keys = 0;
   std::string redis_version;  // its INFO server's, read by the poller once it answers (INFO shows the lowest)
+  // Its INFO persistence at the last poll (headroom's INFO persistence sums them up).
+  struct Persistence {
+    bool loading = false;
+    bool aof_enabled = false;
+    bool aof_rewrite_in_progress = false;
+    bool aof_rewrite_scheduled = false;
+    bool rdb_bgsave_in_progress = false;
+    uint64_t rdb_changes_since_last_save = 0;
+  } persistence;
+  // A CONFIG SET through headroom that starts persistence work (appendonly) bumps
+  // `persistence_changes`; a poll sent after it answers with `persistence_seen` equal
+  // to it. Until then the last figures predate it: INFO says a rewrite is scheduled.
+  uint64_t persistence_changes = 0;
+  uint64_t persistence_seen = 0;
 
   const std::string& name() const { return config.name; }
 };

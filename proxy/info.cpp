@@ -108,10 +108,26 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "directory_memory_estimate", server.directory().memory_estimate());
     out += "\r\n";
   }
-  if (want("persistence")) {  // headroom keeps no data of its own: the nodes' persistence is theirs
+  if (want("persistence")) {  // the nodes', as the poller last read them: any node's work shows
+    bool loading = false, aof = false, rewriting = false, scheduled = false, saving = false;
+    uint64_t changes = 0;
+    for (const auto& n : server.nodes().all()) {
+      const auto& p = n.persistence;
+      loading |= p.loading;
+      aof |= p.aof_enabled;
+      rewriting |= p.aof_rewrite_in_progress;
+      scheduled |= p.aof_rewrite_scheduled || n.persistence_seen < n.persistence_changes;
+      saving |= p.rdb_bgsave_in_progress;
+      changes += p.rdb_changes_since_last_save;
+    }
     out += "# Persistence\r\n";
-    line(out, "loading", uint64_t{0});
+    line(out, "loading", loading ? 1 : 0);
     line(out, "async_loading", uint64_t{0});
+    line(out, "rdb_changes_since_last_save", changes);
+    line(out, "rdb_bgsave_in_progress", saving ? 1 : 0);
+    line(out, "aof_enabled", aof ? 1 : 0);
+    line(out, "aof_rewrite_in_progress", rewriting ? 1 : 0);
+    line(out, "aof_rewrite_scheduled", scheduled ? 1 : 0);
     out += "\r\n";
   }
   if (want("stats")) {

@@ -468,10 +468,22 @@ void Router::on_fragment_reply(Request* req, uint32_t f, std::string_view reply)
   if (req->fragments_pending == 0) finish(req);
 }
 
+// CONFIG SET appendonly starts an AOF rewrite on every node: until each node's next
+// poll has seen it, INFO persistence says one is scheduled (a client waiting for the
+// rewrite, as Redis's own tests do before DEBUG LOADAOF, must not find it done).
+void Router::persistence_may_change(const Request& req) {
+  for (size_t i = 2; i < req.argv.size(); i += 2) {
+    if (!resp::iequals(req.argv[i], "appendonly")) continue;
+    for (auto& n : server_.nodes().all()) ++n.persistence_changes;
+    return;
+  }
+}
+
 void Router::finish(Request* req) {
   if (req->cmd->has(resp::kFlushes)) mark_flushed(req);
   merge_fragments(*req, server_.nodes().size());
   if (req->cmd->has(resp::kResetsStats) && req->reply.view() == "+OK\r\n") server_.reset_stats();
+  if (req->cmd->has(resp::kSetsConfig) && req->reply.view() == "+OK\r\n") persistence_may_change(*req);
   complete(req);
   req->client->request_done();
 }

@@ -114,7 +114,8 @@ class Router {
   // current; otherwise (main server unreachable, reloading) this replies an error
   // and returns false: a nil read, or a DEL that deletes nothing, could be wrong.
   bool absence_known(Request* req);
-  void finish(Request* req);  // every fragment answered: merge and complete
+  void finish(Request* req);
+  void persistence_may_change(const Request& req);  // every fragment answered: merge and complete
   void complete(Request* req) { req->done = true; }
   void reply_error(Request* req, std::string_view msg);
   // reply_error for a command Redis would refuse: inside MULTI, it discards the transaction.

@@ -1,5 +1,7 @@
 """Commands headroom answers itself, and Redis's wording for unknown commands,
 wrong arity and refused commands."""
+import time
+
 import pytest
 import redis
 
@@ -178,3 +180,30 @@ def test_acl_whoami_cat_and_genpass_answer_as_redis_and_the_rest_is_refused(r, r
         raw(r, "ACL", "SETUSER", "alice", "on")
     with pytest.raises(redis.ResponseError, match="acl"):
         raw(r, "ACL", "LIST")
+
+
+def test_info_persistence_shows_the_nodes_aof_rewrite_so_debug_loadaof_after_it_is_safe(own):
+    # What Redis's own tests do (stream, stream-cgroups): CONFIG SET appendonly yes, wait
+    # while INFO persistence shows the rewrite, then DEBUG LOADAOF. A node whose rewrite
+    # has not finished has no AOF to load and exits: INFO must not say it is done early.
+    c = own(settings={"allow_dangerous_commands": "[config, debug]"}, node_extra=("--enable-debug-command", "yes"))
+    c.proxy.wait_nodes_up()
+    r = c.proxy.client(decode_responses=True)
+    pipe = r.pipeline(transaction=False)
+    for i in range(30000):
+        pipe.set(f"aof:{i}", "x" * 100)
+    pipe.execute()
+    assert raw(r, "CONFIG", "SET", "appendonly", "yes") == "OK"
+    deadline = time.time() + 60
+    while True:
+        p = r.info("persistence")
+        if p["aof_rewrite_in_progress"] == 0 and p["aof_rewrite_scheduled"] == 0:
+            break
+        assert time.time() < deadline, p
+        time.sleep(0.05)
+    assert p["aof_enabled"] == 1
+    assert raw(r, "DEBUG", "LOADAOF") == "OK"
+    for n in c.nodes:
+        assert n.up() and n.client.ping()
+    assert sum(n.client.dbsize() for n in c.nodes) == 30000
+    assert r.get("aof:7") == "x" * 100

@@ -192,6 +192,21 @@ TEST_CASE("eviction: allkeys-* evicts, volatile-* only while keys have a TTL, no
   CHECK_FALSE(parse_info("# Memory\r\nused_memory:100\r\nmaxmemory:0\r\nmaxmemory_policy:allkeys-lru\r\n").evicts);
 }
 
+TEST_CASE("a node's persistence state, read from its INFO persistence") {
+  const auto p = parse_persistence(
+      "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:42\r\n"
+      "rdb_bgsave_in_progress:0\r\naof_enabled:1\r\naof_rewrite_in_progress:1\r\naof_rewrite_scheduled:0\r\n");
+  CHECK_FALSE(p.loading);
+  CHECK(p.aof_enabled);
+  CHECK(p.aof_rewrite_in_progress);
+  CHECK_FALSE(p.aof_rewrite_scheduled);
+  CHECK_FALSE(p.rdb_bgsave_in_progress);
+  CHECK(p.rdb_changes_since_last_save == 42);
+  // "loading" is its own field, not the start of another's name
+  CHECK_FALSE(parse_persistence("async_loading:1\r\nloading:0\r\n").loading);
+  CHECK(parse_persistence("# Persistence\r\nloading:1\r\n").loading);
+}
+
 TEST_CASE("unreachable, unpolled and disconnected nodes get no new keys") {
   NodeRegistry reg(Nodes::configs(3));
   Ledger ledger(reg);
