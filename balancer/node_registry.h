@@ -35,7 +35,7 @@ struct NodeState {
   } persistence;
   // A CONFIG SET through headroom that starts persistence work (appendonly) bumps
   // `persistence_changes`; a poll sent after it answers with `persistence_seen` equal
-  // to it. Until then the last figures predate it: INFO says a rewrite is scheduled.
+  // to it. Until then the last figures predate it: INFO says a rewrite is in progress.
   uint64_t persistence_changes = 0;
   uint64_t persistence_seen = 0;
 

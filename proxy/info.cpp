@@ -115,8 +115,10 @@ std::string build_info(Server& server, std::span<const std::string_view> section
       const auto& p = n.persistence;
       loading |= p.loading;
       aof |= p.aof_enabled;
-      rewriting |= p.aof_rewrite_in_progress;
-      scheduled |= p.aof_rewrite_scheduled || n.persistence_seen < n.persistence_changes;
+      // As one Redis, whose CONFIG SET appendonly yes has forked its rewrite before
+      // answering: from that answer until the node's next poll, a rewrite is under way.
+      rewriting |= p.aof_rewrite_in_progress || n.persistence_seen < n.persistence_changes;
+      scheduled |= p.aof_rewrite_scheduled;
       saving |= p.rdb_bgsave_in_progress;
       changes += p.rdb_changes_since_last_save;
     }
