@@ -129,7 +129,8 @@ GROWTH = {"append": ("Payload", 2, 1), "setrange": ("Payload", 3, 1),
 # Subcommands Redis's COMMAND does not list, each with its own key spec: DEBUG OBJECT
 # and DEBUG LISTPACK name a key, so the key's node must answer. DEBUG's other
 # subcommands stay on the DEBUG row (an open container: any subcommand is accepted).
-EXTRA_SUBCOMMANDS = {"debug": [("debug|object", 3), ("debug|listpack", 3)]}
+# DEBUG DIGEST-VALUE names keys (one or more, all on one node: same-node).
+EXTRA_SUBCOMMANDS = {"debug": [("debug|object", 3, 0), ("debug|listpack", 3, 0), ("debug|digest-value", -3, -1)]}
 OPEN_CONTAINERS = {"debug"}
 
 
@@ -199,7 +200,7 @@ def route_of(name, flags, specs, container):
     if name in PUBSUB:
         return "PubSub", "None"
     if name.split("|")[0] in EXTRA_SUBCOMMANDS and "|" in name:
-        return "Single", "None"
+        return ("SameNode" if name == "debug|digest-value" else "Single"), "None"
     if name in ANY_NODE or name.endswith("|help"):
         return "AnyNode", "None"
     if name in FAN_OUT:
@@ -233,9 +234,9 @@ def collect(r, extra=True):
             rows.append((name, arity, set(flags), [], False))
         for parent, subs in EXTRA_SUBCOMMANDS.items():
             flags = next(r_[2] for r_ in rows if r_[0] == parent)
-            for sub, arity in subs:
+            for sub, arity, lastkey in subs:
                 key = [[b"flags", [b"RO"], b"begin_search", [b"type", b"index", b"spec", [b"index", 2]],
-                        b"find_keys", [b"type", b"range", b"spec", [b"lastkey", 0, b"keystep", 1, b"limit", 0]]]]
+                        b"find_keys", [b"type", b"range", b"spec", [b"lastkey", lastkey, b"keystep", 1, b"limit", 0]]]]
                 rows.append((sub, arity, set(flags), key, False))
     return sorted(rows, key=lambda x: x[0])
 

@@ -77,6 +77,13 @@ def test_dangerous_commands_when_allowed():
         with pytest.raises(redis.ResponseError, match="no such key"):
             r.execute_command("DEBUG", "OBJECT", "dbg:missing")
         assert r.execute_command("DEBUG", "SLEEP", "0") in ("OK", True)
+        # DEBUG DIGEST-VALUE too (Redis's tests compare values by it): the keys' node's answer.
+        node = next(n for n in c.nodes if n.client.exists("dbg:k"))
+        want = node.client.execute_command("DEBUG", "DIGEST-VALUE", "dbg:k")
+        assert r.execute_command("DEBUG", "DIGEST-VALUE", "dbg:k") == [w.decode() for w in want]
+        r.set("{dbg}a", "x")
+        r.set("{dbg}b", "y")
+        assert len(r.execute_command("DEBUG", "DIGEST-VALUE", "{dbg}a", "{dbg}b", "{dbg}missing")) == 3
 
         # MONITOR: every command headroom receives, in Redis's format.
         mon = socket.create_connection(("127.0.0.1", c.proxy.port))

@@ -22,7 +22,7 @@ RUNS_SCRIPT, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12
 REDIS_BITS = sum(FLAG_BITS.values())
 # Rows headroom keeps although this server's COMMAND does not list them: Redis 7.2's
 # CLIENT SETINFO (clients send it on connect), and the DEBUG subcommands that name a key.
-EXTRA_ROWS = {"client|setinfo", "debug|object", "debug|listpack", "headroom"}  # headroom: our own command
+EXTRA_ROWS = {"client|setinfo", "debug|object", "debug|listpack", "debug|digest-value", "headroom"}  # headroom: our own command
 SCRIPT_WRITERS = {"eval", "evalsha", "fcall"}
 
 
@@ -209,6 +209,7 @@ def test_routing_of_the_commands_the_design_names(table):
         assert route[n] == ANY, n
     for n in ("debug|object", "debug|listpack"):  # they name a key: its node answers
         assert route[n] == SINGLE, n
+    assert route["debug|digest-value"] == SAME  # keys, all on one node
     # A multi-key command that is not Split must run on one node.
     for n, r in table.items():
         if r["route"] == SINGLE:
