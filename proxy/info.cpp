@@ -140,7 +140,8 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "total_commands_forwarded", stats.commands_forwarded);
     line(out, "total_fragments_sent", stats.fragments_sent);
     line(out, "total_local_replies", stats.local_replies);
-    line(out, "total_error_replies", stats.error_replies);
+    line(out, "total_error_replies", stats.error_replies_sent);  // as Redis: every error reply
+    line(out, "total_headroom_error_replies", stats.error_replies);  // those headroom itself produced
     line(out, "total_crossnode_errors", stats.crossnode_errors);
     line(out, "total_colocations", stats.colocations);
     line(out, "total_blocking_given_back", stats.blocking_given_back);

@@ -123,6 +123,7 @@ class Server final : private balancer::WriteTracker {
   // `error`: the reply without its '-'. Error replies only: off the request path.
   void count_error(std::string_view error) {
     static constexpr size_t kMaxErrorKinds = 128;
+    ++stats_.error_replies_sent;
     const std::string_view kind = error.substr(0, error.find_first_of(" \r\n"));
     auto it = error_stats_.find(kind);
     if (it != error_stats_.end()) ++it->second;

@@ -13,6 +13,7 @@ struct Stats {
   uint64_t fragments_sent = 0;
   uint64_t local_replies = 0;
   uint64_t error_replies = 0;         // errors headroom itself produced
+  uint64_t error_replies_sent = 0;    // every error reply clients got, headroom's and the nodes' (INFO, as Redis)
   uint64_t crossnode_errors = 0;
   uint64_t colocations = 0;  // same-node commands whose keys were moved together (rebalance.colocate)
   uint64_t blocking_given_back = 0;  // elements a blocking pop took for a client that had left, put back

@@ -162,6 +162,10 @@ def test_info_has_redis_s_default_sections_with_headroom_s_figures(clean, r, ref
     after = errorstats()
     assert after["ERR"] - before.get("ERR", 0) == 3
     assert after["WRONGTYPE"] - before.get("WRONGTYPE", 0) == 1
+    # total_error_replies counts every error reply, as Redis; headroom's own apart.
+    stats = r.info("stats")
+    assert stats["total_error_replies"] >= 4 and stats["total_headroom_error_replies"] >= 3
+    assert stats["total_error_replies"] == sum(errorstats().values())
 
 
 def test_acl_whoami_cat_and_genpass_answer_as_redis_and_the_rest_is_refused(r, ref):
