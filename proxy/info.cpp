@@ -159,6 +159,7 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     line(out, "role", std::string("master"));
     line(out, "connected_slaves", uint64_t{0});
     line(out, "master_failover_state", std::string("no-failover"));
+    line(out, "master_repl_offset", uint64_t{0});
     out += "\r\n";
   }
   if (want("cpu")) {
@@ -172,6 +173,8 @@ std::string build_info(Server& server, std::span<const std::string_view> section
     out += "# CPU\r\n";
     line(out, "used_cpu_sys", secs(ru.ru_stime));
     line(out, "used_cpu_user", secs(ru.ru_utime));
+    line(out, "used_cpu_sys_children", std::string("0.000000"));  // headroom forks no children
+    line(out, "used_cpu_user_children", std::string("0.000000"));
     out += "\r\n";
   }
   if (want("errorstats")) {  // error replies headroom sent, by kind (Server::count_error)
