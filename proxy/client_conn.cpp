@@ -25,7 +25,7 @@ bool ClientConn::accept(uv_stream_t* listener, const net::TlsContext* tls) {
   net::StreamOptions options;
   options.keepalive_s = server_.config().tcp_keepalive_s;
   if (!stream_.accept(listener, tls, options)) return false;
-  last_read_ms_ = uv_now(server_.loop());
+  last_read_ms_ = connected_ms_ = uv_now(server_.loop());
   return true;
 }
 
@@ -144,6 +144,18 @@ void ClientConn::queue_output(std::string_view bytes) {
                  pending);
     close();
   }
+}
+
+ClientConn::Footprint ClientConn::footprint() const {
+  Footprint f;
+  f.query = in_.size();
+  f.query_free = in_.capacity() - in_.size();
+  for (size_t i = 0; i < queue_.size(); ++i)
+    for (auto a : queue_[i]->argv) f.argv += a.size();
+  f.reply_buffer = out_.capacity();
+  f.reply_pending = out_.size();
+  f.unsent = stream_.unsent();
+  return f;
 }
 
 void ClientConn::mark_dirty() {

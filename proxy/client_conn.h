@@ -111,6 +111,29 @@ class ClientConn final : private net::Stream::Owner {
   // Loop time (ms) of the last bytes read from this client.
   uint64_t last_read_ms() const { return last_read_ms_; }
 
+  // --- What CLIENT LIST and CLIENT INFO show (proxy/client_commands.cpp).
+  uint64_t connected_ms() const { return connected_ms_; }  // loop time of the accept
+  // The row of the last command looked up (nullptr: none yet, or an unknown one), as
+  // Redis's lastcmd. Set for every request: one store.
+  const resp::CommandInfo* last_command() const { return last_command_; }
+  void set_last_command(const resp::CommandInfo* cmd) { last_command_ = cmd; }
+  std::string local_address() const { return stream_.local_address(); }
+  int fd() const { return stream_.fd(); }
+  const Transaction& transaction() const { return transaction_; }
+  bool closing() const { return closing_; }
+  bool reading() const { return !read_paused_ && !closing_ && !closed_; }
+  // Bytes held for this client, in the fields Redis reports them in.
+  struct Footprint {
+    size_t query = 0, query_free = 0;  // input read and not yet consumed; room left in its buffer
+    size_t argv = 0;                   // arguments of its requests not yet answered
+    size_t reply_buffer = 0, reply_pending = 0;  // out_'s capacity; replies in it not yet written
+    size_t unsent = 0;                 // written, not yet taken by the kernel
+  };
+  Footprint footprint() const;
+  // CLIENT NO-EVICT: recorded and shown; headroom evicts no client.
+  bool no_evict() const { return no_evict_; }
+  void set_no_evict(bool on) { no_evict_ = on; }
+
  private:
   // net::Stream::Owner
   void on_stream_open() override { mark_dirty(); }  // TLS: replies queued meanwhile go now
@@ -148,7 +171,9 @@ class ClientConn final : private net::Stream::Owner {
   std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three
   uint64_t last_read_ms_ = 0;
+  uint64_t connected_ms_ = 0;
   uint64_t read_ns_ = 0;  // uv_hrtime of the last read
+  const resp::CommandInfo* last_command_ = nullptr;
   bool authenticated_ = false;
   bool resp3_ = false;
   bool pump_at_head_ = false;
@@ -156,6 +181,7 @@ class ClientConn final : private net::Stream::Owner {
   bool closing_ = false;         // no more requests; close when replies are out
   bool closed_ = false;
   bool dirty_ = false;
+  bool no_evict_ = false;
 
   friend class Server;  // orphans the queue when it deletes the client
 };

@@ -80,6 +80,7 @@ void Router::prepare(Request* req) {
   std::span<const std::string_view> argv(req->argv);
   bool unknown_sub = false;
   const resp::CommandInfo* cmd = resp::lookup_command(argv, &unknown_sub);
+  req->client->set_last_command(cmd);  // CLIENT LIST's cmd=, as Redis's lastcmd (none for an unknown one)
   if (cmd == nullptr) {
     if (unknown_sub)
       reject(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try " +

@@ -137,6 +137,9 @@ class Server final : private balancer::WriteTracker {
   // `c`'s next request waits for a move (Router::await_moves): pumped when one ends.
   void park_for_move(ClientConn* c);
 
+  const std::unordered_set<ClientConn*>& clients() const { return clients_; }  // closed ones until the turn ends
+  bool is_monitor(const ClientConn* c) const { return std::find(monitors_.begin(), monitors_.end(), c) != monitors_.end(); }
+
   // MONITOR (proxy/monitor.h): `c` now gets a line for every command received.
   void add_monitor(ClientConn* c) {
     if (std::find(monitors_.begin(), monitors_.end(), c) == monitors_.end()) monitors_.push_back(c);

@@ -68,6 +68,8 @@ enum CommandFlag : uint32_t {
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, ClientUnblock, Shutdown, Monitor,
+  ClientList, ClientInfo, ClientKill, ClientNoEvict,
+  ClientTracking, ClientTrackinginfo, ClientGetredir, ClientCaching,
   SlowlogGet, SlowlogLen, SlowlogReset, LatencyEmpty, LatencyReset,
   Multi, Exec, Discard, Watch, Unwatch,
   Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,

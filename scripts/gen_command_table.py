@@ -14,16 +14,21 @@ import sys
 import redis
 
 # --- Routing policy -----------------------------------------------------------
-# Answered by the proxy. CLIENT INFO/LIST are not: the proxy has no Redis-shaped
-# client list to give, and a node's answer would describe the proxy's own backend
-# connection, so they are refused with the rest of CLIENT.
-# Each names the LocalCommand that answers it (proxy/local_commands.cpp).
+# Answered by the proxy. Each names the LocalCommand that answers it
+# (proxy/local_commands.cpp, and proxy/client_commands.cpp for CLIENT's).
 LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "hello": "Hello",
          "auth": "Auth", "info": "Info",
          "client|setname": "ClientSetname", "client|getname": "ClientGetname", "client|id": "ClientId",
          "client|setinfo": "ClientSetinfo",
          # a headroom client blocked on a node: its connection there is unblocked
          "client|unblock": "ClientUnblock",
+         # about headroom's own clients (a node's answer would describe headroom's
+         # connection to it): listed and killed by headroom
+         "client|list": "ClientList", "client|info": "ClientInfo", "client|kill": "ClientKill",
+         "client|no-evict": "ClientNoEvict",
+         # tracking is refused (ON); what asks about it answers "off", which it always is
+         "client|tracking": "ClientTracking", "client|trackinginfo": "ClientTrackinginfo",
+         "client|getredir": "ClientGetredir", "client|caching": "ClientCaching",
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
          "shutdown": "Shutdown", "monitor": "Monitor",

@@ -195,14 +195,16 @@ def test_routing_of_the_commands_the_design_names(table):
               "function|delete", "function|flush", "function|restore", "function|kill", "debug"):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
-              "client|setinfo", "info", "shutdown", "monitor"):
+              "client|setinfo", "info", "shutdown", "monitor", "client|list", "client|info", "client|kill",
+              "client|no-evict", "client|tracking",
+              "client|trackinginfo", "client|getredir", "client|caching"):
         assert route[n] == LOCAL, n
     for n in ("multi", "exec", "discard", "watch", "unwatch"):
         assert route[n] == TRANSACTION, n
     for n in ("subscribe", "psubscribe", "unsubscribe", "publish", "spublish", "pubsub|channels", "pubsub|numsub"):
         assert route[n] == PUBSUB, n
     for n in ("cluster|info", "migrate", "move",
-              "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
+              "swapdb", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
     for n in ("command", "command|count", "command|getkeys", "time", "config|get", "function|list",
               "function|dump"):
