@@ -261,6 +261,23 @@ void client_kill(Server& server, Request& req) {
   if (close_self) self->close_after_replies();
 }
 
+// CLIENT REPLY ON|OFF|SKIP: applied where this request's reply falls in the client's
+// reply order (ClientConn::gated_output). ON answers +OK; OFF and SKIP answer nothing.
+void client_reply(Request& req) {
+  std::string_view mode = req.argv[2];
+  if (iequals(mode, "on")) {
+    req.reply_switch = ReplySwitch::On;
+    resp::add_simple(req.reply, "OK");
+  } else if (iequals(mode, "off")) {
+    req.reply_switch = ReplySwitch::Off;
+  } else if (iequals(mode, "skip")) {
+    req.reply_switch = ReplySwitch::Skip;
+  } else {
+    return syntax_error(req);
+  }
+  req.client->reply_switch_dispatched();
+}
+
 // CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN] [OPTOUT]
 // [NOLOOP]: the options are checked as Redis checks them, then ON is refused: its
 // invalidations come from the node that holds each key, and headroom would have to
@@ -391,6 +408,9 @@ void run_client_command(Server& server, Request& req) {
     }
     case LocalCommand::ClientKill:
       client_kill(server, req);
+      break;
+    case LocalCommand::ClientReply:
+      client_reply(req);
       break;
     case LocalCommand::ClientNoEvict:
       if (iequals(argv[2], "on") || iequals(argv[2], "off")) {

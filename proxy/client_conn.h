@@ -134,6 +134,14 @@ class ClientConn final : private net::Stream::Owner {
   bool no_evict() const { return no_evict_; }
   void set_no_evict(bool on) { no_evict_ = on; }
 
+  // CLIENT REPLY: `req` (dispatched) switches this client's replies when its own
+  // reply is written, so the switch falls where Redis has it in the reply order
+  // however the requests around it complete.
+  void reply_switch_dispatched() {
+    ++reply_switches_;
+    reply_gated_ = true;
+  }
+
  private:
   // net::Stream::Owner
   void on_stream_open() override { mark_dirty(); }  // TLS: replies queued meanwhile go now
@@ -143,6 +151,16 @@ class ClientConn final : private net::Stream::Owner {
 
   void frame_requests();
   void write_ready_replies();
+  // A request's reply, at the head: queued for the client unless CLIENT REPLY says
+  // otherwise. The common case is one predictable branch.
+  void output_reply(const Request* r, std::string_view bytes) {
+    if (reply_gated_) [[unlikely]] {
+      gated_output(r, bytes);
+      return;
+    }
+    queue_output(bytes);
+  }
+  void gated_output(const Request* r, std::string_view bytes);
   // Appends a reply for the client; over max_client_output_bytes of unsent replies
   // the client is closed, as Redis's client-output-buffer-limit closes it.
   void queue_output(std::string_view bytes);
@@ -174,6 +192,10 @@ class ClientConn final : private net::Stream::Owner {
   uint64_t connected_ms_ = 0;
   uint64_t read_ns_ = 0;  // uv_hrtime of the last read
   const resp::CommandInfo* last_command_ = nullptr;
+  uint32_t reply_switches_ = 0;  // CLIENT REPLY requests dispatched, their replies not yet written
+  bool reply_gated_ = false;     // reply_off_, reply_skip_ or reply_switches_: output_reply's slow path
+  bool reply_off_ = false;       // CLIENT REPLY OFF
+  bool reply_skip_ = false;      // CLIENT REPLY SKIP: the next reply is dropped
   bool authenticated_ = false;
   bool resp3_ = false;
   bool pump_at_head_ = false;

@@ -250,6 +250,7 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::ClientList:
     case LocalCommand::ClientInfo:
     case LocalCommand::ClientKill:
+    case LocalCommand::ClientReply:
     case LocalCommand::ClientNoEvict:
     case LocalCommand::ClientTracking:
     case LocalCommand::ClientTrackinginfo:

@@ -68,7 +68,7 @@ enum CommandFlag : uint32_t {
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, ClientUnblock, Shutdown, Monitor,
-  ClientList, ClientInfo, ClientKill, ClientNoEvict,
+  ClientList, ClientInfo, ClientKill, ClientReply, ClientNoEvict,
   ClientTracking, ClientTrackinginfo, ClientGetredir, ClientCaching,
   SlowlogGet, SlowlogLen, SlowlogReset, LatencyEmpty, LatencyReset,
   Multi, Exec, Discard, Watch, Unwatch,

@@ -23,9 +23,9 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          # a headroom client blocked on a node: its connection there is unblocked
          "client|unblock": "ClientUnblock",
          # about headroom's own clients (a node's answer would describe headroom's
-         # connection to it): listed and killed by headroom
+         # connection to it): listed, killed, silenced by headroom
          "client|list": "ClientList", "client|info": "ClientInfo", "client|kill": "ClientKill",
-         "client|no-evict": "ClientNoEvict",
+         "client|reply": "ClientReply", "client|no-evict": "ClientNoEvict",
          # tracking is refused (ON); what asks about it answers "off", which it always is
          "client|tracking": "ClientTracking", "client|trackinginfo": "ClientTrackinginfo",
          "client|getredir": "ClientGetredir", "client|caching": "ClientCaching",

@@ -1,4 +1,4 @@
-"""CLIENT LIST, INFO, KILL, NO-EVICT and the tracking family,
+"""CLIENT LIST, INFO, KILL, REPLY, NO-EVICT and the tracking family,
 about headroom's own clients (the connections to headroom, not the nodes'), held
 against what a real Redis 7.0 answers (the reference server) where the format or
 the wording matters."""
@@ -284,6 +284,53 @@ def test_client_kill_user_default_closes_every_other_client(own):
     finally:
         for v in victims:
             v.close()
+
+
+# --- CLIENT REPLY
+
+REPLY_SCRIPT = [
+    ("CLIENT", "REPLY", "OFF"), ("SET", "rp:new1", "a"), ("GET", "rp:new1"), ("PING",),
+    ("MGET", "rp:new1", "rp:none"), ("CLIENT", "REPLY", "FOO"),  # an error: not sent either
+    ("CLIENT", "REPLY", "ON"), ("GET", "rp:new1"),
+    ("CLIENT", "REPLY", "SKIP"), ("SET", "rp:new2", "b"), ("GET", "rp:new2"),
+    ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "REPLY", "SKIP"), ("GET", "rp:new1"), ("GET", "rp:new2"),
+    ("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "SKIP"), ("GET", "rp:new1"), ("CLIENT", "REPLY", "ON"),
+    ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "REPLY", "ON"), ("GET", "rp:new2"),
+    ("MULTI",), ("INCR", "rp:n"), ("EXEC",),
+    ("CLIENT", "REPLY", "SKIP"), ("MULTI",), ("INCR", "rp:n"), ("EXEC",),
+    ("CLIENT", "REPLY", "SKIP"), ("GET",), ("GET", "rp:n"),
+    ("ECHO", "end"),
+]
+
+
+def replies_to(port, script):
+    c = Conn(port)
+    try:
+        c.send(*script)
+        return c.until(b"$3\r\nend\r\n")
+    finally:
+        c.close()
+
+
+def test_client_reply_off_on_skip_as_redis(clean):
+    # Pipelined: new keys wait for their placement, so replies complete out of step
+    # with the commands that switch them; what is sent is still Redis's, byte for byte.
+    got = replies_to(clean.proxy.port, REPLY_SCRIPT)
+    assert got == replies_to(clean.reference.port, REPLY_SCRIPT)
+    assert got.startswith(b"+OK\r\n$1\r\na\r\n")  # ON's own +OK, then GET's
+    # again (INCR counts on), each command in a write of its own: there is no waiting
+    # for a reply that is not sent
+    c = Conn(clean.proxy.port)
+    try:
+        for cmd in REPLY_SCRIPT:
+            c.send(cmd)
+        assert c.until(b"$3\r\nend\r\n") == replies_to(clean.reference.port, REPLY_SCRIPT)
+    finally:
+        c.close()
+
+
+def test_client_reply_errors_as_redis(r, ref):
+    assert_same_errors(r, ref, [("CLIENT", "REPLY"), ("CLIENT", "REPLY", "foo"), ("CLIENT", "REPLY", "on", "x")])
 
 
 # --- CLIENT NO-EVICT, NO-TOUCH

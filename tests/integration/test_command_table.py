@@ -196,7 +196,7 @@ def test_routing_of_the_commands_the_design_names(table):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
               "client|setinfo", "info", "shutdown", "monitor", "client|list", "client|info", "client|kill",
-              "client|no-evict", "client|tracking",
+              "client|reply", "client|no-evict", "client|tracking",
               "client|trackinginfo", "client|getredir", "client|caching"):
         assert route[n] == LOCAL, n
     for n in ("multi", "exec", "discard", "watch", "unwatch"):
