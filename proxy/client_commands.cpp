@@ -94,7 +94,7 @@ void append_line(std::string& out, Server& server, const ClientConn& c, uint64_t
   if (server.is_monitor(&c)) flags += 'O';
   if (c.subscribed()) flags += 'P';
   if (c.transaction().open) flags += 'x';
-  if (c.lease().blocking) flags += 'b';
+  if (c.lease().blocking || c.pause_held()) flags += 'b';
   if (c.closing()) flags += 'c';
   if (c.no_evict()) flags += 'e';
   if (flags.empty()) flags = "N";
@@ -278,6 +278,38 @@ void client_reply(Request& req) {
   req.client->reply_switch_dispatched();
 }
 
+// CLIENT PAUSE timeout [WRITE|ALL]: this headroom's clients, for timeout ms.
+void client_pause(Server& server, Request& req) {
+  auto& argv = req.argv;
+  if (argv.size() > 4) return subcommand_syntax_error(req);
+  Server::PauseKind kind = Server::PauseKind::All;
+  if (argv.size() == 4) {
+    if (iequals(argv[3], "write")) kind = Server::PauseKind::Write;
+    else if (iequals(argv[3], "all")) kind = Server::PauseKind::All;
+    else {
+      resp::add_error(req.reply, "ERR CLIENT PAUSE mode must be WRITE or ALL");
+      return;
+    }
+  }
+  int64_t timeout = 0;
+  if (!redis_integer(argv[2], timeout)) {
+    resp::add_error(req.reply, "ERR timeout is not an integer or out of range");
+    return;
+  }
+  if (timeout < 0) {
+    resp::add_error(req.reply, "ERR timeout is negative");
+    return;
+  }
+  uv_update_time(server.loop());  // the pause lasts at least `timeout` from now, not from the turn's start
+  const uint64_t now = uv_now(server.loop());
+  if (timeout > 0 && static_cast<uint64_t>(timeout) > std::numeric_limits<uint64_t>::max() / 2 - now) {
+    resp::add_error(req.reply, "ERR timeout is out of range");
+    return;
+  }
+  server.pause_clients(kind, timeout > 0 ? now + static_cast<uint64_t>(timeout) : 0);
+  resp::add_simple(req.reply, "OK");
+}
+
 // CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN] [OPTOUT]
 // [NOLOOP]: the options are checked as Redis checks them, then ON is refused: its
 // invalidations come from the node that holds each key, and headroom would have to
@@ -419,6 +451,13 @@ void run_client_command(Server& server, Request& req) {
       } else {
         syntax_error(req);
       }
+      break;
+    case LocalCommand::ClientPause:
+      client_pause(server, req);
+      break;
+    case LocalCommand::ClientUnpause:
+      server.end_pause();
+      resp::add_simple(req.reply, "OK");
       break;
     case LocalCommand::ClientTracking:
       client_tracking(server, req);

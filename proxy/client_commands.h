@@ -1,6 +1,6 @@
 // CLIENT's subcommands about headroom's own clients (the connections to headroom, not
-// its connections to the nodes): LIST, INFO, KILL, REPLY, NO-EVICT, UNBLOCK, and the
-// tracking family (TRACKING ON is refused; TRACKINGINFO, GETREDIR and CACHING
+// its connections to the nodes): LIST, INFO, KILL, REPLY, NO-EVICT, PAUSE, UNPAUSE,
+// and the tracking family (TRACKING ON is refused; TRACKINGINFO, GETREDIR and CACHING
 // answer as Redis does for a client that does not track, which every headroom client
 // is). Replies and errors follow Redis 7.0's wording.
 #pragma once

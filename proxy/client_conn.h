@@ -133,6 +133,9 @@ class ClientConn final : private net::Stream::Owner {
   // CLIENT NO-EVICT: recorded and shown; headroom evicts no client.
   bool no_evict() const { return no_evict_; }
   void set_no_evict(bool on) { no_evict_ = on; }
+  // CLIENT PAUSE holds its next request (Server::held_by_pause).
+  bool pause_held() const { return pause_held_; }
+  void set_pause_held(bool on) { pause_held_ = on; }
 
   // CLIENT REPLY: `req` (dispatched) switches this client's replies when its own
   // reply is written, so the switch falls where Redis has it in the reply order
@@ -204,6 +207,7 @@ class ClientConn final : private net::Stream::Owner {
   bool closed_ = false;
   bool dirty_ = false;
   bool no_evict_ = false;
+  bool pause_held_ = false;
 
   friend class Server;  // orphans the queue when it deletes the client
 };

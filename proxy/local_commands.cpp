@@ -252,6 +252,8 @@ void run_local_command(Server& server, Request& req) {
     case LocalCommand::ClientKill:
     case LocalCommand::ClientReply:
     case LocalCommand::ClientNoEvict:
+    case LocalCommand::ClientPause:
+    case LocalCommand::ClientUnpause:
     case LocalCommand::ClientTracking:
     case LocalCommand::ClientTrackinginfo:
     case LocalCommand::ClientGetredir:

@@ -94,6 +94,7 @@ struct Request {
   bool flush_begun = false;    // FLUSHALL: counted on the main server (Router::begin_flush)
   bool failed = false;         // its reply is an error (INFO commandstats' failed_calls)
   bool colocating = false;     // SameNode: its keys were asked to move together (rebalance.colocate)
+  bool block_writes = false;   // EXEC: the block holds a write (CLIENT PAUSE WRITE holds it)
   ReplySwitch reply_switch = ReplySwitch::None;  // CLIENT REPLY
   std::string error;           // a placement's failure, replied when the request goes
 
@@ -147,6 +148,7 @@ struct Request {
     flush_begun = false;
     failed = false;
     colocating = false;
+    block_writes = false;
     reply_switch = ReplySwitch::None;
     error.clear();
     done = owner_done = false;

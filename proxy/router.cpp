@@ -155,6 +155,10 @@ bool Router::dispatch(Request* req) {
                          "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
     return true;
   }
+  // CLIENT PAUSE: what it holds waits (its client is pumped when the pause ends).
+  if (server_.paused()) [[unlikely]] {
+    if (server_.held_by_pause(req)) return false;
+  }
   if (req->done) {
     if (req->unwatches) unwatch(req);  // DISCARD, EXEC answered at once: in order, the watch ends
     return true;

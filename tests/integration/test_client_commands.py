@@ -1,9 +1,10 @@
-"""CLIENT LIST, INFO, KILL, REPLY, NO-EVICT and the tracking family,
+"""CLIENT LIST, INFO, KILL, REPLY, PAUSE/UNPAUSE, NO-EVICT and the tracking family,
 about headroom's own clients (the connections to headroom, not the nodes'), held
 against what a real Redis 7.0 answers (the reference server) where the format or
 the wording matters."""
 import socket
 import subprocess
+import time
 
 import pytest
 import redis
@@ -331,6 +332,63 @@ def test_client_reply_off_on_skip_as_redis(clean):
 
 def test_client_reply_errors_as_redis(r, ref):
     assert_same_errors(r, ref, [("CLIENT", "REPLY"), ("CLIENT", "REPLY", "foo"), ("CLIENT", "REPLY", "on", "x")])
+
+
+# --- CLIENT PAUSE and UNPAUSE
+
+def test_client_pause_write_holds_writes_until_unpause(clean, ref):
+    r = clean.proxy.client(decode_responses=True)
+    port = clean.proxy.port
+    r.set("pw:k", "before")
+    writer, publisher, tx, reader = Conn(port), Conn(port), Conn(port), Conn(port)
+    try:
+        writer_id, publisher_id, tx_id = writer.id(), publisher.id(), tx.id()
+        tx.send(("MULTI",), ("SET", "pw:t", "1"))
+        tx.until(b"+OK\r\n+QUEUED\r\n")
+        assert raw(r, "CLIENT", "PAUSE", "100000", "WRITE") == "OK"
+        writer.send(("SET", "pw:k", "after"), ("GET", "pw:k"))  # the GET waits behind the SET, as in Redis
+        publisher.send(("PUBLISH", "pw:ch", "m"))  # a command Redis marks may-replicate
+        tx.send(("EXEC",))  # a transaction that writes
+        wait_for(lambda: "b" in entry(r, writer_id)["flags"], what="the writer held")
+        wait_for(lambda: "b" in entry(r, publisher_id)["flags"], what="the publisher held")
+        wait_for(lambda: "b" in entry(r, tx_id)["flags"], what="the EXEC held")
+        assert r.info("clients")["blocked_clients"] >= 3
+        # reads go on, and nothing held has run
+        assert r.get("pw:k") == "before" and r.exists("pw:t") == 0
+        # a transaction of reads runs; a syntax error is answered at once
+        reader.send(("MULTI",), ("GET", "pw:k"), ("EXEC",), ("SET", "pw:k"))
+        assert reader.until(b"-ERR wrong number of arguments for 'set' command\r\n") == \
+            b"+OK\r\n+QUEUED\r\n*1\r\n$6\r\nbefore\r\n-ERR wrong number of arguments for 'set' command\r\n"
+        assert raw(r, "CLIENT", "UNPAUSE") == "OK"
+        assert writer.until(b"$5\r\nafter\r\n") == b"+OK\r\n$5\r\nafter\r\n"
+        assert publisher.until(b"\r\n") == b":0\r\n"
+        assert tx.until(b"\r\n+OK\r\n") == b"*1\r\n+OK\r\n"
+        assert "b" not in entry(r, writer_id)["flags"]
+    finally:
+        raw(r, "CLIENT", "UNPAUSE")
+        for c in (writer, publisher, tx, reader):
+            c.close()
+    assert_same_errors(r, ref, [("CLIENT", "PAUSE"), ("CLIENT", "PAUSE", "abc"), ("CLIENT", "PAUSE", "-1"),
+                                ("CLIENT", "PAUSE", "10", "foo"), ("CLIENT", "PAUSE", "abc", "foo"),
+                                ("CLIENT", "PAUSE", "10", "WRITE", "x"), ("CLIENT", "PAUSE", "1.5"),
+                                ("CLIENT", "UNPAUSE", "x")])
+
+
+def test_client_pause_all_holds_every_command_until_it_ends(clean):
+    r = clean.proxy.client(decode_responses=True)
+    c = Conn(clean.proxy.port)
+    try:
+        c.id()
+        start = time.monotonic()
+        assert raw(r, "CLIENT", "PAUSE", "1500", "ALL") == "OK"
+        c.send(("PING",))
+        assert c.until(b"\r\n") == b"+PONG\r\n"
+        # not before the pause ended (a lower bound: a slow machine only adds to it)
+        assert time.monotonic() - start >= 1.45
+        assert raw(r, "CLIENT", "PAUSE", "0") == "OK"  # a pause that is already over
+        assert r.ping() is True
+    finally:
+        c.close()
 
 
 # --- CLIENT NO-EVICT, NO-TOUCH
