@@ -24,3 +24,8 @@ def test_ioredis(clean):
 
 def test_node_redis(clean):
     assert "node-redis ok" in run("node_redis_check.js", clean.proxy.port)
+
+
+def test_node_redis_client_commands(clean):
+    # clientInfo() and clientList() parse headroom's CLIENT INFO/LIST lines
+    assert "node-redis client ok" in run("node_redis_client_check.js", clean.proxy.port)
