@@ -18,5 +18,7 @@ int to_sockaddr(const conf::Endpoint& e, sockaddr_storage& out);
 
 // "ip:port" of the connected peer of `tcp` ("[v6]:port" for IPv6), or "" if unknown.
 std::string peer_of(const uv_tcp_t* tcp);
+// The same for the local end (the address the connection came in on).
+std::string local_of(const uv_tcp_t* tcp);
 
 }  // namespace headroom::net

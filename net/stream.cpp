@@ -315,6 +315,14 @@ void Stream::on_written(int status) {
   if (sock_ != nullptr && !sock_->write_active) owner_.on_stream_drained();
 }
 
+std::string Stream::local_address() const { return sock_ != nullptr ? local_of(&sock_->tcp) : std::string(); }
+
+int Stream::fd() const {
+  uv_os_fd_t fd = -1;
+  if (sock_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(&sock_->tcp), &fd) != 0) return -1;
+  return fd;
+}
+
 size_t Stream::unsent() const {
   return (sock_ != nullptr ? sock_->writing.size() : 0) + queued_.size() + cipher_.size() + plain_.size();
 }

@@ -91,6 +91,11 @@ class Stream {
   // Open and, over TLS, past the handshake: bytes written now go out.
   bool established() const { return sock_ != nullptr && connected_ && (!tls_ || tls_->established()); }
   const std::string& peer() const { return peer_; }
+  // The local end's "ip:port" ("" while closed), asked of the kernel: for CLIENT LIST,
+  // not for every connection.
+  std::string local_address() const;
+  // The socket's file descriptor, or -1 while closed.
+  int fd() const;
   const TlsSession* tls() const { return tls_.get(); }
   // The last close was TLS refusing the peer (a failed handshake, a broken record),
   // not the network or the peer leaving.

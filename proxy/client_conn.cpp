@@ -13,6 +13,23 @@ namespace {
 resp::RequestLimits limits_of(const conf::Config& c) {
   return {c.max_request_bytes, c.max_bulk_bytes, c.max_args};
 }
+
+// (UN)SUBSCRIBE and the like: answered by confirmations, which Redis sends as pushes.
+bool confirmed_by_pushes(const resp::CommandInfo* cmd) {
+  using resp::LocalCommand;
+  if (cmd == nullptr) return false;
+  switch (cmd->local) {
+    case LocalCommand::Subscribe:
+    case LocalCommand::Psubscribe:
+    case LocalCommand::Ssubscribe:
+    case LocalCommand::Unsubscribe:
+    case LocalCommand::Punsubscribe:
+    case LocalCommand::Sunsubscribe:
+      return true;
+    default:
+      return false;
+  }
+}
 }  // namespace
 
 ClientConn::ClientConn(Server& server, uint64_t id)
@@ -25,7 +42,7 @@ bool ClientConn::accept(uv_stream_t* listener, const net::TlsContext* tls) {
   net::StreamOptions options;
   options.keepalive_s = server_.config().tcp_keepalive_s;
   if (!stream_.accept(listener, tls, options)) return false;
-  last_read_ms_ = uv_now(server_.loop());
+  last_read_ms_ = connected_ms_ = uv_now(server_.loop());
   return true;
 }
 
@@ -110,8 +127,8 @@ bool ClientConn::deliver_head(Request* req, std::string_view reply) {
   queue_.pop_front();
   --dispatched_;
   server_.answered(*req);
+  output_reply(req, reply);
   server_.requests().release(req);
-  queue_output(reply);
   write_ready_replies();
   return true;
 }
@@ -121,7 +138,7 @@ void ClientConn::write_ready_replies() {
     Request* r = queue_.front();
     queue_.pop_front();
     --dispatched_;
-    queue_output(r->reply.view());
+    output_reply(r, r->reply.view());
     server_.answered(*r);
     server_.requests().release(r);
   }
@@ -144,6 +161,42 @@ void ClientConn::queue_output(std::string_view bytes) {
                  pending);
     close();
   }
+}
+
+// As Redis: OFF drops every reply until ON, whose own +OK is sent; SKIP drops the
+// next command's. Confirmations of (un)subscribes are pushes, sent whatever it says.
+void ClientConn::gated_output(const Request* r, std::string_view bytes) {
+  const bool skipped = reply_skip_;  // this is the command a SKIP named
+  reply_skip_ = false;
+  switch (r->reply_switch) {
+    case ReplySwitch::On:
+      reply_off_ = false;
+      break;
+    case ReplySwitch::Off:
+      reply_off_ = true;
+      break;
+    case ReplySwitch::Skip:
+      reply_skip_ = !reply_off_;
+      break;
+    case ReplySwitch::None:
+      break;
+  }
+  if (r->reply_switch != ReplySwitch::None) --reply_switches_;
+  reply_gated_ = reply_off_ || reply_skip_ || reply_switches_ != 0;
+  if (confirmed_by_pushes(r->cmd) || r->reply_switch == ReplySwitch::On || (!skipped && !reply_off_))
+    queue_output(bytes);
+}
+
+ClientConn::Footprint ClientConn::footprint() const {
+  Footprint f;
+  f.query = in_.size();
+  f.query_free = in_.capacity() - in_.size();
+  for (size_t i = 0; i < queue_.size(); ++i)
+    for (auto a : queue_[i]->argv) f.argv += a.size();
+  f.reply_buffer = out_.capacity();
+  f.reply_pending = out_.size();
+  f.unsent = stream_.unsent();
+  return f;
 }
 
 void ClientConn::mark_dirty() {
@@ -183,7 +236,7 @@ void ClientConn::on_stream_drained() {
 }
 
 void ClientConn::feed_monitor(std::string_view line) {
-  if (closing_) return;
+  if (closing_ || reply_off_) return;  // as Redis: a monitor's lines are replies, which OFF silences
   queue_output(line);
 }
 

@@ -121,6 +121,40 @@ class ClientConn final : private net::Stream::Owner {
   // Loop time (ms) of the last bytes read from this client.
   uint64_t last_read_ms() const { return last_read_ms_; }
 
+  // --- What CLIENT LIST and CLIENT INFO show (proxy/client_commands.cpp).
+  uint64_t connected_ms() const { return connected_ms_; }  // loop time of the accept
+  // The row of the last command looked up (nullptr: none yet, or an unknown one), as
+  // Redis's lastcmd. Set for every request: one store.
+  const resp::CommandInfo* last_command() const { return last_command_; }
+  void set_last_command(const resp::CommandInfo* cmd) { last_command_ = cmd; }
+  std::string local_address() const { return stream_.local_address(); }
+  int fd() const { return stream_.fd(); }
+  const Transaction& transaction() const { return transaction_; }
+  bool closing() const { return closing_; }
+  bool reading() const { return !read_paused_ && !closing_ && !closed_; }
+  // Bytes held for this client, in the fields Redis reports them in.
+  struct Footprint {
+    size_t query = 0, query_free = 0;  // input read and not yet consumed; room left in its buffer
+    size_t argv = 0;                   // arguments of its requests not yet answered
+    size_t reply_buffer = 0, reply_pending = 0;  // out_'s capacity; replies in it not yet written
+    size_t unsent = 0;                 // written, not yet taken by the kernel
+  };
+  Footprint footprint() const;
+  // CLIENT NO-EVICT: recorded and shown; headroom evicts no client.
+  bool no_evict() const { return no_evict_; }
+  void set_no_evict(bool on) { no_evict_ = on; }
+  // CLIENT PAUSE holds its next request (Server::held_by_pause).
+  bool pause_held() const { return pause_held_; }
+  void set_pause_held(bool on) { pause_held_ = on; }
+
+  // CLIENT REPLY: `req` (dispatched) switches this client's replies when its own
+  // reply is written, so the switch falls where Redis has it in the reply order
+  // however the requests around it complete.
+  void reply_switch_dispatched() {
+    ++reply_switches_;
+    reply_gated_ = true;
+  }
+
  private:
   // net::Stream::Owner
   void on_stream_open() override { mark_dirty(); }  // TLS: replies queued meanwhile go now
@@ -130,6 +164,16 @@ class ClientConn final : private net::Stream::Owner {
 
   void frame_requests();
   void write_ready_replies();
+  // A request's reply, at the head: queued for the client unless CLIENT REPLY says
+  // otherwise. The common case is one predictable branch.
+  void output_reply(const Request* r, std::string_view bytes) {
+    if (reply_gated_) [[unlikely]] {
+      gated_output(r, bytes);
+      return;
+    }
+    queue_output(bytes);
+  }
+  void gated_output(const Request* r, std::string_view bytes);
   // Appends a reply for the client; over max_client_output_bytes of unsent replies
   // the client is closed, as Redis's client-output-buffer-limit closes it.
   void queue_output(std::string_view bytes);
@@ -160,7 +204,13 @@ class ClientConn final : private net::Stream::Owner {
   std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three
   uint64_t last_read_ms_ = 0;
+  uint64_t connected_ms_ = 0;
   uint64_t read_ns_ = 0;  // uv_hrtime of the last read
+  const resp::CommandInfo* last_command_ = nullptr;
+  uint32_t reply_switches_ = 0;  // CLIENT REPLY requests dispatched, their replies not yet written
+  bool reply_gated_ = false;     // reply_off_, reply_skip_ or reply_switches_: output_reply's slow path
+  bool reply_off_ = false;       // CLIENT REPLY OFF
+  bool reply_skip_ = false;      // CLIENT REPLY SKIP: the next reply is dropped
   bool authenticated_ = false;
   bool resp3_ = false;
   bool pump_at_head_ = false;
@@ -168,6 +218,8 @@ class ClientConn final : private net::Stream::Owner {
   bool closing_ = false;         // no more requests; close when replies are out
   bool closed_ = false;
   bool dirty_ = false;
+  bool no_evict_ = false;
+  bool pause_held_ = false;
 
   friend class Server;  // orphans the queue when it deletes the client
 };

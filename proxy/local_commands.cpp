@@ -5,8 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "balancer/control_conn.h"
-#include "proxy/backend_conn.h"
+#include "proxy/client_commands.h"
 #include "proxy/client_conn.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
@@ -126,33 +125,6 @@ void hello(Server& server, Request& req) {
   resp::add_bulk(out, "modules");
   resp::add_array_header(out, 0);
   (void)server;
-}
-
-// CLIENT UNBLOCK <id> [TIMEOUT|ERROR], of a headroom client id: a client blocked on a
-// node has a connection of its own there, which is unblocked (on the node's control
-// connection) as asked. 1 when the client was blocked, as Redis answers.
-void client_unblock(Server& server, Request& req) {
-  auto& argv = req.argv;
-  int64_t id = 0;
-  if (!parse_i64(argv[2], id)) {
-    resp::add_error(req.reply, "ERR value is not an integer or out of range");
-    return;
-  }
-  std::string_view how = argv.size() > 3 ? argv[3] : "TIMEOUT";
-  if (argv.size() > 4 || (!iequals(how, "timeout") && !iequals(how, "error"))) {
-    resp::add_error(req.reply, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
-    return;
-  }
-  ClientConn* target = id > 0 ? server.client_by_id(static_cast<uint64_t>(id)) : nullptr;
-  const Lease* lease = target != nullptr ? &target->lease() : nullptr;
-  balancer::ControlConn* control = lease != nullptr && lease->blocking ? server.poller().conn(lease->node) : nullptr;
-  if (control == nullptr || lease->conn->node_client_id() == 0) {
-    resp::add_integer(req.reply, 0);
-    return;
-  }
-  const std::string node_id = std::to_string(lease->conn->node_client_id());
-  control->command({"CLIENT", "UNBLOCK", node_id, how}, [](redisReply*) {});
-  resp::add_integer(req.reply, 1);
 }
 
 // SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: headroom stops gracefully (it stops
@@ -278,7 +250,18 @@ void run_local_command(Server& server, Request& req) {
       resp::add_bulk(out, "default");
       break;
     case LocalCommand::ClientUnblock:
-      client_unblock(server, req);
+    case LocalCommand::ClientList:
+    case LocalCommand::ClientInfo:
+    case LocalCommand::ClientKill:
+    case LocalCommand::ClientReply:
+    case LocalCommand::ClientNoEvict:
+    case LocalCommand::ClientPause:
+    case LocalCommand::ClientUnpause:
+    case LocalCommand::ClientTracking:
+    case LocalCommand::ClientTrackinginfo:
+    case LocalCommand::ClientGetredir:
+    case LocalCommand::ClientCaching:
+      run_client_command(server, req);  // proxy/client_commands.cpp
       break;
     case LocalCommand::Shutdown:
       shutdown_command(server, req);

@@ -1,5 +1,6 @@
 // Commands the proxy answers itself: PING, ECHO, QUIT, SELECT, HELLO, AUTH, CLIENT
-// SETNAME/GETNAME/ID/SETINFO, INFO. Replies follow Redis's wording.
+// SETNAME/GETNAME/ID/SETINFO (the rest of CLIENT: proxy/client_commands.h), INFO,
+// SHUTDOWN, MONITOR, SLOWLOG, LATENCY. Replies follow Redis's wording.
 #pragma once
 
 #include <span>

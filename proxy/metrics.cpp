@@ -71,7 +71,7 @@ std::vector<MetricFamily> collect_metrics(Server& server, const Rates& rates) {
   f.counter("headroom_connections_received_total", "Client connections accepted.", static_cast<double>(s.connections_received));
   f.counter("headroom_connections_rejected_total", "Client connections refused (max_clients).", static_cast<double>(s.rejected_connections));
   f.gauge("headroom_clients", "Client connections open.", static_cast<double>(server.client_count()));
-  f.gauge("headroom_blocked_clients", "Clients waiting on a blocking command.", static_cast<double>(server.blocked_clients()));
+  f.gauge("headroom_blocked_clients", "Clients waiting on a blocking command, or held by CLIENT PAUSE.", static_cast<double>(server.blocked_clients()));
   f.counter("headroom_commands_total", "Commands received from clients.", static_cast<double>(s.commands_processed));
   f.counter("headroom_commands_forwarded_total", "Commands sent to data nodes (a split command counts once).",
             static_cast<double>(s.commands_forwarded));

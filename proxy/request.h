@@ -47,6 +47,10 @@ namespace headroom::proxy {
 class ClientConn;
 using balancer::NodeIndex;
 
+// CLIENT REPLY ON, OFF or SKIP: what the request switches, from where its own reply
+// falls in the client's replies (ClientConn applies it when that reply is written).
+enum class ReplySwitch : uint8_t { None, On, Off, Skip };
+
 // A fragment: one upstream command of a request, sent to one node.
 struct Fragment {
   NodeIndex node = 0;
@@ -90,6 +94,8 @@ struct Request {
   bool flush_begun = false;    // FLUSHALL: counted on the main server (Router::begin_flush)
   bool failed = false;         // its reply is an error (INFO commandstats' failed_calls)
   bool colocating = false;     // SameNode: its keys were asked to move together (rebalance.colocate)
+  bool block_writes = false;   // EXEC: the block holds a write (CLIENT PAUSE WRITE holds it)
+  ReplySwitch reply_switch = ReplySwitch::None;  // CLIENT REPLY
   std::string error;           // a placement's failure, replied when the request goes
 
   bool done = false;        // `reply` holds the complete reply
@@ -143,6 +149,8 @@ struct Request {
     flush_begun = false;
     failed = false;
     colocating = false;
+    block_writes = false;
+    reply_switch = ReplySwitch::None;
     error.clear();
     done = owner_done = false;
     placed.clear();

@@ -107,6 +107,7 @@ void Router::transaction_command(Request* req) {
   for (const auto& a : tx.args) req->argv.emplace_back(base + a.offset, a.size);
   req->keys.swap(tx.keys);
   req->skip_replies = tx.commands + 1;  // MULTI's +OK and each +QUEUED
+  req->block_writes = tx.writes;
   tx.clear();
   for (const auto& k : req->keys) {
     if (k.may_create) {
@@ -175,6 +176,7 @@ void Router::queue_in_transaction(Request* req) {
     tx.args.push_back({static_cast<uint32_t>(offset + static_cast<size_t>(a.data() - req->raw.data())),
                        static_cast<uint32_t>(a.size())});
   tx.queued.append(req->raw);
+  tx.writes |= cmd.has(resp::kWrite) || cmd.has(resp::kMayReplicate);
   for (const auto& k : req->keys) tx.keys.push_back({k.argv_index + first_arg, k.may_create});
   ++tx.commands;
   reply_status(req, "+QUEUED\r\n");

@@ -81,6 +81,7 @@ void Router::prepare(Request* req) {
   std::span<const std::string_view> argv(req->argv);
   bool unknown_sub = false;
   const resp::CommandInfo* cmd = resp::lookup_command(argv, &unknown_sub);
+  req->client->set_last_command(cmd);  // CLIENT LIST's cmd=, as Redis's lastcmd (none for an unknown one)
   if (cmd == nullptr) {
     if (unknown_sub)
       reject(req, "ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try " +
@@ -154,6 +155,10 @@ bool Router::dispatch(Request* req) {
     reply_error(req, "ERR Can't execute '" + std::string(req->cmd->name) +
                          "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
     return true;
+  }
+  // CLIENT PAUSE: what it holds waits (its client is pumped when the pause ends).
+  if (server_.paused()) [[unlikely]] {
+    if (server_.held_by_pause(req)) return false;
   }
   if (req->done) {
     if (req->unwatches) unwatch(req);  // DISCARD, EXEC answered at once: in order, the watch ends

@@ -44,6 +44,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   prepare_ = net::new_handle(loop_, this, uv_prepare_init);
   shutdown_timer_ = net::new_handle(loop_, this, uv_timer_init);
   timeout_timer_ = net::new_handle(loop_, this, uv_timer_init);
+  pause_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }
 
 Server::~Server() {
@@ -63,6 +64,7 @@ Server::~Server() {
   net::close_and_delete(prepare_);
   net::close_and_delete(shutdown_timer_);
   net::close_and_delete(timeout_timer_);
+  net::close_and_delete(pause_timer_);
   for (auto& l : listeners_)
     if (l.tcp != nullptr) net::close_and_delete(l.tcp);
 }
@@ -185,6 +187,7 @@ void Server::on_prepare(uv_prepare_t* p) { static_cast<Server*>(p->data)->end_of
 void Server::end_of_turn() {
   ++turn_;
   if (!move_parked_.empty()) pump_parked();
+  if (pause_release_due_) release_paused();
   if (leases_->any_to_close()) leases_->end_of_turn();  // first: a lease that ends may let a request go
   for (size_t i = 0; i < dirty_backends_.size(); ++i) dirty_backends_[i]->flush();
   dirty_backends_.clear();
@@ -223,7 +226,7 @@ void Server::on_fragment_reply(Request* req, uint32_t fragment, std::string_view
 
 size_t Server::blocked_clients() const {
   size_t n = 0;
-  for (const ClientConn* c : clients_) n += c->lease().blocking ? 1 : 0;
+  for (const ClientConn* c : clients_) n += c->lease().blocking || c->pause_held() ? 1 : 0;  // as Redis counts them
   return n;
 }
 
@@ -288,6 +291,66 @@ void Server::client_closed(ClientConn* c) {
   closed_clients_.push_back(c);
   std::erase(monitors_, c);
   std::erase(move_parked_, c);
+  std::erase(pause_parked_, c);
+}
+
+void Server::pause_clients(PauseKind kind, uint64_t end_ms) {
+  const uint64_t now = uv_now(loop_);
+  if (pause_ != PauseKind::Off) {  // as Redis: the stronger kind, the later end
+    kind = std::max(kind, pause_);
+    end_ms = std::max(end_ms, pause_end_ms_);
+  }
+  if (end_ms <= now) {  // over already (CLIENT PAUSE 0)
+    end_pause();
+    return;
+  }
+  if (pause_ == PauseKind::Off) spdlog::info("clients paused ({}) for {} ms", kind == PauseKind::All ? "all" : "write",
+                                             end_ms - now);
+  pause_ = kind;
+  pause_end_ms_ = end_ms;
+  uv_timer_start(
+      pause_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Server*>(t->data);
+        if (uv_now(self->loop_) >= self->pause_end_ms_) self->end_pause();
+      },
+      end_ms - now, 0);
+}
+
+void Server::end_pause() {
+  if (pause_ != PauseKind::Off) spdlog::info("clients unpaused: {} held go on", pause_parked_.size());
+  pause_ = PauseKind::Off;
+  pause_end_ms_ = 0;
+  uv_timer_stop(pause_timer_);
+  // Not pumped here: this may run inside a client's command (CLIENT UNPAUSE).
+  pause_release_due_ = !pause_parked_.empty();
+}
+
+bool Server::held_by_pause(Request* req) {
+  if (req->failed) return false;  // as Redis: a command refused (arity, syntax) is answered at once
+  if (uv_now(loop_) >= pause_end_ms_) {  // over, though its timer has not run yet
+    end_pause();
+    return false;
+  }
+  const resp::CommandInfo* cmd = req->cmd;
+  const bool writes = cmd != nullptr && (cmd->has(resp::kWrite) || cmd->has(resp::kMayReplicate) || req->block_writes);
+  if (pause_ != PauseKind::All && !writes) return false;
+  ClientConn* c = req->client;
+  if (!c->pause_held()) {
+    c->set_pause_held(true);
+    pause_parked_.push_back(c);
+  }
+  return true;
+}
+
+void Server::release_paused() {
+  pause_release_due_ = false;
+  std::vector<ClientConn*> held;
+  held.swap(pause_parked_);
+  for (ClientConn* c : held) {
+    c->set_pause_held(false);
+    if (!c->closed()) c->pump();  // one held again (another pause began) parks itself again
+  }
 }
 
 void Server::park_for_move(ClientConn* c) {
@@ -440,6 +503,7 @@ void Server::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   spdlog::info("shutting down: delivering in-flight replies to {} clients", clients_.size());
+  end_pause();  // what a pause holds is run and answered too
   for (auto& l : listeners_)
     if (l.tcp != nullptr) net::close_and_delete(l.tcp);
   listeners_.clear();
@@ -478,6 +542,7 @@ void Server::maybe_finish_shutdown() {
   }
   uv_timer_stop(shutdown_timer_);
   uv_timer_stop(timeout_timer_);
+  uv_timer_stop(pause_timer_);
   uv_prepare_stop(prepare_);
   poller_->stop();
   main_store_->stop();

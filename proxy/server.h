@@ -153,6 +153,22 @@ class Server final : private balancer::WriteTracker {
   // `c`'s next request waits for a move (Router::await_moves): pumped when one ends.
   void park_for_move(ClientConn* c);
 
+  // CLIENT PAUSE (proxy/client_commands.cpp), as Redis's: until `end_ms` (loop time),
+  // this headroom's clients' commands wait, every one (All) or those that write
+  // (Write: Redis's write and may-replicate commands, an EXEC of a block with one).
+  // A pause already in force keeps the stronger kind and the later end. The held
+  // commands wait in their clients' queues (nothing blocks the loop) and go, in
+  // order, at the end of the loop turn in which the pause ends.
+  enum class PauseKind : uint8_t { Off, Write, All };
+  void pause_clients(PauseKind kind, uint64_t end_ms);
+  void end_pause();  // CLIENT UNPAUSE, the pause's end, a shutdown
+  bool paused() const { return pause_ != PauseKind::Off; }
+  // Router::dispatch while paused: true when `req` waits for the pause's end (its
+  // client is pumped then). An error already answered (arity, syntax) never waits.
+  bool held_by_pause(Request* req);
+  const std::unordered_set<ClientConn*>& clients() const { return clients_; }  // closed ones until the turn ends
+  bool is_monitor(const ClientConn* c) const { return std::find(monitors_.begin(), monitors_.end(), c) != monitors_.end(); }
+
   // MONITOR (proxy/monitor.h): `c` now gets a line for every command received.
   void add_monitor(ClientConn* c) {
     if (std::find(monitors_.begin(), monitors_.end(), c) == monitors_.end()) monitors_.push_back(c);
@@ -171,6 +187,7 @@ class Server final : private balancer::WriteTracker {
   void maybe_finish_shutdown();
   void close_idle_clients(uint64_t now_ms);
   void pump_parked();
+  void release_paused();  // the pause ended: the clients it held go on
   // The time of this loop turn, read once per turn that answers something.
   uint64_t turn_ns() {
     if (turn_ns_of_ != turn_) {
@@ -220,12 +237,17 @@ class Server final : private balancer::WriteTracker {
   uv_prepare_t* prepare_ = nullptr;
   uv_timer_t* shutdown_timer_ = nullptr;
   uv_timer_t* timeout_timer_ = nullptr;  // checks request timeouts and idle clients
+  uv_timer_t* pause_timer_ = nullptr;    // CLIENT PAUSE's end
   std::unordered_set<ClientConn*> clients_;
   std::vector<ClientConn*> closed_clients_;  // deleted at the end of the loop turn
   std::vector<BackendConn*> dirty_backends_;
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> monitors_;
   std::vector<ClientConn*> move_parked_;  // clients whose next request waits for a move
+  std::vector<ClientConn*> pause_parked_;  // clients whose next request waits for the pause's end
+  PauseKind pause_ = PauseKind::Off;
+  uint64_t pause_end_ms_ = 0;
+  bool pause_release_due_ = false;  // the pause ended: pause_parked_ go at the end of the turn
   std::array<LatencyHistogram, static_cast<size_t>(LatencyClass::kCount)> latency_{};
   LatencyHistogram placement_latency_{};
   std::map<std::string, uint64_t, std::less<>> error_stats_;

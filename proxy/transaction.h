@@ -19,6 +19,7 @@ struct Transaction {
   bool open = false;    // between MULTI and EXEC/DISCARD
   bool failed = false;  // a command was refused while queued: EXEC discards it all
   bool watch_broken = false;  // a watched key was created on another node meanwhile: EXEC answers nil
+  bool writes = false;  // a queued command writes (or may replicate): CLIENT PAUSE WRITE holds the EXEC
   int32_t node = -1;    // the node the queued keys live on (-1: none has an entry yet)
   std::string node_key; // the key that fixed `node`, for the CROSSNODE message
   uint32_t commands = 0;
@@ -31,7 +32,7 @@ struct Transaction {
   std::vector<resp::KeyRef> keys;   // argv_index: into `args`
 
   void clear() {
-    open = failed = watch_broken = false;
+    open = failed = watch_broken = writes = false;
     node = -1;
     node_key.clear();
     commands = 0;

@@ -62,12 +62,15 @@ enum CommandFlag : uint32_t {
   kOnControlConn = 1u << 16,  // ours: FanOut on each node's control connection, not the data one (SCRIPT KILL)
   kSetsConfig = 1u << 17,     // ours: CONFIG SET: parameters headroom owns are refused (proxy/config_guard.h)
   kResetsStats = 1u << 18,    // ours: CONFIG RESETSTAT: headroom's own counters are reset too
+  kMayReplicate = 1u << 19,   // Redis's MAY_REPLICATE (EVAL, PUBLISH, PFCOUNT, ...): CLIENT PAUSE WRITE holds them
 };
 
 // The proxy's own implementation of a Route::Local (or Route::Transaction) command.
 enum class LocalCommand : uint8_t {
   None, Ping, Echo, Quit, Select, Hello, Auth, Info,
   ClientSetname, ClientGetname, ClientId, ClientSetinfo, ClientUnblock, Shutdown, Monitor,
+  ClientList, ClientInfo, ClientKill, ClientReply, ClientNoEvict, ClientPause, ClientUnpause,
+  ClientTracking, ClientTrackinginfo, ClientGetredir, ClientCaching,
   SlowlogGet, SlowlogLen, SlowlogReset, LatencyEmpty, LatencyReset,
   Multi, Exec, Discard, Watch, Unwatch,
   Subscribe, Psubscribe, Ssubscribe, Unsubscribe, Punsubscribe, Sunsubscribe, Publish, PubsubChannels,

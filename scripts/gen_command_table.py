@@ -14,10 +14,8 @@ import sys
 import redis
 
 # --- Routing policy -----------------------------------------------------------
-# Answered by the proxy. CLIENT INFO/LIST are not: the proxy has no Redis-shaped
-# client list to give, and a node's answer would describe the proxy's own backend
-# connection, so they are refused with the rest of CLIENT.
-# Each names the LocalCommand that answers it (proxy/local_commands.cpp).
+# Answered by the proxy. Each names the LocalCommand that answers it
+# (proxy/local_commands.cpp, and proxy/client_commands.cpp for CLIENT's).
 LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "hello": "Hello",
          "auth": "Auth", "info": "Info",
          "client|setname": "ClientSetname", "client|getname": "ClientGetname", "client|id": "ClientId",
@@ -27,6 +25,14 @@ LOCAL = {"ping": "Ping", "echo": "Echo", "quit": "Quit", "select": "Select", "he
          "acl|whoami": "AclWhoami",
          # a headroom client blocked on a node: its connection there is unblocked
          "client|unblock": "ClientUnblock",
+         # about headroom's own clients (a node's answer would describe headroom's
+         # connection to it): listed, killed, silenced, paused by headroom
+         "client|list": "ClientList", "client|info": "ClientInfo", "client|kill": "ClientKill",
+         "client|reply": "ClientReply", "client|no-evict": "ClientNoEvict", "client|pause": "ClientPause",
+         "client|unpause": "ClientUnpause",
+         # tracking is refused (ON); what asks about it answers "off", which it always is
+         "client|tracking": "ClientTracking", "client|trackinginfo": "ClientTrackinginfo",
+         "client|getredir": "ClientGetredir", "client|caching": "ClientCaching",
          # dangerous (refused unless allow_dangerous_commands names them): SHUTDOWN
          # stops headroom itself, gracefully; MONITOR streams the commands headroom receives
          "shutdown": "Shutdown", "monitor": "Monitor",
@@ -104,8 +110,12 @@ FLUSHES = {"flushall", "flushdb"}
 ON_CONTROL_CONN = {"script|kill", "function|kill"}
 SETS_CONFIG = {"config|set"}        # parameters headroom owns are refused (proxy/config_guard.h)
 RESETS_STATS = {"config|resetstat"}  # headroom's own counters are reset with the nodes'
+# Redis's MAY_REPLICATE flag (7.0's src/commands/*.json), which its COMMAND reply does
+# not list: CLIENT PAUSE WRITE holds these as it holds writes.
+MAY_REPLICATE = {"eval", "evalsha", "fcall", "pfcount", "publish", "spublish"}
 OUR_FLAGS = [(SCRIPT_WRITERS, "kRunsScript"), (FLUSHES, "kFlushes"), (REDACTED, "kRedactArgs"),
-             (ON_CONTROL_CONN, "kOnControlConn"), (SETS_CONFIG, "kSetsConfig"), (RESETS_STATS, "kResetsStats")]
+             (ON_CONTROL_CONN, "kOnControlConn"), (SETS_CONFIG, "kSetsConfig"), (RESETS_STATS, "kResetsStats"),
+             (MAY_REPLICATE, "kMayReplicate")]
 
 # Commands that block only with an option: the options that may come before the key
 # spec's keyword (STREAMS), with how many values each takes; BLOCK makes it block.

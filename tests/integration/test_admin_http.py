@@ -291,8 +291,9 @@ def test_prometheus_redis_exporter_scrapes_headroom_without_errors(admin):
     if exe is None:
         pytest.skip("prometheus-redis-exporter (Debian's package) is not installed")
     port = free_port()
+    # -export-client-list: it sends CLIENT LIST and parses each line
     p = subprocess.Popen([exe, "-redis.addr", f"redis://127.0.0.1:{admin.proxy.port}",
-                          "-web.listen-address", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                          "-web.listen-address", f"127.0.0.1:{port}", "-export-client-list"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     try:
         def scraped():
@@ -306,6 +307,8 @@ def test_prometheus_redis_exporter_scrapes_headroom_without_errors(admin):
         assert "redis_up 1" in text, text[-2000:]
         assert 'redis_exporter_last_scrape_error{err=""} 0' in text, [
             line for line in text.splitlines() if "scrape_error" in line]
+        details = [line for line in text.splitlines() if line.startswith("redis_connected_clients_details{")]
+        assert any('cmd="client|list"' in line and 'name="redis_exporter"' in line for line in details), details
     finally:
         p.terminate()
         out = p.communicate(timeout=10)[0].decode()

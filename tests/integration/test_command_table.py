@@ -19,6 +19,7 @@ FLAG_BITS = {"write": 1 << 0, "readonly": 1 << 1, "denyoom": 1 << 2, "admin": 1 
 DANGEROUS, CONTAINER = 1 << 7, 1 << 8
 # headroom's own flags: what the router does with a command, as data.
 RUNS_SCRIPT, FLUSHES, BLOCKING_OPTION, OPEN_CONTAINER, REDACT = 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15
+MAY_REPLICATE = 1 << 19  # Redis's MAY_REPLICATE, which COMMAND does not list (CLIENT PAUSE WRITE holds them)
 REDIS_BITS = sum(FLAG_BITS.values())
 # Rows headroom keeps although this server's COMMAND does not list them: Redis 7.2's
 # CLIENT SETINFO (clients send it on connect), and the DEBUG subcommands that name a key.
@@ -150,6 +151,7 @@ def test_headroom_behaviour_is_marked_in_the_table(table):
     assert marked(BLOCKING_OPTION) == {"xread", "xreadgroup"}
     assert marked(OPEN_CONTAINER) == {"debug"}
     assert marked(REDACT) == {"auth", "hello"}
+    assert marked(MAY_REPLICATE) == {"eval", "evalsha", "fcall", "pfcount", "publish", "spublish"}
     assert marked(FLAG_BITS["no_auth"]) == {"auth", "hello", "quit", "reset"}
 
 
@@ -195,14 +197,16 @@ def test_routing_of_the_commands_the_design_names(table):
               "function|delete", "function|flush", "function|restore", "function|kill", "debug"):
         assert route[n] == FAN, n
     for n in ("ping", "echo", "quit", "select", "hello", "auth", "client|setname", "client|getname", "client|id",
-              "client|setinfo", "info", "shutdown", "monitor"):
+              "client|setinfo", "info", "shutdown", "monitor", "client|list", "client|info", "client|kill",
+              "client|reply", "client|pause", "client|unpause", "client|no-evict", "client|tracking",
+              "client|trackinginfo", "client|getredir", "client|caching"):
         assert route[n] == LOCAL, n
     for n in ("multi", "exec", "discard", "watch", "unwatch"):
         assert route[n] == TRANSACTION, n
     for n in ("subscribe", "psubscribe", "unsubscribe", "publish", "spublish", "pubsub|channels", "pubsub|numsub"):
         assert route[n] == PUBSUB, n
     for n in ("cluster|info", "migrate", "move",
-              "swapdb", "client|list", "client|kill", "script|debug", "function|stats"):
+              "swapdb", "script|debug", "function|stats"):
         assert route[n] == REFUSED, n
     for n in ("command", "command|count", "command|getkeys", "time", "config|get", "function|list",
               "function|dump"):

@@ -29,3 +29,8 @@ def test_node_redis(clean):
 @pytest.mark.parametrize("resp", ["2", "3"])
 def test_node_redis_5(clean, resp):
     assert f"node-redis 5 RESP{resp} ok" in run("node_redis5_check.js", clean.proxy.port, resp)
+
+
+def test_node_redis_client_commands(clean):
+    # clientInfo() and clientList() parse headroom's CLIENT INFO/LIST lines
+    assert "node-redis client ok" in run("node_redis_client_check.js", clean.proxy.port)

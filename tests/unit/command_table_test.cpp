@@ -282,7 +282,9 @@ TEST_CASE("routing follows the design") {
       {{"SUBSCRIBE", "ch"}, Route::PubSub, Merge::None},
       {{"BGSAVE"}, Route::Refused, Merge::None},
       {{"MIGRATE", "h", "1", "k", "0", "1"}, Route::Refused, Merge::None},
-      {{"CLIENT", "LIST"}, Route::Refused, Merge::None},
+      {{"CLIENT", "LIST"}, Route::Local, Merge::None},  // headroom's own clients (proxy/client_commands.cpp)
+      {{"CLIENT", "KILL", "ID", "1"}, Route::Local, Merge::None},
+      {{"SWAPDB", "0", "1"}, Route::Refused, Merge::None},
       // Dangerous, and refused by the router unless allow_dangerous_commands names them:
       {{"CONFIG", "GET", "x"}, Route::AnyNode, Merge::None},
       {{"CONFIG", "SET", "x", "y"}, Route::FanOut, Merge::AllOk},
