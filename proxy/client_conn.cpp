@@ -257,8 +257,22 @@ NotificationRelay& ClientConn::notification_relay() {
   return *relay_;
 }
 
-void ClientConn::await_confirmations(Request* req, uint32_t frames) {
-  pubsub_waiting_.push_back({req, frames});  // not done until they come (freed with the client if it goes first)
+void ClientConn::await_confirmations(Request* req, uint32_t frames, uint64_t relay_mark) {
+  pubsub_waiting_.push_back({req, frames, relay_mark});  // not done until they come (freed with the client if it goes first)
+}
+
+bool ClientConn::relay_caught_up(uint64_t mark) const {
+  return mark == 0 || relay_ == nullptr || relay_->caught_up(mark);
+}
+
+void ClientConn::relay_progress() {
+  if (closed_ || pubsub_waiting_.empty()) return;
+  Awaiting& w = pubsub_waiting_.front();
+  if (w.frames != 0 || !relay_caught_up(w.relay_mark)) return;
+  Request* req = w.req;
+  pubsub_waiting_.pop_front();
+  req->done = true;
+  pump();
 }
 
 void ClientConn::push(std::string_view frame) {
@@ -285,7 +299,8 @@ void ClientConn::push(std::string_view frame) {
     return;
   }
   w.req->reply.append(frame);
-  if (confirms && --w.frames == 0) {
+  if (confirms && w.frames > 0) --w.frames;
+  if (confirms && w.frames == 0 && relay_caught_up(w.relay_mark)) {
     Request* req = w.req;
     pubsub_waiting_.pop_front();
     req->done = true;

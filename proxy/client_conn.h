@@ -80,7 +80,11 @@ class ClientConn final : private net::Stream::Owner {
   void push(std::string_view frame);
   // `req` is answered by `frames` confirmations (one per channel named, or per
   // channel subscribed for an UNSUBSCRIBE of all).
-  void await_confirmations(Request* req, uint32_t frames);
+  // A subscription that goes to the nodes too (`relay_mark`, NotificationRelay::on_command)
+  // is confirmed once they have subscribed as well: no event is missed after the reply.
+  void await_confirmations(Request* req, uint32_t frames, uint64_t relay_mark = 0);
+  // The relay's nodes confirmed more (or one went down): what waited for them may go.
+  void relay_progress();
   // Channels (kind 0), patterns (1) and shard channels (2) subscribed to.
   size_t subscriptions(int kind) const { return subscribed_[kind].size(); }
   // Whether the main server has confirmed this subscription (and not its end).
@@ -198,8 +202,10 @@ class ClientConn final : private net::Stream::Owner {
   mutable std::string lookup_;
   struct Awaiting {
     Request* req;
-    uint32_t frames;
+    uint32_t frames;      // the main server's confirmations still to come
+    uint64_t relay_mark;  // the notification relay's nodes must have confirmed this far (0: nothing relayed)
   };
+  bool relay_caught_up(uint64_t mark) const;
   resp::Ring<Awaiting> pubsub_waiting_;                // (un)subscribes awaiting confirmations
   std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three

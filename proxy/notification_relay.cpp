@@ -49,6 +49,9 @@ class NotificationRelay::NodeConn final : private net::Stream::Owner {
   }
   ~NodeConn() { net::close_and_delete(retry_); }  // the Stream closes without calling back
 
+  // Not waited for while down (closed, backing off); connecting or open, it is.
+  bool caught_up(uint64_t mark) const { return down_ || confirmed_ >= mark; }
+
   void send(std::span<const std::string_view> argv) {
     resp::add_command(out_, argv);
     if (stream_.established()) stream_.write(out_);
@@ -78,6 +81,10 @@ class NotificationRelay::NodeConn final : private net::Stream::Owner {
     // Everything relayed so far (a reconnect subscribes again); what was queued while
     // connecting is in it already.
     out_.clear();
+    // Its confirmations count from here: one per name sent now, after which it has
+    // confirmed everything asked so far (what is asked later follows in order).
+    down_ = false;
+    confirmed_ = relay_.expected_ - (relay_.names_[0].size() + relay_.names_[1].size());
     static constexpr std::string_view kCommands[] = {"SUBSCRIBE", "PSUBSCRIBE"};
     for (int kind = 0; kind < 2; ++kind) {
       if (relay_.names_[kind].empty()) continue;
@@ -117,6 +124,10 @@ class NotificationRelay::NodeConn final : private net::Stream::Owner {
       name = resp::bulk_text(parts_[1]);
       channel = resp::bulk_text(parts_[2]);
     } else {
+      if ((kind == "subscribe" || kind == "psubscribe") && parts_.size() == 3) {
+        ++confirmed_;
+        relay_.client_.relay_progress();
+      }
       return;
     }
     if (!database0_notification(channel) || !relay_.client_.subscribed_to(sub_kind, name)) return;
@@ -124,7 +135,9 @@ class NotificationRelay::NodeConn final : private net::Stream::Owner {
   }
 
   void on_stream_closed(std::string_view why) override {
+    down_ = true;
     if (relay_.server_.stopping()) return;
+    relay_.client_.relay_progress();  // a subscribe waiting for this node goes on without it
     spdlog::info("client {}: its keyspace-notification connection to node {} closed ({}); reconnecting",
                  relay_.client_.id(), relay_.server_.config().nodes[node_].name, why);
     in_.clear();
@@ -143,6 +156,8 @@ class NotificationRelay::NodeConn final : private net::Stream::Owner {
   net::Backoff backoff_;
   uv_timer_t* retry_ = nullptr;
   std::vector<std::string_view> parts_;
+  uint64_t confirmed_ = 0;  // subscribe confirmations received, on the relay's count (expected_)
+  bool down_ = false;
 };
 
 NotificationRelay::NotificationRelay(Server& server, ClientConn& client, bool resp3)
@@ -153,11 +168,11 @@ NotificationRelay::NotificationRelay(Server& server, ClientConn& client, bool re
 
 NotificationRelay::~NotificationRelay() = default;
 
-void NotificationRelay::on_command(int kind, bool subscribe, std::span<const std::string_view> argv) {
-  if (kind != 0 && kind != 1) return;
+uint64_t NotificationRelay::on_command(int kind, bool subscribe, std::span<const std::string_view> argv) {
+  if (kind != 0 && kind != 1) return 0;
   std::vector<std::string_view> out = {argv[0]};
   if (argv.size() == 1) {
-    if (subscribe) return;
+    if (subscribe) return 0;
     names_[kind].clear();  // UNSUBSCRIBE / PUNSUBSCRIBE of everything
   } else {
     for (size_t i = 1; i < argv.size(); ++i) {
@@ -165,9 +180,18 @@ void NotificationRelay::on_command(int kind, bool subscribe, std::span<const std
       if (subscribe) names_[kind].emplace(argv[i]);
       out.push_back(argv[i]);
     }
-    if (out.size() == 1) return;
+    if (out.size() == 1) return 0;
   }
   for (auto& n : nodes_) n->send(out);
+  if (!subscribe) return 0;  // messages after an UNSUBSCRIBE's reply are dropped by the client's check
+  expected_ += out.size() - 1;
+  return expected_;
+}
+
+bool NotificationRelay::caught_up(uint64_t mark) const {
+  for (const auto& n : nodes_)
+    if (!n->caught_up(mark)) return false;
+  return true;
 }
 
 }  // namespace headroom::proxy

@@ -51,8 +51,13 @@ class NotificationRelay {
   NotificationRelay& operator=(const NotificationRelay&) = delete;
 
   // A SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE or PUNSUBSCRIBE the client sent (its argv as
-  // the client wrote it): the names that concern notifications go to every node.
-  void on_command(int kind, bool subscribe, std::span<const std::string_view> argv);
+  // the client wrote it): the names that concern notifications go to every node. For a
+  // subscribe, the mark caught_up() must reach before the client hears it confirmed
+  // (0: nothing to wait for).
+  uint64_t on_command(int kind, bool subscribe, std::span<const std::string_view> argv);
+  // Every node has confirmed the subscriptions up to `mark`, or is down (a node that
+  // comes back subscribes again; what it published meanwhile is lost).
+  bool caught_up(uint64_t mark) const;
 
  private:
   class NodeConn;
@@ -61,6 +66,7 @@ class NotificationRelay {
   ClientConn& client_;
   bool resp3_;
   std::unordered_set<std::string> names_[2];  // relayed channels, patterns: sent again on reconnect
+  uint64_t expected_ = 0;  // subscribe confirmations each node owes, counted from its start
   std::vector<std::unique_ptr<NodeConn>> nodes_;
 };
 

@@ -56,8 +56,8 @@ bool Router::route_pubsub(Request* req) {
     if (relay == nullptr && subscribe)
       for (size_t i = 1; i < req->argv.size() && relay == nullptr; ++i)
         if (relays_notifications(kind, req->argv[i])) relay = &client.notification_relay();
-    if (relay != nullptr) relay->on_command(kind, subscribe, req->argv);
-    client.await_confirmations(req, frames);
+    const uint64_t relay_mark = relay != nullptr ? relay->on_command(kind, subscribe, req->argv) : 0;
+    client.await_confirmations(req, frames, relay_mark);
     ++server_.stats().commands_forwarded;
     return true;
   }
