@@ -231,7 +231,12 @@ def test_the_live_page_in_chromium_shows_what_stats_says(admin):
             shown[m.group(1)] = int(m.group(2))
         assert shown == {n["name"]: n["keys"] for n in nodes}, (shown, nodes)
         rps = int(re.search(r'id="rps">(-?\d+)<', dom).group(1))
-        assert abs(rps - rate) <= 0.10 * rate + 5, (rps, rate)
+        # The page shows the last whole second's rate (headroom_commands_per_second) as of
+        # its last poll: within 10 % of the counters' rate around it, or of that figure in
+        # the snapshot just before or just after (a stall of the load, chromium starting on
+        # two busy cores, can make one second differ from the window's mean).
+        near = [rate, s1["headroom_commands_per_second"], s2["headroom_commands_per_second"]]
+        assert any(abs(rps - x) <= 0.10 * x + 5 for x in near), (rps, near)
         assert int(re.search(r'data-updates="(\d+)"', dom).group(1)) >= 2  # it updated itself
         # A phone's width: no horizontal scrolling.
         phone = chromium(["--window-size=390,844", "--virtual-time-budget=2500", "--dump-dom", url])
