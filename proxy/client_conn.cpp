@@ -266,13 +266,7 @@ bool ClientConn::relay_caught_up(uint64_t mark) const {
 }
 
 void ClientConn::relay_progress() {
-  if (closed_ || pubsub_waiting_.empty()) return;
-  Awaiting& w = pubsub_waiting_.front();
-  if (w.frames != 0 || !relay_caught_up(w.relay_mark)) return;
-  Request* req = w.req;
-  pubsub_waiting_.pop_front();
-  req->done = true;
-  pump();
+  if (!closed_) release_confirmed();
 }
 
 void ClientConn::push(std::string_view frame) {
@@ -288,24 +282,31 @@ void ClientConn::push(std::string_view frame) {
     mark_dirty();
     return;
   }
+  // One (un)subscribe waits at a time: the next is sent once it is done (route_pubsub).
   Awaiting& w = pubsub_waiting_.front();
   if (frame[0] == '-' || frame[0] == '!') {  // the main server refused it (NOPERM, an unknown command): that is the answer
-    Request* req = w.req;
-    pubsub_waiting_.pop_front();
-    req->reply.clear();
-    req->reply.append(frame);
-    req->done = true;
-    pump();
-    return;
+    w.req->reply.clear();
+    w.req->reply.append(frame);
+    w.frames = 0;
+    w.relay_mark = 0;
+  } else {
+    w.req->reply.append(frame);
+    if (confirms && w.frames > 0) --w.frames;
   }
-  w.req->reply.append(frame);
-  if (confirms && w.frames > 0) --w.frames;
-  if (confirms && w.frames == 0 && relay_caught_up(w.relay_mark)) {
-    Request* req = w.req;
+  release_confirmed();
+}
+
+// What waited for its confirmations and has them all goes, in order; what waited for
+// it goes now too (its reply and frames are written in order).
+void ClientConn::release_confirmed() {
+  bool any = false;
+  while (!pubsub_waiting_.empty() && pubsub_waiting_.front().frames == 0 &&
+         relay_caught_up(pubsub_waiting_.front().relay_mark)) {
+    pubsub_waiting_.front().req->done = true;
     pubsub_waiting_.pop_front();
-    req->done = true;
-    pump();  // what waited for it goes now; its reply and frames are written in order
+    any = true;
   }
+  if (any) pump();
 }
 
 void ClientConn::close_after_replies() {

@@ -206,6 +206,7 @@ class ClientConn final : private net::Stream::Owner {
     uint64_t relay_mark;  // the notification relay's nodes must have confirmed this far (0: nothing relayed)
   };
   bool relay_caught_up(uint64_t mark) const;
+  void release_confirmed();
   resp::Ring<Awaiting> pubsub_waiting_;                // (un)subscribes awaiting confirmations
   std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three
