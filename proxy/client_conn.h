@@ -88,10 +88,7 @@ class ClientConn final : private net::Stream::Owner {
   // Channels (kind 0), patterns (1) and shard channels (2) subscribed to.
   size_t subscriptions(int kind) const { return subscribed_[kind].size(); }
   // Whether the main server has confirmed this subscription (and not its end).
-  bool subscribed_to(int kind, std::string_view name) const {
-    lookup_.assign(name);  // the sets hold std::string: a reused one, no allocation per message
-    return subscribed_[kind].count(lookup_) != 0;
-  }
+  bool subscribed_to(int kind, std::string_view name) const { return subscribed_[kind].contains(name); }
   // Keyspace notifications from every node (proxy/notification_relay.h): made on the
   // first subscription that names them; nullptr until then.
   NotificationRelay& notification_relay();
@@ -199,7 +196,6 @@ class ClientConn final : private net::Stream::Owner {
   std::unique_ptr<SubscriberConn> subscriber_;
   std::unique_ptr<SubscriberConn> retired_subscriber_;  // freed at the next flush
   std::unique_ptr<NotificationRelay> relay_;
-  mutable std::string lookup_;
   struct Awaiting {
     Request* req;
     uint32_t frames;      // the main server's confirmations still to come
@@ -208,7 +204,12 @@ class ClientConn final : private net::Stream::Owner {
   bool relay_caught_up(uint64_t mark) const;
   void release_confirmed();
   resp::Ring<Awaiting> pubsub_waiting_;                // (un)subscribes awaiting confirmations
-  std::unordered_set<std::string> subscribed_[3];      // channels, patterns, shard channels
+  // Looked up by string_view (a relayed message's channel), without a copy.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_set<std::string, NameHash, std::equal_to<>> subscribed_[3];  // channels, patterns, shard channels
   size_t subscriptions_ = 0;                           // in all three
   uint64_t last_read_ms_ = 0;
   uint64_t connected_ms_ = 0;
