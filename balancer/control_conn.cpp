@@ -90,6 +90,12 @@ void ControlConn::on_stream_open() {
       }
     });
   }
+  if (!client_name_.empty()) {
+    send({"CLIENT", "SETNAME", client_name_}, [this](redisReply* r) {
+      if (r != nullptr && r->type == REDIS_REPLY_ERROR)
+        spdlog::debug("{}: CLIENT SETNAME refused: {}", label_, std::string_view(r->str, r->len));
+    });
+  }
   probe();
 }
 

@@ -61,6 +61,9 @@ class ControlConn final : private net::Stream::Owner {
   // Starts connecting; `on_state` is called with true once connected (and
   // authenticated, and past LOADING), false each time it is lost.
   void start(StateFn on_state);
+  // The name the connection gives itself (CLIENT SETNAME) at each connect, so CLIENT
+  // LIST on the server says which part of headroom holds it ("hr-coordinator").
+  void set_client_name(std::string name) { client_name_ = std::move(name); }
   void stop();
 
   bool up() const { return up_; }
@@ -105,6 +108,7 @@ class ControlConn final : private net::Stream::Owner {
   std::string label_;
   conf::Endpoint address_;
   std::string password_;
+  std::string client_name_;
   const std::unique_ptr<net::TlsContext>& tls_context_;
   ControlTimeouts timeouts_;
   StateFn on_state_;

@@ -43,6 +43,7 @@ Coordinator::Coordinator(uv_loop_t* loop, const conf::Config& config, NodeRegist
     : loop_(loop), config_(config), nodes_(nodes), store_(store), tls_(tls), timeouts_(timeouts) {
   main_ = std::make_unique<ControlConn>(loop_, "coordinator main " + config_.main.name, config_.main.address,
                                         config_.main.password, tls_, timeouts_);
+  main_->set_client_name("hr-coordinator");
   links_.resize(nodes_.size());
   sweep_ = std::make_unique<Sweep>(*this);
   mover_ = std::make_unique<Mover>(*this);
@@ -190,6 +191,8 @@ void Coordinator::connect_node(NodeIndex i) {
     l.cmd = std::make_unique<ControlConn>(loop_, "coordinator " + cfg.name, cfg.address, cfg.password, tls_, timeouts_);
     l.sub = std::make_unique<ControlConn>(loop_, "coordinator " + cfg.name + " (notifications)", cfg.address,
                                           cfg.password, tls_, timeouts_);
+    l.cmd->set_client_name("hr-coordinator");
+    l.sub->set_client_name("hr-coordinator-events");
     l.cmd->start([this, i](bool up) {
       if (!up) return;
       on_node_cmd_up(i);

@@ -50,9 +50,11 @@ MainStore::MainStore(uv_loop_t* loop, const conf::BackendConfig& main, NodeRegis
     : loop_(loop), config_(main), nodes_(nodes), dir_(dir), origin_(random_origin()), layout_(kLayout),
       loaded_at_(kBuckets, 0) {
   cmd_ = std::make_unique<ControlConn>(loop_, "main " + main.name, main.address, main.password, tls, timeouts);
+  cmd_->set_client_name("hr-directory");
   holds_ = std::make_unique<Holds>(*cmd_);
   sub_ = std::make_unique<ControlConn>(loop_, "main " + main.name + " (events)", main.address, main.password, tls,
                                        timeouts);
+  sub_->set_client_name("hr-directory-events");
   retry_timer_ = net::new_handle(loop_, this, uv_timer_init);
   heartbeat_timer_ = net::new_handle(loop_, this, uv_timer_init);
 }

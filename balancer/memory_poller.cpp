@@ -87,6 +87,7 @@ void MemoryPoller::node_added(NodeIndex i) {
   sent_ms_.resize(size_t{i} + 1, 0);
   auto conn = std::make_unique<ControlConn>(loop_, "poller " + n.name(), n.config.address, n.config.password, tls_,
                                             timeouts_);
+  conn->set_client_name("hr-poller");
   conn->start([this, i](bool up) {
     nodes_[i].reachable = up;
     in_flight_[i] = false;

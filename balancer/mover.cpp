@@ -85,7 +85,24 @@ void Mover::enter(Phase p) {
   const bool went_idle = p == Phase::Idle && phase_ != Phase::Idle;
   phase_ = p;
   phase_ms_ = now;
+  slow_warned_ = false;
   if (went_idle) c_.mover_idle();
+}
+
+const char* Mover::phase_name() const {
+  switch (phase_) {
+    case Phase::Idle: return "idle";
+    case Phase::Begin: return "begin";
+    case Phase::Barrier: return "barrier";
+    case Phase::Collect: return "collect";
+    case Phase::Copy: return "copy";
+    case Phase::Restore: return "restore";
+    case Phase::Commit: return "commit";
+    case Phase::Delete: return "delete";
+    case Phase::Undo: return "undo";
+    case Phase::Cleanup: return "cleanup";
+  }
+  return "?";
 }
 
 void Mover::begin(uint64_t token) {
@@ -196,6 +213,13 @@ void Mover::found_moving(std::string_view dir_key, std::string_view value) {
 
 void Mover::tick() {
   if (token_ == 0) return;
+  // Every step is bounded (request_ms per command, the barrier's timeout): one that
+  // lasts far longer is a bug or a node that answers nothing, and is said once.
+  if (busy() && !slow_warned_ && uv_now(c_.loop()) - phase_ms_ > 10 * uint64_t{c_.config().request_timeout_ms + 1000}) {
+    slow_warned_ = true;
+    spdlog::warn("mover: a batch of {} entries from {} to {} has been at its {} step for {} ms", items_.size(),
+                 c_.nodes()[from_].name(), c_.nodes()[to_].name(), phase_name(), uv_now(c_.loop()) - phase_ms_);
+  }
   if (phase_ == Phase::Barrier) {
     if (c_.barrier() >= seq_) {
       check_holds();
@@ -224,8 +248,8 @@ void Mover::tick() {
   auto from = c_.nodes().find(first_from);
   auto to = c_.nodes().find(first_to);
   if (!from || !to || !fenced(*from) || !fenced(*to) || c_.node_conn(*from) == nullptr ||
-      c_.node_conn(*to) == nullptr)
-    return;  // later (a node is down, or its fence is not confirmed yet)
+      c_.node_conn(*to) == nullptr || !c_.main().up())
+    return;  // later (a node or the main server is down, or a fence is not confirmed yet)
   ++gen_;
   items_.clear();
   uint64_t seq = 0;
@@ -318,7 +342,7 @@ void Mover::check_holds() {
 
 void Mover::collect() {
   enter(Phase::Collect);
-  left_ = 0;
+  left_ = 1;  // held until every scan is sent: a scan that fails at once cannot end the phase early
   for (size_t i = 0; i < items_.size(); ++i) {
     if (is_tag(items_[i].dir_key)) {
       ++left_;
@@ -327,21 +351,20 @@ void Mover::collect() {
       items_[i].keys = {items_[i].dir_key};
     }
   }
-  if (left_ == 0) copy();
+  step_done();
 }
 
+// One tag's scan, page by page; its end (or failure) is one step of the collect.
 void Mover::scan_tag(size_t item, std::string cursor) {
   ControlConn* src = c_.node_conn(from_);
-  if (src == nullptr) {
-    fail("the source node is unreachable");
-    return;
-  }
   const uint64_t gen = gen_;
-  src->command({"SCAN", cursor, "MATCH", tag_pattern(items_[item].dir_key), "COUNT", "1000"},
+  const bool sent = src != nullptr &&
+      src->command({"SCAN", cursor, "MATCH", tag_pattern(items_[item].dir_key), "COUNT", "1000"},
                [this, gen, item](redisReply* r) {
                  if (gen != gen_) return;
                  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                   fail("a SCAN of the source failed");
+                   failed_ = true;
+                   step_done();
                    return;
                  }
                  Item& it = items_[item];
@@ -355,53 +378,64 @@ void Mover::scan_tag(size_t item, std::string cursor) {
                    scan_tag(item, std::move(next));
                    return;
                  }
-                 if (--left_ == 0) copy();
+                 step_done();
                });
+  if (!sent) {
+    failed_ = true;
+    step_done();
+  }
 }
 
+
 void Mover::copy() {
-  if (failed_) return;
   enter(Phase::Copy);
   ControlConn* src = c_.node_conn(from_);
   if (src == nullptr) {
     fail("the source node is unreachable");
     return;
   }
-  left_ = 0;
+  left_ = 1;  // held until every command is sent
   const uint64_t gen = gen_;
   for (size_t i = 0; i < items_.size(); ++i) {
     Item& it = items_[i];
     it.dumps.assign(it.keys.size(), {});
     it.ttls.assign(it.keys.size(), -2);
     for (size_t k = 0; k < it.keys.size(); ++k) {
-      left_ += 2;
-      src->command({"DUMP", it.keys[k]}, [this, gen, i, k](redisReply* r) {
+      counted(src->command({"DUMP", it.keys[k]}, [this, gen, i, k](redisReply* r) {
         if (gen != gen_) return;
         if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) failed_ = true;
         else if (r->type == REDIS_REPLY_STRING) items_[i].dumps[k].assign(r->str, r->len);
         step_done();
-      });
-      src->command({"PTTL", it.keys[k]}, [this, gen, i, k](redisReply* r) {
+      }));
+      counted(src->command({"PTTL", it.keys[k]}, [this, gen, i, k](redisReply* r) {
         if (gen != gen_) return;
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) failed_ = true;
         else items_[i].ttls[k] = r->integer;
         step_done();
-      });
+      }));
     }
   }
-  if (left_ == 0) restore();
+  step_done();
+}
+
+// A command of the phase: sent, it is one more answer to wait for; not sent (the
+// connection is down), the phase has failed.
+void Mover::counted(bool sent) {
+  if (sent) ++left_;
+  else failed_ = true;
 }
 
 void Mover::step_done() {
   if (--left_ != 0) return;
   if (failed_) {
     failed_ = false;
-    fail(phase_ == Phase::Copy      ? "reading the keys on the source failed"
-         : phase_ == Phase::Restore ? "writing the keys on the destination failed"
-                                    : "deleting the keys on the source failed");
+    fail(phase_ == Phase::Collect   ? "a SCAN of the source failed"
+         : phase_ == Phase::Copy    ? "reading the keys on the source failed"
+                                    : "writing the keys on the destination failed");
     return;
   }
   switch (phase_) {
+    case Phase::Collect: copy(); break;
     case Phase::Copy: restore(); break;
     case Phase::Restore: commit(); break;
     default: break;
@@ -415,7 +449,7 @@ void Mover::restore() {
     fail("the destination node is unreachable");
     return;
   }
-  left_ = 0;
+  left_ = 1;  // held until every call is sent
   const uint64_t gen = gen_;
   const std::string token = std::to_string(token_);
   std::vector<std::string> ttls;  // the call's TTLs, as text (argv points into them)
@@ -433,15 +467,14 @@ void Mover::restore() {
       argv.push_back(ttls[c]);
       argv.push_back(items_[call[c].first].dumps[call[c].second]);
     }
-    ++left_;
-    dst->command(argv, [this, gen](redisReply* r) {
+    counted(dst->command(argv, [this, gen](redisReply* r) {
       if (gen != gen_) return;
       if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
         if (r != nullptr) spdlog::warn("mover: RESTORE on the destination answered {}", reply_text(r));
         failed_ = true;
       }
       step_done();
-    });
+    }));
     call.clear();
     call_bytes = 0;
   };
@@ -462,7 +495,7 @@ void Mover::restore() {
     }
   }
   send();
-  if (left_ == 0) commit();
+  step_done();
 }
 
 // After the commit: the source's copies go. They are listed on the main server first
@@ -516,6 +549,7 @@ void Mover::cleanup_set(const char* op, NodeIndex node, const std::vector<std::s
 // its entry, read now, names another node (or none); one whose entry names its node
 // again (the move was undone) is the key itself and stays. Runs while no batch does.
 void Mover::clean_up() {
+  if (!c_.main().up()) return;  // still due: the next tick tries again
   enter(Phase::Cleanup);
   cleanup_due_ = false;
   const uint64_t gen = gen_;
@@ -529,13 +563,20 @@ void Mover::clean_up() {
     auto members = std::make_shared<std::vector<std::string>>();
     for (size_t i = 0; i < r->elements; ++i) members->emplace_back(reply_text(r->element[i]));
     auto left = std::make_shared<size_t>(members->size());
+    auto one_done = [this, members, left] {
+      if (--*left != 0) return;
+      enter(Phase::Idle);
+      if (members->size() >= 512) cleanup_due_ = true;  // once more: until the set is empty
+    };
     for (size_t i = 0; i < members->size(); ++i) {
       const std::string& m = (*members)[i];
       const size_t nl = m.find('\n');
       const std::string key = nl == std::string::npos ? std::string() : m.substr(nl + 1);
       const std::string_view dk = directory_key(key);
-      c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, members, left, i, nl](redisReply* e) {
+      const bool sent = c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, members, i, nl,
+                                                                                     one_done](redisReply* e) {
         if (gen != gen_) return;
+        if (e == nullptr) cleanup_due_ = true;  // unknown: tried again
         const std::string& m = (*members)[i];
         std::optional<NodeIndex> found;
         if (nl != std::string::npos) found = c_.nodes().find(std::string_view(m).substr(0, nl));
@@ -554,11 +595,12 @@ void Mover::clean_up() {
             });
           }  // still moving: its batch lists it again
         }
-        if (--*left == 0) {
-          enter(Phase::Idle);
-          if (members->size() >= 512) cleanup_due_ = true;  // once more: until the set is empty
-        }
+        one_done();
       });
+      if (!sent) {
+        cleanup_due_ = true;
+        one_done();
+      }
     }
   });
 }
@@ -570,8 +612,18 @@ void Mover::delete_on(NodeIndex node, const std::vector<std::string>& keys, std:
     return;
   }
   constexpr size_t kPerCall = 256;
-  auto left = std::make_shared<size_t>(0);
-  auto ok = std::make_shared<bool>(true);
+  // `done` runs once, after the last answer: the count is held while calls are sent,
+  // and no keys, or a call not sent, still ends in it.
+  struct State {
+    size_t left = 1;
+    bool ok = true;
+    std::function<void(bool)> done;
+    void step() {
+      if (--left == 0) done(ok);
+    }
+  };
+  auto st = std::make_shared<State>();
+  st->done = std::move(done);
   const std::string token = std::to_string(token_);
   for (size_t from = 0; from < keys.size(); from += kPerCall) {
     const size_t n = std::min(kPerCall, keys.size() - from);
@@ -580,12 +632,14 @@ void Mover::delete_on(NodeIndex node, const std::vector<std::string>& keys, std:
     argv.push_back(count);
     for (size_t k = 0; k < n; ++k) argv.push_back(keys[from + k]);
     argv.push_back(token);
-    ++*left;
-    conn->command(argv, [left, ok, done](redisReply* r) {
-      if (r == nullptr || r->type == REDIS_REPLY_ERROR) *ok = false;
-      if (--*left == 0) done(*ok);
+    const bool sent = conn->command(argv, [st](redisReply* r) {
+      if (r == nullptr || r->type == REDIS_REPLY_ERROR) st->ok = false;
+      st->step();
     });
+    if (sent) ++st->left;
+    else st->ok = false;
   }
+  st->step();
 }
 
 void Mover::commit() {

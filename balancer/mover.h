@@ -77,6 +77,10 @@ class Mover {
   void node_added() { fenced_.push_back(0); }
 
   const MoverCounters& counters() const { return counters_; }
+  // The step the batch in progress is at ("idle" between batches), and since when
+  // (loop ms): HEADROOM NODES shows both, so a batch that waits is seen waiting.
+  const char* phase_name() const;
+  uint64_t phase_since_ms() const { return phase_ms_; }
   // Bytes and keys the last batch copied, and when it began (for the rate limits).
   uint64_t last_batch_bytes() const { return last_bytes_; }
   uint64_t last_batch_keys() const { return last_keys_; }
@@ -111,6 +115,7 @@ class Mover {
   void delete_on(NodeIndex node, const std::vector<std::string>& keys, std::function<void(bool)> done);
   void fail(const std::string& why);
   void finish();
+  void counted(bool sent);  // a command of a phase sent (one more to wait for), or not (failed)
   void step_done();  // one outstanding command of a phase answered
   uint64_t barrier_timeout_ms() const;
   bool fenced(NodeIndex n) const { return n < fenced_.size() && fenced_[n] == token_; }
@@ -121,6 +126,7 @@ class Mover {
 
   Phase phase_ = Phase::Idle;
   uint64_t phase_ms_ = 0;  // when phase_ began
+  bool slow_warned_ = false;  // this phase has been reported as slow
   uint64_t gen_ = 0;  // a batch's callbacks check it: a batch abandoned (end) ignores them
   NodeIndex from_ = 0, to_ = 0;
   uint64_t seq_ = 0;  // the begin's change: the barrier waits for it

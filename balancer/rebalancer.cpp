@@ -186,6 +186,9 @@ void Rebalancer::poll_asked() {
 // Asked moves: those to the first one's destination, as one batch per source (the
 // largest group; the rest stay asked).
 void Rebalancer::move_asked() {
+  // Each entry is read there first: with the connection down the reads would never be
+  // answered (and sampling_ never cleared), so the asked moves wait for it.
+  if (!c_.main().up()) return;
   const NodeIndex to = asked_.front().to;
   auto batch = std::make_shared<std::vector<Asked>>();
   for (auto it = asked_.begin(); it != asked_.end() && batch->size() < kMaxBatchKeys;) {

@@ -76,12 +76,14 @@ std::string Router::nodes_report() {
                 "mover: coordinator=%d batches=%" PRIu64 " entries_moved=%" PRIu64 " keys_moved=%" PRIu64
                 " bytes_moved=%" PRIu64 " entries_undone=%" PRIu64 " entries_finished=%" PRIu64 " errors=%" PRIu64
                 " skipped_large=%" PRIu64 " memory_moved=%" PRIu64 " moving_now=%zu rebalancing=%d ms_begin=%" PRIu64
-                " ms_barrier=%" PRIu64 " ms_copy=%" PRIu64 " ms_restore=%" PRIu64 " ms_commit=%" PRIu64 " ms_delete=%" PRIu64 "\n",
+                " ms_barrier=%" PRIu64 " ms_copy=%" PRIu64 " ms_restore=%" PRIu64 " ms_commit=%" PRIu64 " ms_delete=%" PRIu64
+                " phase=%s phase_ms=%" PRIu64 "\n",
                 c.active() ? 1 : 0, m.batches, m.entries_moved, m.keys_moved, m.bytes_moved, m.entries_undone,
                 m.entries_finished, m.errors, c.rebalancer().counters().skipped_large,
                 c.rebalancer().counters().bytes_chosen, server_.directory().moving(),
                 c.active() && c.rebalancer().forced() ? 1 : 0, m.ms_begin, m.ms_barrier, m.ms_copy, m.ms_restore,
-                m.ms_commit, m.ms_delete);
+                m.ms_commit, m.ms_delete, c.mover().phase_name(),
+                c.active() ? now - std::min(now, c.mover().phase_since_ms()) : 0);
   out += buf;
   return out;
 }

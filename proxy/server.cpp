@@ -37,6 +37,7 @@ Server::Server(uv_loop_t* loop, conf::Config config, std::string config_path, ne
   publisher_ = std::make_unique<balancer::ControlConn>(loop_, "main " + config_.main.name + " (publish)",
                                                        config_.main.address, config_.main.password, tls_.backends,
                                                        control);
+  publisher_->set_client_name("hr-publish");
   for (balancer::NodeIndex i = 0; i < nodes_.size(); ++i) add_pools(i);
   slowlog_.configure(config_.slowlog_slower_than_us, config_.slowlog_max_len);
   commands_ = resp::all_commands().data();

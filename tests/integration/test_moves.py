@@ -47,9 +47,24 @@ def settled(c):
     return all(nodes_report(p.client())["mover"]["moving_now"] == "0" for p in c.proxies if p.proc is not None)
 
 
+def mover_lines(c):
+    """Each running proxy's HEADROOM NODES mover line: what a wait that failed shows."""
+    lines = []
+    for p in c.proxies:
+        if p.proc is None:
+            continue
+        try:
+            lines.append(next(l for l in p.client(socket_timeout=10).execute_command("HEADROOM", "NODES").decode()
+                              .splitlines() if l.startswith("mover: ")))
+        except (redis.RedisError, OSError, StopIteration) as e:
+            lines.append(f"{p.dir}: {e}")
+    return lines
+
+
 def wait_settled(c, timeout=60):
     # Twice, a little apart: a move asked may begin between the two reads of one check.
-    wait_for(lambda: settled(c) and (time.sleep(0.3) or settled(c)), timeout, "moves to settle")
+    wait_for(lambda: settled(c) and (time.sleep(0.3) or settled(c)), timeout,
+             lambda: "moves to settle: " + "; ".join(mover_lines(c)))
 
 
 def entry_of(c, key):
@@ -424,6 +439,104 @@ def test_checker_while_the_mover_is_killed_and_a_proxy_paused_mid_move():
         assert "killed the mover" in events
         moved = sum(int(nodes_report(p.client())["mover"]["entries_moved"]) for p in serving)
         assert moved > 0
+    finally:
+        c.close()
+
+
+def cut_connections(client, name):
+    """Kills every connection named `name` on the server `client` talks to; how many."""
+    ids = [c["id"] for c in client.client_list() if c.get("name") == name]
+    for i in ids:
+        try:
+            client.execute_command("CLIENT", "KILL", "ID", i)
+        except redis.ResponseError:
+            pass  # gone already
+    return len(ids)
+
+
+def test_checker_while_the_coordinators_main_server_connection_is_cut_mid_move(two):
+    """Two proxies; while keys move back and forth, the coordinators' connection to
+    the main server (the lease, the mover's begins, commits and clean-ups) is cut again
+    and again, so what the mover asked goes unanswered at every step: once the cuts
+    stop, every move settles (nothing left moving, nothing left to clean up), with no
+    lost write and no stale read."""
+    c = two
+    clients = [p.client() for p in c.proxies]
+    names = [n.name for n in c.nodes]
+    cuts = [0]
+
+    def during(keys, done):
+        rnd = random.Random(13)
+        killer = redis.Redis(port=c.main.port, socket_timeout=10)
+        start = time.time()
+        while not done.is_set():
+            for _ in range(20):
+                rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+                time.sleep(0.01)
+            if time.time() - start < 10:  # the run's first half
+                cuts[0] += cut_connections(killer, "hr-coordinator")
+        killer.close()
+        wait_settled(c, timeout=90)
+
+    before = moved_entries(c)
+    result = run_checker(c, c.proxies, clients=6, duration=20, keys=200, seed=17, flushes=2, during=during)
+    print(result.report())
+    moved = moved_entries(c) - before
+    print(f"coordinator connections cut {cuts[0]} times, entries moved {moved}")
+    assert result.ok, result.report()
+    assert cuts[0] >= 8, cuts[0]
+    assert moved >= 20, moved
+
+
+def test_moves_settle_after_the_coordinators_main_server_connection_drops_mid_step():
+    """The main server stalls writes for a moment (CLIENT PAUSE WRITE), so the mover's
+    step there (a begin, a holds check, a commit, an undo) is in flight, and the
+    coordinator's connection to it is cut then: each batch fails at whatever step it
+    was, and with the connection back (the lease kept) every move settles and every
+    key reads what was written."""
+    c = Cluster()
+    try:
+        c.add_proxy("headroom2")
+        r1 = c.proxy.client(socket_timeout=20)
+        values = {f"sk{i}": f"v{i}" for i in range(300)}
+        pipe = r1.pipeline(transaction=False)
+        for k, v in values.items():
+            pipe.set(k, v)
+        pipe.execute()
+        clients = [p.client(socket_timeout=20) for p in c.proxies]
+        names = [n.name for n in c.nodes]
+        done = threading.Event()
+        asked = [0]
+
+        def mover():
+            rnd = random.Random(19)
+            while not done.is_set():
+                try:
+                    rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(list(values)), rnd.choice(names))
+                    asked[0] += 1
+                except redis.RedisError:
+                    pass  # refused while the main server stalls: asked again
+                time.sleep(0.005)
+
+        t = threading.Thread(target=mover)
+        t.start()
+        try:
+            wait_for(lambda: moved_entries(c) >= 20, 60, "moves under way")
+            for _ in range(10):
+                c.main.client.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+                time.sleep(0.2)
+                cut_connections(c.main.client, "hr-coordinator")
+                time.sleep(1.2)
+        finally:
+            done.set()
+            t.join()
+        wait_settled(c, timeout=60)
+        for r in clients:
+            got = r.mget(list(values))
+            assert got == [v.encode() for v in values.values()]
+        for k in values:
+            assert len(c.node_of(k)) == 1, (k, c.node_of(k))
+        print(f"moves asked {asked[0]}, entries moved {moved_entries(c)}")
     finally:
         c.close()
 
