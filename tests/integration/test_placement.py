@@ -134,8 +134,10 @@ def test_a_new_keys_bytes_are_counted_once_while_its_write_is_in_flight():
         assert s.recv(5) == b"+OK\r\n"
         s.close()
         done = projected()
-        assert 0.9 * size < in_flight < 1.2 * size, in_flight / size
-        assert 0.9 * size < done < 1.2 * size, done / size
+        # Counted once is about 1.2x: 10 MiB and the string's header take jemalloc's
+        # 12 MiB size class, as on the node. Counted twice would be 2.4x.
+        assert 0.9 * size < in_flight < 1.4 * size, in_flight / size
+        assert 0.9 * size < done < 1.4 * size, done / size
     finally:
         if p is not None:
             p.stop()
