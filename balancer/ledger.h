@@ -98,6 +98,12 @@ class Ledger {
   const NodeFigures& figures(NodeIndex node) const { return fills_[node].figures; }
   uint64_t reserved(NodeIndex node) const { return fills_[node].reserved; }
   uint64_t growth_since_poll(NodeIndex node) const;
+  // Every byte headroom put on the node since this proxy started: its own writes
+  // (answered and in flight) and other proxies' placements.
+  uint64_t placed_total(NodeIndex node) const {
+    const Fill& f = fills_[node];
+    return f.growth_total + f.reserved + f.others_total;
+  }
   uint64_t projected_bytes(NodeIndex node) const;
   // What the node may hold: maxmemory, else the configured capacity, else the largest
   // capacity known for any node, else 1 GiB.

@@ -1,17 +1,42 @@
 #include "balancer/placement.h"
 
+#include <algorithm>
+
 namespace headroom::balancer {
 
 std::optional<NodeIndex> choose_node(const NodeRegistry& nodes, const Ledger& ledger) {
   std::optional<NodeIndex> best;
   double best_fill = 0;
+  bool any_full = false;     // a full node that evicts can take the key
+  uint64_t most_placed = 0;  // the most bytes put on any of those
   for (const auto& n : nodes.all()) {
     if (!n.reachable || !n.backend_up || n.draining || !ledger.polled(n.index)) continue;
     double fill = ledger.projected_fill(n.index);
-    if (fill >= kFullFill && !ledger.figures(n.index).evicts) continue;  // it would only answer OOM
+    if (fill >= kFullFill) {
+      if (ledger.figures(n.index).evicts) {  // else it would only answer OOM
+        any_full = true;
+        most_placed = std::max(most_placed, ledger.placed_total(n.index));
+      }
+      continue;
+    }
     if (!best || fill < best_fill) {
       best = n.index;
       best_fill = fill;
+    }
+  }
+  if (best || !any_full) return best;
+  // Every node that can take it is full and evicts: the one headroom has put the fewest
+  // bytes on so far. A node far behind (added, or full only lately) counts as behind
+  // by 1/16 of its capacity at most, so it shares new keys rather than taking them all.
+  uint64_t best_placed = 0;
+  for (const auto& n : nodes.all()) {
+    if (!n.reachable || !n.backend_up || n.draining || !ledger.polled(n.index)) continue;
+    if (!ledger.figures(n.index).evicts || ledger.projected_fill(n.index) < kFullFill) continue;
+    const uint64_t lag = ledger.capacity(n.index) / 16;
+    const uint64_t placed = std::max(ledger.placed_total(n.index), most_placed > lag ? most_placed - lag : 0);
+    if (!best || placed < best_placed) {
+      best = n.index;
+      best_placed = placed;
     }
   }
   return best;

@@ -5,10 +5,12 @@
 //
 // A node that evicts at maxmemory (allkeys-*, or volatile-* while keys have TTLs)
 // keeps taking new keys when full: on a cache every node sits at maxmemory, and each
-// new key makes its node evict. "Most free memory" then means the fewest bytes
-// placed there since its last poll (each poll finds it back at maxmemory), so new
-// bytes, and the evictions they cause, spread evenly over the full nodes; a node
-// not yet full still goes first.
+// new key makes its node evict. Its polls then say nothing of what it took (each
+// finds it back near maxmemory, a little above or below), so among full nodes
+// "most free memory" means the fewest bytes headroom has put there (Ledger::
+// placed_total, a node far behind counted as behind by 1/16 of its capacity at
+// most): new bytes, and the evictions they cause, spread evenly over the full
+// nodes; a node not yet full still goes first.
 #pragma once
 
 #include <optional>
