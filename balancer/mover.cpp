@@ -386,7 +386,6 @@ void Mover::scan_tag(size_t item, std::string cursor) {
   }
 }
 
-
 void Mover::copy() {
   enter(Phase::Copy);
   ControlConn* src = c_.node_conn(from_);
