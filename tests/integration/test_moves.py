@@ -67,6 +67,11 @@ def wait_settled(c, timeout=60):
              lambda: "moves to settle: " + "; ".join(mover_lines(c)))
 
 
+def ask_random_move(rnd, clients, keys, names):
+    """HEADROOM MOVE of a random key to a random node, through a random proxy."""
+    rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+
+
 def entry_of(c, key):
     return entry_node(c.main.client.hget(bucket_of(key), key))
 
@@ -213,7 +218,7 @@ def test_checker_while_keys_move_back_and_forth(two):
     def mover(keys, done):
         rnd = random.Random(7)
         while not done.is_set():
-            rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+            ask_random_move(rnd, clients, keys, names)
             asked[0] += 1
             time.sleep(0.01)
         wait_settled(c)
@@ -413,7 +418,7 @@ def test_checker_while_the_mover_is_killed_and_a_proxy_paused_mid_move():
             start = time.time()
             killed = paused = False
             while not done.is_set():
-                rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+                ask_random_move(rnd, clients, keys, names)
                 t = time.time() - start
                 if not killed and t > 1.5:
                     c.proxy.proc.send_signal(signal.SIGKILL)
@@ -471,7 +476,7 @@ def test_checker_while_the_coordinators_main_server_connection_is_cut_mid_move(t
         start = time.time()
         while not done.is_set():
             for _ in range(20):
-                rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(keys), rnd.choice(names))
+                ask_random_move(rnd, clients, keys, names)
                 time.sleep(0.01)
             if time.time() - start < 10:  # the run's first half
                 cuts[0] += cut_connections(killer, "hr-coordinator")
@@ -512,7 +517,7 @@ def test_moves_settle_after_the_coordinators_main_server_connection_drops_mid_st
             rnd = random.Random(19)
             while not done.is_set():
                 try:
-                    rnd.choice(clients).execute_command("HEADROOM", "MOVE", rnd.choice(list(values)), rnd.choice(names))
+                    ask_random_move(rnd, clients, list(values), names)
                     asked[0] += 1
                 except redis.RedisError:
                     pass  # refused while the main server stalls: asked again
