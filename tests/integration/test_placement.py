@@ -40,13 +40,20 @@ def test_new_keys_go_to_the_node_with_most_free_memory(r, clean):
              clean.main.client.hexists("hr:proxies", str(r.info("directory").get("proxy_id"))), 30,
              "the proxy current and registered")
     wait_counted(r, clean.nodes)
-    # once node3 has taken 3 MB it is level with node2, and both share new keys
+    # Once node3 has taken the gap to node2 it is level with it, and both share new
+    # keys. The gaps are the proxy's own figures (a 1 MiB ballast value takes more than
+    # 1 MiB on its node): the burst fills the first gap and half of the next.
+    seen = r.info("nodes")
+    held = {n: float(seen[n]["fill"]) * int(seen[n]["capacity"]) for n in fill}
+    gap, next_gap = held["node2"] - held["node3"], held["node1"] - held["node2"]
+    assert gap > 0 and next_gap > 0, held
+    count = int((gap + next_gap / 2) / 8300)  # a value of 8000 takes 8 KiB and the key's overhead
     p = r.pipeline(transaction=False)
-    for i in range(700):
+    for i in range(count):
         p.set(f"bulk:{i}", "w" * 8000)
     p.execute()
-    holders = {clean.node_of(f"bulk:{i}")[0] for i in range(700)}
-    assert "node3" in holders and "node2" in holders and "node4" not in holders
+    holders = {clean.node_of(f"bulk:{i}")[0] for i in range(count)}
+    assert holders == {"node2", "node3"}, (holders, held)
 
 
 def test_skewed_value_sizes_spread_memory_evenly(r, clean):
