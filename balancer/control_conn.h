@@ -69,11 +69,16 @@ class ControlConn final : private net::Stream::Owner {
   bool up() const { return up_; }
   const std::string& label() const { return label_; }
 
-  // Sends a command. Returns false (and does not call `fn`) when not connected.
-  bool command(const std::vector<std::string_view>& argv, ReplyFn fn);
+  // Sends a command. Returns false (and does not call `fn`) when not connected:
+  // whatever waits for `fn` (a flag, a count) must not wait then, hence nodiscard.
+  [[nodiscard]] bool command(const std::vector<std::string_view>& argv, ReplyFn fn);
   // The same for one command already encoded in RESP (a caller that builds large
   // commands often encodes into a buffer of its own).
-  bool command_encoded(std::string_view resp_command, ReplyFn fn);
+  [[nodiscard]] bool command_encoded(std::string_view resp_command, ReplyFn fn);
+  // A command whose reply nothing waits for (best effort: dropped when not connected;
+  // what it does is done again, or found by the sweep, if it is lost).
+  void post(const std::vector<std::string_view>& argv) { (void)command(argv, [](redisReply*) {}); }
+  void post_encoded(std::string_view resp_command) { (void)command_encoded(resp_command, [](redisReply*) {}); }
 
   // For subscriber connections: SUBSCRIBE, then `fn` gets every message pushed on
   // this connection (the subscribe confirmations, then each message); heartbeat

@@ -74,7 +74,7 @@ void Coordinator::start() {
 void Coordinator::stop() {
   uv_timer_stop(lease_timer_);
   if (active() && main_->up()) {
-    main_->command({"EVALSHA", scripts::sha(Script::Lease), "0", store_.origin(), "0", "give"}, [](redisReply*) {});
+    main_->post({"EVALSHA", scripts::sha(Script::Lease), "0", store_.origin(), "0", "give"});
   }
   became_inactive("");
   main_->stop();
@@ -101,10 +101,9 @@ void Coordinator::try_lease() {
     became_inactive("the coordinator lease could not be renewed in time");
   }
   if (lease_in_flight_ || !main_->up() || !store_.loaded()) return;
-  lease_in_flight_ = true;
   const std::string origin = store_.origin();
   const uint64_t asked = now;
-  main_->command({"EVALSHA", scripts::sha(Script::Lease), "0", origin, std::to_string(kLeaseMs), "take"},
+  lease_in_flight_ = main_->command({"EVALSHA", scripts::sha(Script::Lease), "0", origin, std::to_string(kLeaseMs), "take"},
                  [this, origin, asked](redisReply* r) {
                    lease_in_flight_ = false;
                    if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return;
@@ -215,7 +214,8 @@ void Coordinator::connect_node(NodeIndex i) {
 // keeping whatever classes were already on.
 void Coordinator::on_node_cmd_up(NodeIndex i) {
   ControlConn* c = links_[i].cmd.get();
-  c->command({"CONFIG", "GET", "notify-keyspace-events"}, [this, i, c](redisReply* r) {
+  // Sent as the connection comes up; if it drops first, the next up sends it again.
+  (void)c->command({"CONFIG", "GET", "notify-keyspace-events"}, [this, i, c](redisReply* r) {
     if (r == nullptr || links_[i].cmd.get() != c) return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
       spdlog::warn("coordinator: node {}: cannot read notify-keyspace-events ({}): deletions are found by the "
@@ -228,7 +228,7 @@ void Coordinator::on_node_cmd_up(NodeIndex i) {
     for (char f : kNeededEvents)
       if (value.find(f) == std::string::npos && !(all && f != 'E')) wanted += f;
     if (wanted == value) return;
-    c->command({"CONFIG", "SET", "notify-keyspace-events", wanted}, [this, i](redisReply* r2) {
+    (void)c->command({"CONFIG", "SET", "notify-keyspace-events", wanted}, [this, i](redisReply* r2) {
       if (r2 != nullptr && r2->type == REDIS_REPLY_ERROR)
         spdlog::warn("coordinator: node {}: cannot turn on keyevent notifications ({}): deletions are found by "
                      "the sweep only", nodes_[i].name(), reply_text(r2));
@@ -262,7 +262,7 @@ void Coordinator::send_retires() {
       resp::add_bulk(call, nodes_[retires_[k].second].name());
     }
     counters_.retired += n;
-    main_->command_encoded(call.view(), [](redisReply*) {});
+    main_->post_encoded(call.view());
     retires_.erase(retires_.begin(), retires_.begin() + static_cast<long>(n));
   }
 }
@@ -279,7 +279,7 @@ void Coordinator::adopt(std::string_view dir_key, NodeIndex node) {
                              dir_key, nodes_[node].name()};
   scripts::encode(call, Script::Place, keys, args);
   ++counters_.orphans;
-  main_->command_encoded(call.view(), [](redisReply*) {});
+  main_->post_encoded(call.view());
 }
 
 // --- retirements, the barrier, removal ------------------------------------------------
@@ -352,8 +352,7 @@ void Coordinator::mover_idle() {
 
 void Coordinator::poll_proxies() {
   if (proxies_in_flight_ || !main_->up()) return;
-  proxies_in_flight_ = true;
-  main_->command({"EVALSHA", scripts::sha(Script::Proxies), "0"}, [this](redisReply* r) {
+  proxies_in_flight_ = main_->command({"EVALSHA", scripts::sha(Script::Proxies), "0"}, [this](redisReply* r) {
     proxies_in_flight_ = false;
     if (r != nullptr && active()) on_proxies(r);
     if (active() && mover_->waiting_for_barrier()) mover_->tick();
@@ -405,22 +404,23 @@ void Coordinator::fence(const std::string& id) {
       fencing_.erase(id);  // tried again at the next poll
       return;
     }
-    main_->command({"EVALSHA", scripts::sha(Script::DropProxy), "0", lease_value_, id}, [this, id](redisReply* r) {
+    const bool sent = main_->command({"EVALSHA", scripts::sha(Script::DropProxy), "0", lease_value_, id}, [this, id](redisReply* r) {
       if (lease_lost(r)) return;
       fencing_.erase(id);
       proxies_.erase(id);
       ++counters_.fenced;
       spdlog::warn("coordinator: proxy {} fenced and dropped", id);
     });
+    if (!sent) fencing_.erase(id);  // the main server is down: fenced again at a later poll
   };
   const std::string marker = "hr:fence:" + id;
   const std::string needle = " name=hr-" + id + " ";
   for (NodeIndex i = 0; i < nodes_.size(); ++i) {
     ControlConn* c = node_conn(i);
-    c->command({"SELECT", "1"}, [](redisReply*) {});
-    c->command({"SET", marker, "1", "EX", kFenceTtl}, [](redisReply*) {});
-    c->command({"SELECT", "0"}, [](redisReply*) {});
-    c->command({"CLIENT", "LIST", "TYPE", "normal"}, [c, needle, node_done](redisReply* r) {
+    c->post({"SELECT", "1"});
+    c->post({"SET", marker, "1", "EX", kFenceTtl});
+    c->post({"SELECT", "0"});
+    const bool listed = c->command({"CLIENT", "LIST", "TYPE", "normal"}, [c, needle, node_done](redisReply* r) {
       if (r == nullptr || r->type != REDIS_REPLY_STRING) {
         node_done(false);
         return;
@@ -438,16 +438,21 @@ void Coordinator::fence(const std::string& id) {
         return;
       }
       auto left = std::make_shared<size_t>(ids.size());
-      for (const auto& cid : ids)
-        c->command({"CLIENT", "KILL", "ID", cid}, [left, node_done](redisReply* k) {
-          if (k == nullptr) {
-            node_done(false);
-            *left = SIZE_MAX;  // reported once
-            return;
-          }
-          if (*left != SIZE_MAX && --*left == 0) node_done(true);
+      // A failure is reported once (a dropped connection fails every kill still out).
+      auto failed_once = [left, node_done] {
+        if (*left == SIZE_MAX) return;
+        *left = SIZE_MAX;
+        node_done(false);
+      };
+      for (const auto& cid : ids) {
+        const bool sent = c->command({"CLIENT", "KILL", "ID", cid}, [left, node_done, failed_once](redisReply* k) {
+          if (k == nullptr) failed_once();
+          else if (*left != SIZE_MAX && --*left == 0) node_done(true);
         });
+        if (!sent) failed_once();
+      }
     });
+    if (!listed) node_done(false);
   }
 }
 
@@ -502,11 +507,11 @@ void Coordinator::settle_round() {
     }
     ControlConn* c = node_conn(w.node);
     if (c == nullptr) continue;
-    ++round->left;
-    c->command({"EXISTS", w.key}, [round, k, finish](redisReply* r) {
+    const bool sent = c->command({"EXISTS", w.key}, [round, k, finish](redisReply* r) {
       if (r != nullptr && r->type == REDIS_REPLY_INTEGER) round->present[k] = r->integer > 0 ? 1 : 0;
       if (--round->left == 0) finish();
     });
+    if (sent) ++round->left;  // else unknown (-1): settled later
   }
   if (round->left == 0) finish();
 }
@@ -525,7 +530,9 @@ void Coordinator::send_settle(char mode, const std::vector<const Waiting*>& item
       resp::add_bulk(call, items[from + k]->key);
       resp::add_bulk(call, items[from + k]->value);
     }
-    main_->command_encoded(call.view(), [this, mode](redisReply* r) {
+    // Not sent (the main server went down meanwhile): the entries stay retiring, and
+    // the sweep finds them again.
+    (void)main_->command_encoded(call.view(), [this, mode](redisReply* r) {
       if (lease_lost(r) || r == nullptr || r->type != REDIS_REPLY_INTEGER) return;
       (mode == 'D' ? counters_.removed : counters_.revived) += static_cast<uint64_t>(r->integer);
     });

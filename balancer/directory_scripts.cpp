@@ -60,7 +60,7 @@ const std::string& sha(Script s) {
 void load_all(ControlConn& conn) {
   for (size_t i = 0; i < kScripts; ++i) {
     const auto s = static_cast<Script>(i);
-    conn.command({"SCRIPT", "LOAD", text(s)}, [s, label = conn.label()](redisReply* r) {
+    (void)conn.command({"SCRIPT", "LOAD", text(s)}, [s, label = conn.label()](redisReply* r) {  // at each up
       if (r != nullptr && r->type == REDIS_REPLY_ERROR)
         spdlog::error("{}: SCRIPT LOAD of a directory script ({}) answered {}", label, sha(s),
                       std::string_view(r->str, r->len));

@@ -11,7 +11,7 @@ void Holds::send(const char* op, std::string_view key, std::string_view origin) 
   // Best effort: with the main server down nothing can be removed either, and a
   // reconnection registers again, which takes every hold again.
   const std::string set = std::string(scripts::kHoldsPrefix) + std::string(origin);
-  main_.command({op, set, key}, [](redisReply*) {});
+  main_.post({op, set, key});
 }
 
 void Holds::hold(std::string_view dir_key, std::string_view origin) {
@@ -39,7 +39,7 @@ void Holds::tick(uint64_t now_ms, std::string_view origin) {
 
 void Holds::resync(std::string_view origin) {
   const std::string set = std::string(scripts::kHoldsPrefix) + std::string(origin);
-  main_.command({"DEL", set}, [](redisReply*) {});
+  main_.post({"DEL", set});
   registered(origin);
 }
 

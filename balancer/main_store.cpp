@@ -161,7 +161,7 @@ void MainStore::start_load() {
   removed_during_load_.clear();
   unknown_nodes_.clear();
   ++sent_;
-  cmd_->command({"EVALSHA", scripts::sha(Script::Layout), "1", scripts::kLayoutKey, layout_, kUnversionedLayout},
+  (void)cmd_->command({"EVALSHA", scripts::sha(Script::Layout), "1", scripts::kLayoutKey, layout_, kUnversionedLayout},  // up: checked above
                 [this, gen](redisReply* r) {
                   if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
                   if (r->type == REDIS_REPLY_ERROR) {
@@ -733,7 +733,7 @@ void MainStore::retire(std::string_view dir_key, NodeIndex node) {
   encode_eval(call, static_cast<size_t>(Script::Retire), {bucket},
               {kEventsChannel, origin_, dir_key, nodes_[node].name()});
   ++sent_;
-  cmd_->command_encoded(call.view(), [](redisReply*) {});
+  cmd_->post_encoded(call.view());
 }
 
 void MainStore::mark_flushed(std::function<void(std::string_view)> fn) {

@@ -128,7 +128,8 @@ void Mover::node_up(NodeIndex node) {
   if (conn == nullptr) return;
   fenced_[node] = 0;
   const uint64_t token = token_;
-  conn->command({"EVAL", kNodeFence, "0", std::to_string(token)}, [this, node, token](redisReply* r) {
+  // The connection is up (node_conn): if it drops first, its next up sends this again.
+  (void)conn->command({"EVAL", kNodeFence, "0", std::to_string(token)}, [this, node, token](redisReply* r) {
     if (token != token_ || r == nullptr) return;
     if (r->type == REDIS_REPLY_ERROR) {
       spdlog::error("mover: node {}: cannot set the mover fence ({}): no keys move to or from it",
@@ -165,9 +166,12 @@ bool Mover::start(NodeIndex from, NodeIndex to, std::vector<std::string> dir_key
   resp::add_bulk(call, c_.nodes()[to].name());
   for (const auto& it : items_) resp::add_bulk(call, it.dir_key);
   const uint64_t gen = gen_;
-  c_.main().command_encoded(call.view(), [this, gen](redisReply* r) {
-    if (gen == gen_) begun(r);
-  });
+  if (!c_.main().command_encoded(call.view(), [this, gen](redisReply* r) {
+        if (gen == gen_) begun(r);
+      })) {
+    enter(Phase::Idle);
+    return false;
+  }
   return true;
 }
 
@@ -279,7 +283,8 @@ void Mover::tick() {
   const uint64_t gen = gen_;
   auto still = std::make_shared<std::vector<bool>>(items_.size(), false);
   for (size_t i = 0; i < items_.size(); ++i) {
-    c_.main().command({"HGET", MainStore::bucket_name(items_[i].dir_key), items_[i].dir_key},
+    // The main server is up (checked above): every read of this loop is sent.
+    (void)c_.main().command({"HGET", MainStore::bucket_name(items_[i].dir_key), items_[i].dir_key},
                       [this, gen, i, still](redisReply* r) {
                         if (gen != gen_) return;
                         (*still)[i] = r != nullptr && r->type == REDIS_REPLY_STRING && reply_text(r) == items_[i].value;
@@ -540,8 +545,18 @@ void Mover::cleanup_set(const char* op, NodeIndex node, const std::vector<std::s
     for (size_t k = from; k < std::min(keys.size(), from + kPerCall); ++k) members.push_back(cleanup_member(node, keys[k]));
     std::vector<std::string_view> argv = {op, kMovesCleanKey};
     for (const auto& m : members) argv.push_back(m);
-    c_.main().command(argv, [](redisReply*) {});
+    clean_set_write(argv);
   }
+}
+
+// A write to hr:moves:clean: one not sent, or whose answer was lost, leaves the set
+// unknown (an SREM lost keeps copies already deleted listed for good), so the
+// clean-up, which reads the set and settles each member, is due again.
+void Mover::clean_set_write(const std::vector<std::string_view>& argv) {
+  const bool sent = c_.main().command(argv, [this](redisReply* r) {
+    if (r == nullptr) cleanup_due_ = true;
+  });
+  if (!sent) cleanup_due_ = true;
 }
 
 // Copies a mover listed and did not delete (it died, a node failed): each goes once
@@ -552,7 +567,7 @@ void Mover::clean_up() {
   enter(Phase::Cleanup);
   cleanup_due_ = false;
   const uint64_t gen = gen_;
-  c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {
+  (void)c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {  // up: checked above
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
       enter(Phase::Idle);
@@ -585,11 +600,11 @@ void Mover::clean_up() {
           const NodeIndex node = found.value();
           const std::string key = m.substr(nl + 1);
           if (entry && ev.node == c_.nodes()[node].name() && ev.moving_to.empty()) {
-            c_.main().command({"SREM", kMovesCleanKey, m}, [](redisReply*) {});  // undone: the key itself
+            clean_set_write({"SREM", kMovesCleanKey, m});  // undone: the key itself
           } else if (!entry || (ev.moving_to.empty() && ev.node != c_.nodes()[node].name())) {
             delete_on(node, {key}, [this, gen, m](bool ok) {
               if (gen != gen_) return;
-              if (ok) c_.main().command({"SREM", kMovesCleanKey, m}, [](redisReply*) {});
+              if (ok) clean_set_write({"SREM", kMovesCleanKey, m});
               else cleanup_due_ = true;
             });
           }  // still moving: its batch lists it again

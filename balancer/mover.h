@@ -106,6 +106,7 @@ class Mover {
   void remove_from_source(const std::vector<size_t>& committed);
   std::string cleanup_member(NodeIndex node, std::string_view key) const;
   void cleanup_set(const char* op, NodeIndex node, const std::vector<std::string>& keys);
+  void clean_set_write(const std::vector<std::string_view>& argv);
   void clean_up();
   void requeue(const std::string& why);
   void commit();

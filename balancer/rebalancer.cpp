@@ -160,9 +160,8 @@ void Rebalancer::tick() {
 // HEADROOM MOVE and REBALANCE, from any proxy: "rebalance", or "move <node> <dir key>".
 void Rebalancer::poll_asked() {
   if (asked_in_flight_ || !c_.main().up()) return;
-  asked_in_flight_ = true;
   const uint64_t gen = gen_;
-  c_.main().command({"LPOP", scripts::kAskedKey, "64"}, [this, gen](redisReply* r) {
+  asked_in_flight_ = c_.main().command({"LPOP", scripts::kAskedKey, "64"}, [this, gen](redisReply* r) {
     if (gen != gen_) return;
     asked_in_flight_ = false;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
@@ -205,7 +204,8 @@ void Rebalancer::move_asked() {
   auto from = std::make_shared<std::vector<int>>(batch->size(), -1);
   for (size_t i = 0; i < batch->size(); ++i) {
     const std::string& dk = (*batch)[i].dir_key;
-    c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, batch, left, from, i, to](redisReply* r) {
+    // The main server is up (checked above): every read of this loop is sent.
+    (void)c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, batch, left, from, i, to](redisReply* r) {
       if (gen != gen_) return;
       scripts::EntryValue ev;
       if (r != nullptr && r->type == REDIS_REPLY_STRING && scripts::parse_entry_value(reply_text(r), ev))
@@ -231,12 +231,11 @@ void Rebalancer::move_asked() {
 void Rebalancer::sample(const MovePlan& plan) {
   ControlConn* src = c_.node_conn(static_cast<NodeIndex>(plan.from));
   if (src == nullptr) return;
-  sampling_ = true;
   ++counters_.passes;
   const uint64_t gen = gen_;
   const auto from = static_cast<NodeIndex>(plan.from);
   const size_t count = plan.bytes == UINT64_MAX ? kDrainSampleKeys : kSampleKeys;
-  src->command({"SCAN", cursors_[from], "COUNT", std::to_string(count)}, [this, gen, plan, from](redisReply* r) {
+  sampling_ = src->command({"SCAN", cursors_[from], "COUNT", std::to_string(count)}, [this, gen, plan, from](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY) {
       sampling_ = false;
@@ -258,7 +257,8 @@ void Rebalancer::sample(const MovePlan& plan) {
       return;
     }
     for (size_t i = 0; i < names->size(); ++i) {
-      conn->command({"MEMORY", "USAGE", (*names)[i]}, [this, gen, plan, names, sizes, left, i](redisReply* m) {
+      // Up (node_conn, just checked): every one of this loop is sent.
+      (void)conn->command({"MEMORY", "USAGE", (*names)[i]}, [this, gen, plan, names, sizes, left, i](redisReply* m) {
         if (gen != gen_) return;
         if (m != nullptr && m->type == REDIS_REPLY_INTEGER) (*sizes)[i] = static_cast<uint64_t>(m->integer);
         if (--*left == 0) sampled(plan, std::move(*names), std::move(*sizes));

@@ -83,14 +83,15 @@ void Sweep::load_buckets() {
       fast_ = false;
     }
     ++reads_;
-    ++buckets_in_flight_;
-    c_.main().command({"EVALSHA", scripts::sha(Script::LoadBucket), "1", MainStore::bucket_name(bucket)},
+    const bool sent = c_.main().command({"EVALSHA", scripts::sha(Script::LoadBucket), "1", MainStore::bucket_name(bucket)},
                       [this, gen](redisReply* r) {
                         if (gen != generation_) return;
                         --buckets_in_flight_;
                         if (r != nullptr) on_bucket(r);
                         load_buckets();
                       });
+    if (!sent) break;  // the loop checks the connection: not reached
+    ++buckets_in_flight_;
     if (next_bucket_ == 0) break;  // one pass per wrap: the next tick goes on
   }
 }
@@ -127,7 +128,8 @@ void Sweep::on_bucket(redisReply* r) {
     if (budget_ > 0) --budget_;
     const uint64_t gen = generation_;
     NodeIndex n = *node;
-    conn->command({"EXISTS", key}, [this, gen, k = std::string(key), n](redisReply* e) {
+    // Not sent (cannot happen: up, node_conn): the entry is looked at again next pass.
+    (void)conn->command({"EXISTS", key}, [this, gen, k = std::string(key), n](redisReply* e) {
       if (gen != generation_ || e == nullptr || e->type != REDIS_REPLY_INTEGER) return;
       if (e->integer == 0) c_.retire(k, n);
     });
@@ -142,10 +144,9 @@ void Sweep::scan_nodes() {
     NodeScan& s = scans_[i];
     ControlConn* conn = c_.node_conn(i);
     if (s.in_flight || conn == nullptr || !c_.main().up()) continue;
-    s.in_flight = true;
     budget_ -= std::min(budget_, count);
     const uint64_t gen = generation_;
-    conn->command({"SCAN", s.cursor, "COUNT", std::to_string(count)}, [this, gen, i](redisReply* r) {
+    s.in_flight = conn->command({"SCAN", s.cursor, "COUNT", std::to_string(count)}, [this, gen, i](redisReply* r) {
       if (gen != generation_) return;
       scans_[i].in_flight = false;
       if (r != nullptr) on_scan(i, r);
@@ -167,14 +168,16 @@ void Sweep::on_scan(NodeIndex node, redisReply* r) {
       s.tags.insert(std::string(dk));
       continue;
     }
-    c_.main().command({"HGET", MainStore::bucket_name(dk), dk},
+    // Not sent (the main server went down during the scan): this key is looked at
+    // again on the next pass.
+    (void)c_.main().command({"HGET", MainStore::bucket_name(dk), dk},
                       [this, gen, node, k = std::string(dk)](redisReply* e) {
                         if (gen != generation_ || e == nullptr) return;
                         if (e->type == REDIS_REPLY_NIL) {
                           // A committed move's source copy not yet deleted is no orphan:
                           // adopting it would bring back a key deleted since on its new node.
                           std::string member = c_.nodes()[node].name() + '\n' + k;
-                          c_.main().command({"SISMEMBER", scripts::kMovesCleanKey, member},
+                          (void)c_.main().command({"SISMEMBER", scripts::kMovesCleanKey, member},
                                             [this, gen, node, k](redisReply* m) {
                                               if (gen != generation_ || m == nullptr ||
                                                   m->type != REDIS_REPLY_INTEGER || m->integer != 0)

@@ -420,7 +420,7 @@ void client_unblock(Server& server, Request& req) {
     return;
   }
   const std::string node_id = std::to_string(lease->conn->node_client_id());
-  control->command({"CLIENT", "UNBLOCK", node_id, how}, [](redisReply*) {});
+  control->post({"CLIENT", "UNBLOCK", node_id, how});
   resp::add_integer(req.reply, 1);
 }
 

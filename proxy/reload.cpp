@@ -35,7 +35,7 @@ void Server::record_node_list() {
     return;
   }
   node_list_recorded_ = true;
-  publisher_->command({"SET", balancer::scripts::kNodesKey, node_list()}, [](redisReply*) {});
+  publisher_->post({"SET", balancer::scripts::kNodesKey, node_list()});
 }
 
 namespace {

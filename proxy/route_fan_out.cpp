@@ -59,7 +59,7 @@ bool Router::begin_flush(Request* req) {
     return true;
   }
   ++req->placements_pending;
-  main->command({"INCR", balancer::scripts::kFlushesKey}, [this, req](redisReply* r) {
+  (void)main->command({"INCR", balancer::scripts::kFlushesKey}, [this, req](redisReply* r) {  // up: checked above
     --req->placements_pending;
     req->flush_begun = true;
     if (r == nullptr || r->type == REDIS_REPLY_ERROR) req->error = main_unavailable("the FLUSHALL was not begun");
@@ -87,7 +87,7 @@ void Router::route_control(Request* req) {
   for (NodeIndex i = 0; i < n; ++i) {
     const uint32_t f = add_fragment(req, i);
     ++req->fragments_pending;
-    server_.poller().conn(i)->command(req->argv, [this, req, f, i](redisReply* r) {
+    (void)server_.poller().conn(i)->command(req->argv, [this, req, f, i](redisReply* r) {  // up: checked above
       resp::Buffer reply;
       encode_reply(r, reply);
       if (reply.empty()) resp::add_error(reply, "ERR node " + server_.nodes()[i].name() + " connection lost");

@@ -72,7 +72,7 @@ bool Router::colocate(Request* req) {
   for (size_t i = 0; i < req->keys.size(); ++i) {
     if (req->key_nodes[i] < 0 || req->key_nodes[i] == target) continue;
     const std::string ask = prefix + std::string(balancer::directory_key(req->argv[req->keys[i].argv_index]));
-    main->command({"RPUSH", balancer::scripts::kAskedKey, ask}, [](redisReply*) {});
+    main->post({"RPUSH", balancer::scripts::kAskedKey, ask});
   }
   ++server_.stats().colocations;
   req->colocating = true;

@@ -376,12 +376,10 @@ void Server::pump_parked() {
 void Server::refresh_shared_state(uint64_t now) {
   if (now - last_draining_ms_ < 1000 || draining_in_flight_ || publisher() == nullptr) return;
   last_draining_ms_ = now;
-  draining_in_flight_ = true;
   if (!node_list_recorded_) record_node_list();
   // Each proxy's own list: a move to a node waits until every registered proxy has it.
-  publisher_->command({"HSET", balancer::scripts::kProxyNodesKey, main_store_->origin(), node_list()},
-                      [](redisReply*) {});
-  publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {
+  publisher_->post({"HSET", balancer::scripts::kProxyNodesKey, main_store_->origin(), node_list()});
+  (void)publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {  // up: checked above
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     const bool differs = balancer::reply_text(r) != node_list();
     if (differs && !node_list_differs_)
@@ -397,7 +395,7 @@ void Server::refresh_shared_state(uint64_t now) {
       if (config_.nodes[i].drain) drain_node(i, true, [](const std::string&) {});  // read back below, or next second
     draining_announced_ = true;
   }
-  publisher_->command({"SMEMBERS", balancer::scripts::kDrainingKey}, [this](redisReply* r) {
+  draining_in_flight_ = publisher_->command({"SMEMBERS", balancer::scripts::kDrainingKey}, [this](redisReply* r) {
     draining_in_flight_ = false;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
     std::vector<bool> draining(nodes_.size(), false);
@@ -413,7 +411,7 @@ void Server::drain_node(balancer::NodeIndex node, bool on, AdminDone done) {
     return;
   }
   set_draining(node, on);  // this proxy at once; the others within a second
-  publisher_->command({on ? "SADD" : "SREM", balancer::scripts::kDrainingKey, nodes_[node].name()},
+  (void)publisher_->command({on ? "SADD" : "SREM", balancer::scripts::kDrainingKey, nodes_[node].name()},  // up: checked above
                       [done](redisReply* r) {
                         if (r == nullptr) done("ERR main server connection lost: the drain may not be recorded");
                         else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
@@ -426,7 +424,7 @@ void Server::ask_rebalancer(std::string what, AdminDone done) {
     done("ERR main server " + config_.main.name + " is unavailable: the rebalancer is asked through it");
     return;
   }
-  publisher_->command({"RPUSH", balancer::scripts::kAskedKey, what}, [done](redisReply* r) {
+  (void)publisher_->command({"RPUSH", balancer::scripts::kAskedKey, what}, [done](redisReply* r) {  // up: checked above
     if (r == nullptr) done("ERR main server connection lost: the request may not be recorded");
     else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
     else done("");

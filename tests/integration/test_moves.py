@@ -64,7 +64,8 @@ def mover_lines(c):
 def wait_settled(c, timeout=60):
     # Twice, a little apart: a move asked may begin between the two reads of one check.
     wait_for(lambda: settled(c) and (time.sleep(0.3) or settled(c)), timeout,
-             lambda: "moves to settle: " + "; ".join(mover_lines(c)))
+             lambda: f"moves to settle (asked {c.main.client.llen('hr:rebalance:asked')}, to clean up "
+                     f"{c.main.client.scard('hr:moves:clean')}): " + "; ".join(mover_lines(c)))
 
 
 def ask_random_move(rnd, clients, keys, names):
