@@ -103,18 +103,19 @@ void Coordinator::try_lease() {
   if (lease_in_flight_ || !main_->up() || !store_.loaded()) return;
   const std::string origin = store_.origin();
   const uint64_t asked = now;
-  lease_in_flight_ = main_->command({"EVALSHA", scripts::sha(Script::Lease), "0", origin, std::to_string(kLeaseMs), "take"},
-                 [this, origin, asked](redisReply* r) {
-                   lease_in_flight_ = false;
-                   if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return;
-                   const auto token = static_cast<uint64_t>(r->integer);
-                   if (token == 0 || origin != store_.origin()) {
-                     if (active()) became_inactive("another proxy holds the coordinator lease");
-                     return;
-                   }
-                   lease_renewed_ms_ = asked;  // the lease runs from when it was asked for, at the latest
-                   if (token != token_) became_active(token);
-                 });
+  lease_in_flight_ =
+      main_->command({"EVALSHA", scripts::sha(Script::Lease), "0", origin, std::to_string(kLeaseMs), "take"},
+                     [this, origin, asked](redisReply* r) {
+                       lease_in_flight_ = false;
+                       if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return;
+                       const auto token = static_cast<uint64_t>(r->integer);
+                       if (token == 0 || origin != store_.origin()) {
+                         if (active()) became_inactive("another proxy holds the coordinator lease");
+                         return;
+                       }
+                       lease_renewed_ms_ = asked;  // the lease runs from when it was asked for, at the latest
+                       if (token != token_) became_active(token);
+                     });
 }
 
 void Coordinator::became_active(uint64_t token) {
@@ -404,13 +405,14 @@ void Coordinator::fence(const std::string& id) {
       fencing_.erase(id);  // tried again at the next poll
       return;
     }
-    const bool sent = main_->command({"EVALSHA", scripts::sha(Script::DropProxy), "0", lease_value_, id}, [this, id](redisReply* r) {
-      if (lease_lost(r)) return;
-      fencing_.erase(id);
-      proxies_.erase(id);
-      ++counters_.fenced;
-      spdlog::warn("coordinator: proxy {} fenced and dropped", id);
-    });
+    const bool sent =
+        main_->command({"EVALSHA", scripts::sha(Script::DropProxy), "0", lease_value_, id}, [this, id](redisReply* r) {
+          if (lease_lost(r)) return;
+          fencing_.erase(id);
+          proxies_.erase(id);
+          ++counters_.fenced;
+          spdlog::warn("coordinator: proxy {} fenced and dropped", id);
+        });
     if (!sent) fencing_.erase(id);  // the main server is down: fenced again at a later poll
   };
   const std::string marker = "hr:fence:" + id;

@@ -161,23 +161,25 @@ void MainStore::start_load() {
   removed_during_load_.clear();
   unknown_nodes_.clear();
   ++sent_;
-  (void)cmd_->command({"EVALSHA", scripts::sha(Script::Layout), "1", scripts::kLayoutKey, layout_, kUnversionedLayout},  // up: checked above
-                [this, gen](redisReply* r) {
-                  if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
-                  if (r->type == REDIS_REPLY_ERROR) {
-                    retry_load("checking the directory's layout answered " + std::string(reply_text(r)));
-                    return;
-                  }
-                  std::string_view theirs = r->type == REDIS_REPLY_STRING ? reply_text(r) : "unreadable";
-                  if (theirs != layout_) {
-                    if (on_fatal_)
-                      on_fatal_("the directory on main server " + config_.name + " has layout '" + std::string(theirs) +
-                                "' and this headroom reads '" + layout_ + "': it would not find the keys placed there");
-                    return;
-                  }
-                  dir_.begin_epoch();
-                  load_next();
-                });
+  // Up (checked above): sent.
+  (void)cmd_->command({"EVALSHA", scripts::sha(Script::Layout), "1", scripts::kLayoutKey, layout_, kUnversionedLayout},
+                      [this, gen](redisReply* r) {
+                        if (gen != load_generation_ || r == nullptr) return;  // superseded, or the connection is gone
+                        if (r->type == REDIS_REPLY_ERROR) {
+                          retry_load("checking the directory's layout answered " + std::string(reply_text(r)));
+                          return;
+                        }
+                        std::string_view theirs = r->type == REDIS_REPLY_STRING ? reply_text(r) : "unreadable";
+                        if (theirs != layout_) {
+                          if (on_fatal_)
+                            on_fatal_("the directory on main server " + config_.name + " has layout '" +
+                                      std::string(theirs) + "' and this headroom reads '" + layout_ +
+                                      "': it would not find the keys placed there");
+                          return;
+                        }
+                        dir_.begin_epoch();
+                        load_next();
+                      });
 }
 
 // A load that cannot complete: start over in a while.

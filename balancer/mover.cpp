@@ -567,7 +567,8 @@ void Mover::clean_up() {
   enter(Phase::Cleanup);
   cleanup_due_ = false;
   const uint64_t gen = gen_;
-  (void)c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)c_.main().command({"SRANDMEMBER", kMovesCleanKey, "512"}, [this, gen](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
       enter(Phase::Idle);

@@ -205,7 +205,8 @@ void Rebalancer::move_asked() {
   for (size_t i = 0; i < batch->size(); ++i) {
     const std::string& dk = (*batch)[i].dir_key;
     // The main server is up (checked above): every read of this loop is sent.
-    (void)c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, batch, left, from, i, to](redisReply* r) {
+    (void)c_.main().command({"HGET", MainStore::bucket_name(dk), dk}, [this, gen, batch, left, from, i,
+                                                                       to](redisReply* r) {
       if (gen != gen_) return;
       scripts::EntryValue ev;
       if (r != nullptr && r->type == REDIS_REPLY_STRING && scripts::parse_entry_value(reply_text(r), ev))
@@ -219,8 +220,10 @@ void Rebalancer::move_asked() {
       if (per_node[src] == 0) return;
       std::vector<std::string> keys;
       for (size_t k = 0; k < batch->size(); ++k) {
-        if ((*from)[k] == src) keys.push_back((*batch)[k].dir_key);
-        else if ((*from)[k] >= 0) asked_.push_back((*batch)[k]);  // another source: a later batch
+        if ((*from)[k] == src)
+          keys.push_back((*batch)[k].dir_key);
+        else if ((*from)[k] >= 0)
+          asked_.push_back((*batch)[k]);  // another source: a later batch
       }
       if (!mover_.start(src, to, keys))
         for (auto& k : keys) asked_.push_front({std::move(k), to});  // not now: tried again next tick
@@ -235,7 +238,8 @@ void Rebalancer::sample(const MovePlan& plan) {
   const uint64_t gen = gen_;
   const auto from = static_cast<NodeIndex>(plan.from);
   const size_t count = plan.bytes == UINT64_MAX ? kDrainSampleKeys : kSampleKeys;
-  sampling_ = src->command({"SCAN", cursors_[from], "COUNT", std::to_string(count)}, [this, gen, plan, from](redisReply* r) {
+  sampling_ = src->command({"SCAN", cursors_[from], "COUNT", std::to_string(count)}, [this, gen, plan,
+                                                                                      from](redisReply* r) {
     if (gen != gen_) return;
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY) {
       sampling_ = false;

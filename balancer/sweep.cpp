@@ -83,13 +83,13 @@ void Sweep::load_buckets() {
       fast_ = false;
     }
     ++reads_;
-    const bool sent = c_.main().command({"EVALSHA", scripts::sha(Script::LoadBucket), "1", MainStore::bucket_name(bucket)},
-                      [this, gen](redisReply* r) {
-                        if (gen != generation_) return;
-                        --buckets_in_flight_;
-                        if (r != nullptr) on_bucket(r);
-                        load_buckets();
-                      });
+    const bool sent = c_.main().command(
+        {"EVALSHA", scripts::sha(Script::LoadBucket), "1", MainStore::bucket_name(bucket)}, [this, gen](redisReply* r) {
+          if (gen != generation_) return;
+          --buckets_in_flight_;
+          if (r != nullptr) on_bucket(r);
+          load_buckets();
+        });
     if (!sent) break;  // the loop checks the connection: not reached
     ++buckets_in_flight_;
     if (next_bucket_ == 0) break;  // one pass per wrap: the next tick goes on

@@ -97,7 +97,8 @@ void Leases::unblock(uint64_t id, balancer::NodeIndex node, int attempt) {
     return;
   }
   const std::string cid = std::to_string(it->second.conn->node_client_id());
-  (void)control->command({"CLIENT", "UNBLOCK", cid}, [this, id, node, attempt](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)control->command({"CLIENT", "UNBLOCK", cid}, [this, id, node, attempt](redisReply* r) {
     if (r != nullptr && r->type == REDIS_REPLY_INTEGER && r->integer == 1) return;
     unblock(id, node, attempt + 1);
   });

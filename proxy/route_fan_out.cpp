@@ -59,7 +59,8 @@ bool Router::begin_flush(Request* req) {
     return true;
   }
   ++req->placements_pending;
-  (void)main->command({"INCR", balancer::scripts::kFlushesKey}, [this, req](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)main->command({"INCR", balancer::scripts::kFlushesKey}, [this, req](redisReply* r) {
     --req->placements_pending;
     req->flush_begun = true;
     if (r == nullptr || r->type == REDIS_REPLY_ERROR) req->error = main_unavailable("the FLUSHALL was not begun");
@@ -87,7 +88,8 @@ void Router::route_control(Request* req) {
   for (NodeIndex i = 0; i < n; ++i) {
     const uint32_t f = add_fragment(req, i);
     ++req->fragments_pending;
-    (void)server_.poller().conn(i)->command(req->argv, [this, req, f, i](redisReply* r) {  // up: checked above
+    // Up (checked above): sent.
+    (void)server_.poller().conn(i)->command(req->argv, [this, req, f, i](redisReply* r) {
       resp::Buffer reply;
       encode_reply(r, reply);
       if (reply.empty()) resp::add_error(reply, "ERR node " + server_.nodes()[i].name() + " connection lost");

@@ -88,7 +88,8 @@ bool Router::route_pubsub(Request* req) {
   std::vector<std::string_view> argv(args.begin(), args.end());
   const uint32_t f = add_fragment(req, 0);
   ++req->fragments_pending;
-  (void)main->command(argv, [this, req, f, names, pairs](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)main->command(argv, [this, req, f, names, pairs](redisReply* r) {
     resp::Buffer reply;
     encode_reply(r, reply);
     if (reply.empty()) resp::add_error(reply, main_unavailable("the connection was lost"));

@@ -379,7 +379,8 @@ void Server::refresh_shared_state(uint64_t now) {
   if (!node_list_recorded_) record_node_list();
   // Each proxy's own list: a move to a node waits until every registered proxy has it.
   publisher_->post({"HSET", balancer::scripts::kProxyNodesKey, main_store_->origin(), node_list()});
-  (void)publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)publisher_->command({"GET", balancer::scripts::kNodesKey}, [this](redisReply* r) {
     if (r == nullptr || r->type != REDIS_REPLY_STRING) return;
     const bool differs = balancer::reply_text(r) != node_list();
     if (differs && !node_list_differs_)
@@ -411,12 +412,17 @@ void Server::drain_node(balancer::NodeIndex node, bool on, AdminDone done) {
     return;
   }
   set_draining(node, on);  // this proxy at once; the others within a second
-  (void)publisher_->command({on ? "SADD" : "SREM", balancer::scripts::kDrainingKey, nodes_[node].name()},  // up: checked above
-                      [done](redisReply* r) {
-                        if (r == nullptr) done("ERR main server connection lost: the drain may not be recorded");
-                        else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
-                        else done("");
-                      });
+  // Up (checked above): sent.
+  (void)publisher_->command(
+      {on ? "SADD" : "SREM", balancer::scripts::kDrainingKey, nodes_[node].name()},
+      [done](redisReply* r) {
+        if (r == nullptr)
+          done("ERR main server connection lost: the drain may not be recorded");
+        else if (r->type == REDIS_REPLY_ERROR)
+          done(std::string(balancer::reply_text(r)));
+        else
+          done("");
+      });
 }
 
 void Server::ask_rebalancer(std::string what, AdminDone done) {
@@ -424,7 +430,8 @@ void Server::ask_rebalancer(std::string what, AdminDone done) {
     done("ERR main server " + config_.main.name + " is unavailable: the rebalancer is asked through it");
     return;
   }
-  (void)publisher_->command({"RPUSH", balancer::scripts::kAskedKey, what}, [done](redisReply* r) {  // up: checked above
+  // Up (checked above): sent.
+  (void)publisher_->command({"RPUSH", balancer::scripts::kAskedKey, what}, [done](redisReply* r) {
     if (r == nullptr) done("ERR main server connection lost: the request may not be recorded");
     else if (r->type == REDIS_REPLY_ERROR) done(std::string(balancer::reply_text(r)));
     else done("");
