@@ -37,9 +37,13 @@ for i, k in ipairs(KEYS) do redis.call('RESTORE', k, ARGV[2 * i], ARGV[2 * i + 1
 return #KEYS
 )";
 // One restore call carries at most this many keys or payload bytes: a script blocks
-// its node while it runs, so each stays short (about a millisecond).
-constexpr size_t kRestoreKeysPerCall = 128;
-constexpr size_t kRestoreBytesPerCall = 1 << 20;
+// its node while it runs, so each stays short (a quarter of a millisecond).
+constexpr size_t kRestoreKeysPerCall = 32;
+constexpr size_t kRestoreBytesPerCall = 256 << 10;
+// A node runs every command one read brings in before it serves another client: a
+// batch's thousands of DUMPs sent at once would hold the node's clients back for
+// milliseconds. The copy keeps this many keys' DUMP and PTTL in flight.
+constexpr size_t kCopyWindow = 32;
 constexpr std::string_view kNodeUnlink = R"(
 redis.call('SELECT', 1)
 local f = tonumber(redis.call('GET', 'hr:mover:fence') or '0')
@@ -393,33 +397,62 @@ void Mover::scan_tag(size_t item, std::string cursor) {
 
 void Mover::copy() {
   enter(Phase::Copy);
-  ControlConn* src = c_.node_conn(from_);
-  if (src == nullptr) {
+  if (c_.node_conn(from_) == nullptr) {
     fail("the source node is unreachable");
     return;
   }
   left_ = 1;  // held until every command is sent
-  const uint64_t gen = gen_;
-  for (size_t i = 0; i < items_.size(); ++i) {
-    Item& it = items_[i];
+  copy_next_ = {0, 0};
+  copy_in_flight_ = 0;
+  copy_all_sent_ = false;
+  for (Item& it : items_) {
     it.dumps.assign(it.keys.size(), {});
     it.ttls.assign(it.keys.size(), -2);
-    for (size_t k = 0; k < it.keys.size(); ++k) {
-      counted(src->command({"DUMP", it.keys[k]}, [this, gen, i, k](redisReply* r) {
-        if (gen != gen_) return;
-        if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) failed_ = true;
-        else if (r->type == REDIS_REPLY_STRING) items_[i].dumps[k].assign(r->str, r->len);
-        step_done();
-      }));
-      counted(src->command({"PTTL", it.keys[k]}, [this, gen, i, k](redisReply* r) {
-        if (gen != gen_) return;
-        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) failed_ = true;
-        else items_[i].ttls[k] = r->integer;
-        step_done();
-      }));
-    }
   }
-  step_done();
+  copy_more();
+}
+
+// Sends the next keys' DUMP and PTTL while fewer than kCopyWindow keys are in flight;
+// once the last is sent, the phase's hold goes.
+void Mover::copy_more() {
+  ControlConn* src = c_.node_conn(from_);
+  const uint64_t gen = gen_;
+  auto& [i, k] = copy_next_;
+  while (i < items_.size() && copy_in_flight_ < kCopyWindow) {
+    if (k == items_[i].keys.size()) {
+      ++i;
+      k = 0;
+      continue;
+    }
+    const std::string& key = items_[i].keys[k];
+    const bool sent = src != nullptr && src->command({"DUMP", key}, [this, gen, i, k](redisReply* r) {
+      if (gen != gen_) return;
+      if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) failed_ = true;
+      else if (r->type == REDIS_REPLY_STRING) items_[i].dumps[k].assign(r->str, r->len);
+    });
+    // The PTTL's answer comes after the DUMP's (one connection, in order): it ends the key.
+    if (!sent || !src->command({"PTTL", key}, [this, gen, i, k](redisReply* r) {
+          if (gen != gen_) return;
+          if (r == nullptr || r->type != REDIS_REPLY_INTEGER) failed_ = true;
+          else items_[i].ttls[k] = r->integer;
+          --copy_in_flight_;
+          step_done();
+          if (gen == gen_ && phase_ == Phase::Copy) copy_more();
+        })) {
+      // Not sent (the connection is down): nothing more goes; what is out is answered
+      // (with nothing, as the connection drops) and the phase fails then.
+      failed_ = true;
+      i = items_.size();
+      break;
+    }
+    ++copy_in_flight_;
+    ++left_;
+    ++k;
+  }
+  if (i == items_.size() && !copy_all_sent_) {
+    copy_all_sent_ = true;
+    step_done();
+  }
 }
 
 // A command of the phase: sent, it is one more answer to wait for; not sent (the

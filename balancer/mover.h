@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "balancer/control_conn.h"
@@ -102,6 +103,7 @@ class Mover {
   void collect();
   void scan_tag(size_t item, std::string cursor);
   void copy();
+  void copy_more();
   void restore();
   void remove_from_source(const std::vector<size_t>& committed);
   std::string cleanup_member(NodeIndex node, std::string_view key) const;
@@ -136,6 +138,9 @@ class Mover {
   bool cleanup_due_ = false;  // hr:moves:clean may list copies to delete: no batch begins before clean_up
   bool failed_ = false;
   size_t left_ = 0;  // commands outstanding in this phase
+  std::pair<size_t, size_t> copy_next_;  // the copy's next (item, key) to read
+  size_t copy_in_flight_ = 0;            // keys whose DUMP and PTTL are unanswered
+  bool copy_all_sent_ = false;
   std::vector<Item> items_;
   uint64_t last_bytes_ = 0, last_keys_ = 0;
   uint64_t retry_after_ms_ = 0;  // interrupted moves that failed are tried again from then
