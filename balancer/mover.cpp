@@ -425,28 +425,31 @@ void Mover::copy_more() {
       continue;
     }
     const std::string& key = items_[i].keys[k];
-    const bool sent = src != nullptr && src->command({"DUMP", key}, [this, gen, i, k](redisReply* r) {
-      if (gen != gen_) return;
-      if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) failed_ = true;
-      else if (r->type == REDIS_REPLY_STRING) items_[i].dumps[k].assign(r->str, r->len);
-    });
     // The PTTL's answer comes after the DUMP's (one connection, in order): it ends the key.
-    if (!sent || !src->command({"PTTL", key}, [this, gen, i, k](redisReply* r) {
+    const bool sent =
+        src != nullptr &&
+        src->command({"DUMP", key},
+                     [this, gen, i, k](redisReply* r) {
+                       if (gen != gen_) return;
+                       if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) failed_ = true;
+                       else if (r->type == REDIS_REPLY_STRING) items_[i].dumps[k].assign(r->str, r->len);
+                     }) &&
+        src->command({"PTTL", key}, [this, gen, i, k](redisReply* r) {
           if (gen != gen_) return;
           if (r == nullptr || r->type != REDIS_REPLY_INTEGER) failed_ = true;
           else items_[i].ttls[k] = r->integer;
           --copy_in_flight_;
           step_done();
           if (gen == gen_ && phase_ == Phase::Copy) copy_more();
-        })) {
-      // Not sent (the connection is down): nothing more goes; what is out is answered
-      // (with nothing, as the connection drops) and the phase fails then.
-      failed_ = true;
+        });
+    counted(sent);
+    if (!sent) {
+      // The connection is down: nothing more goes; what is out is answered (with
+      // nothing, as the connection drops) and the phase fails then.
       i = items_.size();
       break;
     }
     ++copy_in_flight_;
-    ++left_;
     ++k;
   }
   if (i == items_.size() && !copy_all_sent_) {
