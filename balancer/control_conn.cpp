@@ -70,7 +70,7 @@ void ControlConn::stop() {
 void ControlConn::connect_now() {
   if (stopping_ || connecting_ || stream_.is_open()) return;
   connecting_ = true;
-  reader_ = redisReaderCreate();
+  reader_ = arena_.make_reader();
   net::StreamOptions options;
   options.keepalive_s = timeouts_.keepalive_s;
   options.connect_timeout_ms = timeouts_.connect_ms;
@@ -153,7 +153,7 @@ bool ControlConn::take_replies() {
     if (subscription_ && !(is_pong(r) && !pending_.empty())) {
       subscription_(r);
     } else if (pending_.empty()) {
-      freeReplyObject(r);
+      arena_.release();
       drop("a reply with no command waiting for it");
       return false;
     } else {
@@ -161,7 +161,7 @@ bool ControlConn::take_replies() {
       pending_.pop_front();
       fn(r);
     }
-    freeReplyObject(r);
+    arena_.release();
     if (reader != reader_) return false;  // dropped meanwhile: the reader is gone
   }
 }

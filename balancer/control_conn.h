@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "balancer/reply_arena.h"
 #include "conf/config.h"
 #include "net/backoff.h"
 #include "net/stream.h"
@@ -122,6 +123,7 @@ class ControlConn final : private net::Stream::Owner {
   resp::Buffer out_;  // commands not yet written
   net::Stream stream_;
   net::Backoff backoff_;
+  ReplyArena arena_;  // the replies' memory (declared before the reader it outlives)
   redisReader* reader_ = nullptr;
   uv_timer_t* timer_ = nullptr;     // reconnect backoff, PING while loading; owned
   uv_timer_t* watchdog_ = nullptr;  // command timeout and heartbeat; owned
