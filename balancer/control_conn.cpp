@@ -166,8 +166,8 @@ bool ControlConn::take_replies() {
   }
 }
 
-void ControlConn::send(const std::vector<std::string_view>& argv, ReplyFn fn) {
-  resp::add_command(out_, std::span<const std::string_view>(argv.data(), argv.size()));
+void ControlConn::send(std::span<const std::string_view> argv, ReplyFn fn) {
+  resp::add_command(out_, argv);
   pending_.push_back({std::move(fn), uv_now(loop_)});
   schedule_flush();
 }
@@ -177,7 +177,7 @@ void ControlConn::schedule_flush() {
   uv_idle_start(flusher_, [](uv_idle_t* h) { static_cast<ControlConn*>(h->data)->flush(); });
 }
 
-bool ControlConn::command(const std::vector<std::string_view>& argv, ReplyFn fn) {
+bool ControlConn::command(std::span<const std::string_view> argv, ReplyFn fn) {
   if (!up_) return false;
   send(argv, std::move(fn));
   return true;

@@ -18,7 +18,9 @@
 #include <uv.h>
 
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,13 +74,20 @@ class ControlConn final : private net::Stream::Owner {
 
   // Sends a command. Returns false (and does not call `fn`) when not connected:
   // whatever waits for `fn` (a flag, a count) must not wait then, hence nodiscard.
-  [[nodiscard]] bool command(const std::vector<std::string_view>& argv, ReplyFn fn);
+  // argv is read during the call only; a braced list builds no vector.
+  [[nodiscard]] bool command(std::span<const std::string_view> argv, ReplyFn fn);
+  [[nodiscard]] bool command(std::initializer_list<std::string_view> argv, ReplyFn fn) {
+    return command(std::span<const std::string_view>(argv.begin(), argv.size()), std::move(fn));
+  }
   // The same for one command already encoded in RESP (a caller that builds large
   // commands often encodes into a buffer of its own).
   [[nodiscard]] bool command_encoded(std::string_view resp_command, ReplyFn fn);
   // A command whose reply nothing waits for (best effort: dropped when not connected;
   // what it does is done again, or found by the sweep, if it is lost).
-  void post(const std::vector<std::string_view>& argv) { (void)command(argv, [](redisReply*) {}); }
+  void post(std::span<const std::string_view> argv) { (void)command(argv, [](redisReply*) {}); }
+  void post(std::initializer_list<std::string_view> argv) {
+    post(std::span<const std::string_view>(argv.begin(), argv.size()));
+  }
   void post_encoded(std::string_view resp_command) { (void)command_encoded(resp_command, [](redisReply*) {}); }
 
   // For subscriber connections: SUBSCRIBE, then `fn` gets every message pushed on
@@ -103,7 +112,10 @@ class ControlConn final : private net::Stream::Owner {
   bool take_replies();
   void probe();
   void became_up();
-  void send(const std::vector<std::string_view>& argv, ReplyFn fn);
+  void send(std::span<const std::string_view> argv, ReplyFn fn);
+  void send(std::initializer_list<std::string_view> argv, ReplyFn fn) {
+    send(std::span<const std::string_view>(argv.begin(), argv.size()), std::move(fn));
+  }
   void schedule_flush();
   void flush();
   // Closes the socket and fails every pending command; then reconnects unless stopping.

@@ -22,6 +22,8 @@ constexpr uint32_t kRenewMs = 1000;
 constexpr uint64_t kTickMs = 50;           // barrier, settling, retires, sweep
 constexpr size_t kMaxBatch = 256;          // keys per script call
 constexpr size_t kMaxSettle = 512;         // entries settled per round
+static_assert(kMaxSettle <= 0xffff, "a settle reply's tag holds the item in 16 bits");
+constexpr size_t kMaxSpareNodes = 4096;    // settling and waiting nodes kept for reuse
 constexpr std::string_view kFenceTtl = "86400";
 // The keyevent notifications that mean a key has gone from its node.
 constexpr std::string_view kGoneEvents[] = {"__keyevent@0__:del", "__keyevent@0__:expired",
@@ -299,8 +301,16 @@ void Coordinator::on_change(char kind, uint64_t seq, std::string_view key, NodeI
 }
 
 void Coordinator::settle_later(std::string dir_key, NodeIndex node, std::string value, uint64_t seq) {
-  if (!active() || !waiting_keys_.insert(dir_key).second) return;  // waiting already (the sweep found it again)
-  settling_.emplace(seq, Waiting{std::move(dir_key), node, std::move(value), seq});
+  if (!active() || !remember_waiting(dir_key)) return;  // waiting already (the sweep found it again)
+  if (spare_settling_.empty()) {
+    settling_.emplace(seq, Waiting{std::move(dir_key), node, std::move(value), seq});
+    return;
+  }
+  auto n = std::move(spare_settling_.back());
+  spare_settling_.pop_back();
+  n.key() = seq;
+  n.mapped() = Waiting{std::move(dir_key), node, std::move(value), seq};
+  settling_.insert(std::move(n));
 }
 
 void Coordinator::node_scanned() {
@@ -462,60 +472,77 @@ void Coordinator::fence(const std::string& id) {
 // then each is removed (absent) or made live again (present), if unchanged.
 void Coordinator::settle_round() {
   if (settle_in_flight_ || !main_->up()) return;
-  std::vector<Waiting> batch;
-  while (!settling_.empty() && batch.size() < kMaxSettle && settling_.begin()->first <= barrier_) {
+  SettleRound& round = round_;
+  round.items.clear();
+  while (!settling_.empty() && round.items.size() < kMaxSettle && settling_.begin()->first <= barrier_) {
     auto node = settling_.extract(settling_.begin());
-    waiting_keys_.erase(node.mapped().key);
-    batch.push_back(std::move(node.mapped()));
+    forget_waiting(node.mapped().key);
+    round.items.push_back(std::move(node.mapped()));
+    if (spare_settling_.size() < kMaxSpareNodes) spare_settling_.push_back(std::move(node));
   }
-  if (batch.empty()) return;
+  if (round.items.empty()) return;
   settle_in_flight_ = true;
-  struct Round {
-    std::vector<Waiting> items;
-    // per item: 1 present, 0 absent, -1 unknown (node unreachable), -2 a tag whose node
-    // has not been scanned since the barrier passed its retirement
-    std::vector<int8_t> present;
-    size_t left = 0;
-  };
-  auto round = std::make_shared<Round>();
-  round->items = std::move(batch);
-  round->present.assign(round->items.size(), -1);
-  const uint64_t token = token_;
-  auto finish = [this, round, token]() {
-    if (token != token_) return;  // another term: became_active cleared the flag
-    std::vector<const Waiting*> gone, back;
-    for (size_t k = 0; k < round->items.size(); ++k) {
-      if (round->present[k] == 0) gone.push_back(&round->items[k]);
-      else if (round->present[k] == 1) back.push_back(&round->items[k]);
-      else if (round->present[k] == -2 && waiting_keys_.insert(round->items[k].key).second)
-        tags_waiting_.push_back(std::move(round->items[k]));
-      else if (round->present[k] == -1)  // its node is unreachable: later
-        settle_later(std::move(round->items[k].key), round->items[k].node, std::move(round->items[k].value),
-                     round->items[k].seq);
-    }
-    if (!gone.empty()) send_settle('D', gone);
-    if (!back.empty()) send_settle('P', back);
-    settle_in_flight_ = false;
-  };
-  for (size_t k = 0; k < round->items.size(); ++k) {
-    const Waiting& w = round->items[k];
+  ++round.id;
+  round.present.assign(round.items.size(), -1);
+  round.left = 0;
+  for (size_t k = 0; k < round.items.size(); ++k) {
+    const Waiting& w = round.items[k];
     if (is_tag(w.key)) {
       // No single key to look for: a write through the entry before the barrier
       // (after a FLUSHALL, say) may have left any key of the tag. A scan of the node
       // begun after the barrier finds it if it is there.
       const auto seen = sweep_->tag_seen(w.node, w.key, w.seq);
-      round->present[k] = seen ? (*seen ? 1 : 0) : -2;
+      round.present[k] = seen ? (*seen ? 1 : 0) : -2;
       continue;
     }
     ControlConn* c = node_conn(w.node);
     if (c == nullptr) continue;
-    const bool sent = c->command({"EXISTS", w.key}, [round, k, finish](redisReply* r) {
-      if (r != nullptr && r->type == REDIS_REPLY_INTEGER) round->present[k] = r->integer > 0 ? 1 : 0;
-      if (--round->left == 0) finish();
+    // The capture fits std::function's own storage: no allocation per key.
+    const bool sent = c->command({"EXISTS", w.key}, [this, tag = round.id << 16 | k](redisReply* r) {
+      on_exists(tag, r);
     });
-    if (sent) ++round->left;  // else unknown (-1): settled later
+    if (sent) ++round.left;  // else unknown (-1): settled later
   }
-  if (round->left == 0) finish();
+  if (round.left == 0) finish_round();
+}
+
+void Coordinator::on_exists(uint64_t tag, redisReply* r) {
+  if (!settle_in_flight_ || tag >> 16 != round_.id) return;  // another term's round
+  const size_t k = tag & 0xffff;
+  if (r != nullptr && r->type == REDIS_REPLY_INTEGER) round_.present[k] = r->integer > 0 ? 1 : 0;
+  if (--round_.left == 0) finish_round();
+}
+
+void Coordinator::finish_round() {
+  SettleRound& round = round_;
+  round.gone.clear();
+  round.back.clear();
+  for (size_t k = 0; k < round.items.size(); ++k) {
+    Waiting& w = round.items[k];
+    if (round.present[k] == 0) round.gone.push_back(&w);
+    else if (round.present[k] == 1) round.back.push_back(&w);
+    else if (round.present[k] == -2 && remember_waiting(w.key)) tags_waiting_.push_back(std::move(w));
+    else if (round.present[k] == -1)  // its node is unreachable: later
+      settle_later(std::move(w.key), w.node, std::move(w.value), w.seq);
+  }
+  if (!round.gone.empty()) send_settle('D', round.gone);
+  if (!round.back.empty()) send_settle('P', round.back);
+  settle_in_flight_ = false;
+}
+
+bool Coordinator::remember_waiting(const std::string& key) {
+  if (spare_keys_.empty()) return waiting_keys_.insert(key).second;
+  auto node = std::move(spare_keys_.back());
+  spare_keys_.pop_back();
+  node.value() = key;
+  auto placed = waiting_keys_.insert(std::move(node));
+  if (!placed.inserted) spare_keys_.push_back(std::move(placed.node));
+  return placed.inserted;
+}
+
+void Coordinator::forget_waiting(const std::string& key) {
+  auto node = waiting_keys_.extract(key);
+  if (!node.empty() && spare_keys_.size() < kMaxSpareNodes) spare_keys_.push_back(std::move(node));
 }
 
 void Coordinator::send_settle(char mode, const std::vector<const Waiting*>& items) {

@@ -135,7 +135,12 @@ class Coordinator {
   void on_proxies(redisReply* r);
   void fence(const std::string& id);
   void settle_round();
+  void on_exists(uint64_t tag, redisReply* r);
+  void finish_round();
   void send_settle(char mode, const std::vector<const Waiting*>& items);
+  // waiting_keys_ with its nodes reused: a DEL's retirement allocates nothing once warm
+  bool remember_waiting(const std::string& key);  // false: waiting already
+  void forget_waiting(const std::string& key);
 
   uv_loop_t* loop_;
   const conf::Config& config_;
@@ -165,6 +170,21 @@ class Coordinator {
   std::multimap<uint64_t, Waiting> settling_;               // retiring, by the change that retired them
   std::vector<Waiting> tags_waiting_;  // past the barrier, waiting for a scan of their node begun after it
   std::unordered_set<std::string> waiting_keys_;  // the keys in settling_ and tags_waiting_
+  // Nodes taken out of settling_ and waiting_keys_, kept for the next entries (bounded).
+  std::vector<std::multimap<uint64_t, Waiting>::node_type> spare_settling_;
+  std::vector<std::unordered_set<std::string>::node_type> spare_keys_;
+  // The settle round in flight (one at a time), reused: its EXISTS replies carry
+  // (id << 16 | item), so a reply of an earlier term's round is told apart.
+  struct SettleRound {
+    std::vector<Waiting> items;
+    // per item: 1 present, 0 absent, -1 unknown (node unreachable), -2 a tag whose node
+    // has not been scanned since the barrier passed its retirement
+    std::vector<int8_t> present;
+    std::vector<const Waiting*> gone, back;
+    size_t left = 0;
+    uint64_t id = 0;
+  };
+  SettleRound round_;
   uint64_t barrier_ = 0;  // every registered proxy has acknowledged this far
   std::unordered_map<std::string, ProxySeen> proxies_;
   std::unordered_set<std::string> fencing_;  // ids being fenced now
